@@ -1,0 +1,383 @@
+//! Table tests, one per rule, and a simulator that drives whole LANs of elections through random
+//! loss, partitions, crashes, restarts and planned stops.
+
+use super::*;
+
+const DEAD: Duration = Duration::from_millis(350);
+
+fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+fn node(node_id: u32, priority: u8) -> Election {
+    Election::new(Settings { node_id, priority, dead_time: DEAD }, ms(0))
+}
+
+fn peer(node_id: u32, priority: u8, state: NodeState, last_seen_ms: u64) -> PeerView {
+    PeerView { node_id, priority, state, last_seen: ms(last_seen_ms) }
+}
+
+fn tick(election: &mut Election, now_ms: u64, peers: &[PeerView]) -> Output {
+    election.handle(Event::Tick { now: ms(now_ms), peers })
+}
+
+const PROMOTE: [Action; 3] = [Action::AddVips, Action::SendGratuitousArp, Action::SendHeartbeat];
+const DEMOTE: [Action; 2] = [Action::RemoveVips, Action::SendHeartbeat];
+
+#[test]
+fn starts_standby_and_waits_the_dead_time_alone() {
+    let mut n = node(1, 100);
+    assert_eq!(n.state(), State::Standby);
+    assert_eq!(tick(&mut n, 349, &[]), Output::default());
+    assert_eq!(n.next_deadline(&[]), Some(ms(350)));
+    let out = tick(&mut n, 350, &[]);
+    assert_eq!(out.actions, PROMOTE);
+    assert_eq!(n.state(), State::Active);
+}
+
+#[test]
+fn table_of_standby_decisions() {
+    use NodeState::{Active as A, Standby as S};
+    // (my priority, peers, now, expect ACTIVE afterwards)
+    let cases: Vec<(&str, u8, Vec<PeerView>, u64, bool)> = vec![
+        ("less worthy ACTIVE peer: take over after the dead time", 200, vec![peer(2, 100, A, 340)], 350, true),
+        ("more worthy live peer: stay", 100, vec![peer(2, 200, S, 340)], 400, false),
+        ("more worthy peer dead for the dead time: take over", 100, vec![peer(2, 200, A, 100)], 450, true),
+        ("more worthy peer dead for less than the dead time: wait", 100, vec![peer(2, 200, A, 100)], 449, false),
+        ("more worthy peer released: take over at once", 100, vec![peer(2, 0, A, 399)], 400, true),
+        ("equal priority, higher node id: stay", 100, vec![peer(2, 100, S, 390)], 400, false),
+        ("equal priority, lower node id: take over", 100, vec![peer(0, 100, A, 390)], 400, true),
+        ("release of one, a second more worthy live: stay", 100, vec![peer(2, 0, A, 399), peer(3, 150, S, 390)], 400, false),
+    ];
+    for (name, priority, peers, now, expect_active) in cases {
+        let mut n = node(1, priority);
+        tick(&mut n, now, &peers);
+        assert_eq!(n.state() == State::Active, expect_active, "{name}");
+    }
+}
+
+#[test]
+fn a_release_before_the_start_up_wait_is_over_waits() {
+    // A node that has run for less than the dead time has not heard everyone yet.
+    let mut n = node(1, 100);
+    tick(&mut n, 100, &[peer(2, 0, NodeState::Active, 99)]);
+    assert_eq!(n.state(), State::Standby);
+    tick(&mut n, 350, &[peer(2, 0, NodeState::Active, 99)]);
+    assert_eq!(n.state(), State::Active);
+}
+
+fn active_node(node_id: u32, priority: u8) -> Election {
+    let mut n = node(node_id, priority);
+    tick(&mut n, 350, &[]);
+    assert_eq!(n.state(), State::Active);
+    n
+}
+
+#[test]
+fn active_steps_down_for_a_more_worthy_active_at_once() {
+    let mut n = active_node(1, 100);
+    let out = tick(&mut n, 400, &[peer(2, 200, NodeState::Active, 399)]);
+    assert_eq!(out.actions, DEMOTE);
+    assert_eq!(n.state(), State::Standby);
+    assert!(out.transition.unwrap().reason.contains("more worthy ACTIVE"));
+}
+
+#[test]
+fn active_keeps_the_vip_for_less_worthy_or_standby_or_dead_peers() {
+    use NodeState::{Active as A, Standby as S};
+    for peers in [
+        vec![peer(2, 50, A, 399)],  // split brain, I am more worthy
+        vec![peer(2, 200, S, 399)], // more worthy joiner, still waiting
+        vec![peer(2, 200, A, 10)],  // more worthy ACTIVE but long dead
+        vec![peer(2, 0, A, 399)],   // releasing
+    ] {
+        let mut n = active_node(1, 100);
+        assert_eq!(tick(&mut n, 400, &peers), Output::default(), "{peers:?}");
+        assert_eq!(n.state(), State::Active);
+    }
+}
+
+#[test]
+fn split_brain_resolves_to_the_more_worthy() {
+    let mut a = active_node(1, 200);
+    let mut b = active_node(2, 100);
+    // The partition heals: each hears the other ACTIVE.
+    tick(&mut a, 1000, &[peer(2, 100, NodeState::Active, 999)]);
+    tick(&mut b, 1000, &[peer(1, 200, NodeState::Active, 999)]);
+    assert_eq!((a.state(), b.state()), (State::Active, State::Standby));
+}
+
+#[test]
+fn shutdown_of_active_waits_for_a_successor() {
+    let mut n = active_node(1, 200);
+    let out = n.handle(Event::Shutdown { now: ms(1000) });
+    assert_eq!(out.actions, [Action::SendHeartbeat]);
+    assert_eq!(n.state(), State::Releasing);
+    assert_eq!(n.advertised(), (NodeState::Active, 0));
+    let standby = [peer(2, 100, NodeState::Standby, 1000)];
+    assert_eq!(tick(&mut n, 1001, &standby), Output::default());
+    let out = tick(&mut n, 1002, &[peer(2, 100, NodeState::Active, 1002)]);
+    assert_eq!(out.actions, [Action::RemoveVips, Action::Exit]);
+    assert_eq!(n.state(), State::Stopped);
+}
+
+#[test]
+fn shutdown_of_active_gives_up_after_the_dead_time_or_when_alone() {
+    let mut n = active_node(1, 200);
+    n.handle(Event::Shutdown { now: ms(1000) });
+    let standby = [peer(2, 100, NodeState::Standby, 1300)];
+    tick(&mut n, 1349, &standby);
+    assert_eq!(n.state(), State::Releasing);
+    assert_eq!(n.next_deadline(&standby), Some(ms(1350)));
+    tick(&mut n, 1350, &standby);
+    assert_eq!(n.state(), State::Stopped);
+
+    let mut alone = active_node(1, 200);
+    alone.handle(Event::Shutdown { now: ms(1000) });
+    let out = tick(&mut alone, 1000, &[]);
+    assert_eq!(out.actions, [Action::RemoveVips, Action::Exit]);
+}
+
+#[test]
+fn shutdown_of_standby_announces_and_exits() {
+    let mut n = node(1, 100);
+    let out = n.handle(Event::Shutdown { now: ms(10) });
+    assert_eq!(out.actions, [Action::SendHeartbeat, Action::Exit]);
+    assert_eq!(n.advertised().1, 0);
+}
+
+#[test]
+fn second_shutdown_while_releasing_stops_at_once() {
+    let mut n = active_node(1, 200);
+    n.handle(Event::Shutdown { now: ms(1000) });
+    let out = n.handle(Event::Shutdown { now: ms(1001) });
+    assert_eq!(out.actions, [Action::RemoveVips, Action::Exit]);
+}
+
+/// A deterministic xorshift generator, so the simulator needs no dependency and every failure
+/// reproduces from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.next() % 1000 < per_mille
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One simulated node: its election, its peer table, and whether it runs and is connected.
+struct SimNode {
+    election: Election,
+    table: Vec<PeerView>,
+    running: bool,
+    connected: bool,
+    next_heartbeat: u64,
+}
+
+/// A LAN of nodes exchanging heartbeats every `INTERVAL` ms, stepped 5 ms at a time.
+struct Lan {
+    nodes: Vec<SimNode>,
+    priorities: Vec<u8>,
+    loss_per_mille: u64,
+    now: u64,
+}
+
+const INTERVAL: u64 = 100;
+const STEP: u64 = 5;
+
+impl Lan {
+    fn new(priorities: &[u8], rng: &mut Rng) -> Self {
+        let nodes = priorities
+            .iter()
+            .enumerate()
+            .map(|(i, &priority)| SimNode {
+                election: Election::new(
+                    Settings { node_id: i as u32 + 1, priority, dead_time: DEAD },
+                    ms(0),
+                ),
+                table: Vec::new(),
+                running: true,
+                connected: true,
+                next_heartbeat: rng.below(INTERVAL),
+            })
+            .collect();
+        Self { nodes, priorities: priorities.to_vec(), loss_per_mille: 0, now: 0 }
+    }
+
+    fn deliver(&mut self, from: usize, rng: &mut Rng) {
+        let (state, priority) = self.nodes[from].election.advertised();
+        let node_id = from as u32 + 1;
+        for to in 0..self.nodes.len() {
+            if to == from || !self.nodes[to].running || !self.nodes[to].connected {
+                continue;
+            }
+            if rng.chance(self.loss_per_mille) {
+                continue;
+            }
+            let view = PeerView { node_id, priority, state, last_seen: ms(self.now) };
+            let table = &mut self.nodes[to].table;
+            match table.iter_mut().find(|p| p.node_id == node_id) {
+                Some(entry) => *entry = view,
+                None => table.push(view),
+            }
+        }
+    }
+
+    fn apply(&mut self, i: usize, out: Output, rng: &mut Rng) {
+        for action in out.actions {
+            match action {
+                Action::SendHeartbeat if self.nodes[i].connected => self.deliver(i, rng),
+                Action::Exit => self.nodes[i].running = false,
+                _ => {}
+            }
+        }
+    }
+
+    fn step(&mut self, rng: &mut Rng) {
+        self.now += STEP;
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].running {
+                continue;
+            }
+            if self.now >= self.nodes[i].next_heartbeat {
+                self.nodes[i].next_heartbeat += INTERVAL;
+                if self.nodes[i].connected {
+                    self.deliver(i, rng);
+                }
+            }
+            let now = ms(self.now);
+            let node = &mut self.nodes[i];
+            let out = node.election.handle(Event::Tick { now, peers: &node.table });
+            self.apply(i, out, rng);
+        }
+    }
+
+    fn run_for(&mut self, duration: u64, rng: &mut Rng) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.step(rng);
+        }
+    }
+
+    fn active(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].running
+                    && matches!(self.nodes[i].election.state(), State::Active | State::Releasing)
+            })
+            .collect()
+    }
+
+    fn most_worthy_running(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].running && self.nodes[i].connected)
+            .max_by_key(|&i| (self.priorities[i], i))
+    }
+
+    fn restart(&mut self, i: usize, rng: &mut Rng) {
+        let settings = *self.nodes[i].election.settings();
+        self.nodes[i] = SimNode {
+            election: Election::new(settings, ms(self.now)),
+            table: Vec::new(),
+            running: true,
+            connected: true,
+            next_heartbeat: self.now + rng.below(INTERVAL),
+        };
+    }
+}
+
+/// Settling time after the last disturbance: the dead time, a heartbeat, and margin.
+const SETTLE: u64 = 350 + 2 * INTERVAL;
+
+fn assert_one_most_worthy_active(lan: &Lan, seed: u64, what: &str) {
+    let active = lan.active();
+    assert_eq!(active.len(), 1, "seed {seed}: after {what}, ACTIVE nodes {active:?}");
+    assert_eq!(Some(active[0]), lan.most_worthy_running(), "seed {seed}: after {what}");
+}
+
+#[test]
+fn simulator_converges_through_random_disturbances() {
+    for seed in 1..=1500u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let count = 2 + rng.below(4) as usize;
+        // Distinct priorities half the time, ties (broken by node id) the other half.
+        let priorities: Vec<u8> = (0..count)
+            .map(|i| if seed % 2 == 0 { 10 + rng.below(240) as u8 } else { 100 + (i as u8 % 2) })
+            .collect();
+        let mut lan = Lan::new(&priorities, &mut rng);
+        lan.run_for(SETTLE + 200, &mut rng);
+        assert_one_most_worthy_active(&lan, seed, "start-up");
+
+        for _round in 0..4 {
+            let victim = lan.active()[0];
+            match rng.below(4) {
+                0 => {
+                    // Link cut, then heal.
+                    lan.nodes[victim].connected = false;
+                    lan.run_for(SETTLE, &mut rng);
+                    let others = lan.active().into_iter().filter(|&i| i != victim).count();
+                    assert_eq!(others, 1, "seed {seed}: one takeover while the link is cut");
+                    lan.nodes[victim].connected = true;
+                }
+                1 => {
+                    // Crash (no release), then restart.
+                    lan.nodes[victim].running = false;
+                    lan.run_for(SETTLE, &mut rng);
+                    assert_one_most_worthy_active(&lan, seed, "a crash");
+                    lan.restart(victim, &mut rng);
+                }
+                2 => {
+                    // Planned stop: the release hands over, then the node comes back.
+                    let now = ms(lan.now);
+                    let out = lan.nodes[victim].election.handle(Event::Shutdown { now });
+                    lan.apply(victim, out, &mut rng);
+                    lan.run_for(SETTLE, &mut rng);
+                    assert!(!lan.nodes[victim].running, "seed {seed}: the stopped node exits");
+                    if lan.nodes.len() > 1 {
+                        assert_one_most_worthy_active(&lan, seed, "a planned stop");
+                    }
+                    lan.restart(victim, &mut rng);
+                }
+                _ => {
+                    // Heavy loss for a while: flapping is allowed, the outcome after is not.
+                    lan.loss_per_mille = 300;
+                    lan.run_for(2000, &mut rng);
+                    lan.loss_per_mille = 0;
+                }
+            }
+            lan.run_for(SETTLE + 200, &mut rng);
+            assert_one_most_worthy_active(&lan, seed, "healing");
+        }
+    }
+}
+
+#[test]
+fn simulator_no_false_transition_at_one_percent_loss() {
+    // 1% loss, ten minutes of simulated time per seed: a takeover needs four heartbeats in a row
+    // lost, so false transitions should be (nearly) absent.
+    let mut transitions = 0;
+    for seed in 1..=20u64 {
+        let mut rng = Rng(seed * 7919);
+        let mut lan = Lan::new(&[200, 150, 100], &mut rng);
+        lan.run_for(SETTLE + 200, &mut rng);
+        lan.loss_per_mille = 10;
+        let mut last = lan.active();
+        for _ in 0..(600_000 / STEP) {
+            lan.step(&mut rng);
+            let now = lan.active();
+            if now != last {
+                transitions += 1;
+                last = now;
+            }
+        }
+    }
+    assert!(transitions <= 4, "{transitions} transitions in 200 simulated minutes at 1% loss");
+}

@@ -1,0 +1,17 @@
+//! Types shared by the ha-agent XDP program (`ha-ebpf`) and user space (`ha-agent`).
+//!
+//! Everything here is `no_std` and allocation-free so that the very same decoder runs inside the
+//! XDP program and in the agent's tests. Two parts:
+//!
+//! - [`wire`]: the heartbeat packet (protocol v1, see `docs/PROTOCOL.md`), its encoder and the one
+//!   decoder both sides use.
+//! - [`maps`]: the `#[repr(C)]` records stored in the BPF maps, with explicit padding so that the
+//!   kernel, the eBPF object's BTF and user space agree byte for byte.
+#![no_std]
+#![deny(missing_docs)]
+
+pub mod maps;
+pub mod wire;
+
+pub use maps::*;
+pub use wire::*;

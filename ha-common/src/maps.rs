@@ -1,0 +1,201 @@
+//! Records kept in the XDP program's BPF maps.
+//!
+//! All are `#[repr(C)]` with explicit padding fields, so that there are no implicit holes: the
+//! kernel copies them as bytes, `bpftool` prints them by their BTF field names, and the agent
+//! reads them back through `aya::Pod`.
+
+/// Name of the hash map of peers, keyed by [`PeerKey`], valued by [`PeerRecord`].
+pub const PEERS_MAP: &str = "PEERS";
+/// Name of the per-CPU array (one slot) of [`XdpStats`].
+pub const STATS_MAP: &str = "STATS";
+/// Name of the array (one slot) holding the [`XdpConfig`] the agent writes before attaching.
+pub const CONFIG_MAP: &str = "CONFIG";
+/// Name of the ring buffer of [`PeerEvent`]s that wakes the agent.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the XDP program in the eBPF object.
+pub const XDP_PROGRAM: &str = "ha_xdp";
+/// How many peers the map holds; a LAN segment with more HA nodes in one place is not a use case.
+pub const MAX_PEERS: u32 = 256;
+
+/// Key of the peer map: one entry per (group, node id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PeerKey {
+    /// VIP group.
+    pub group: u32,
+    /// Sender's node id.
+    pub node_id: u32,
+}
+
+/// What the XDP program last saw of a peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PeerRecord {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the last valid heartbeat arrived.
+    pub last_seen_ns: u64,
+    /// Sequence number of the last valid heartbeat.
+    pub sequence: u64,
+    /// Valid heartbeats received from this peer since the map was created.
+    pub packets: u64,
+    /// The peer's advertised heartbeat interval in milliseconds.
+    pub interval_ms: u32,
+    /// 802.1Q VLAN id the heartbeat came on, 0 when untagged.
+    pub vlan_id: u16,
+    /// 4 or 6: which IP family `src_addr` holds.
+    pub family: u8,
+    /// Explicit padding; always 0.
+    pub _pad0: u8,
+    /// Source address: IPv6, or IPv4 in the first four bytes.
+    pub src_addr: [u8; 16],
+    /// Source MAC address.
+    pub src_mac: [u8; 6],
+    /// The peer's advertised worthiness; 0 means it is releasing.
+    pub priority: u8,
+    /// The peer's advertised state, a `NodeState` value.
+    pub state: u8,
+}
+
+/// Settings the agent writes into the `CONFIG` map before attaching the program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct XdpConfig {
+    /// Heartbeat UDP port, host byte order. 0 means "not configured": every frame passes.
+    pub port: u16,
+    /// Explicit padding; always 0.
+    pub _pad0: u16,
+    /// The group this agent serves; heartbeats of other groups are counted and passed.
+    pub group: u32,
+    /// This agent's own node id; heartbeats carrying it are counted and passed.
+    pub own_node_id: u32,
+    /// Explicit padding; always 0.
+    pub _pad1: u32,
+}
+
+/// Per-CPU counters of every verdict and every rejection reason.
+///
+/// A field per reason (rather than an array) so that `bpftool map dump` names each one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct XdpStats {
+    /// Frames that are not heartbeats (not IP, not UDP, another port, fragments): passed.
+    pub passed: u64,
+    /// Valid heartbeats recorded in the peer map: dropped.
+    pub accepted: u64,
+    /// Frames to the heartbeat port that end before the headers or payload they announce.
+    pub truncated: u64,
+    /// UDP payload to the heartbeat port that is not exactly one heartbeat long.
+    pub bad_length: u64,
+    /// Payload without the heartbeat magic.
+    pub bad_magic: u64,
+    /// Heartbeat of a protocol version this program does not speak.
+    pub bad_version: u64,
+    /// Heartbeat with an undefined state, flag or reserved value.
+    pub bad_field: u64,
+    /// Heartbeat of another VIP group.
+    pub wrong_group: u64,
+    /// Heartbeat carrying this node's own id (a duplicate node id on the LAN).
+    pub own_echo: u64,
+    /// Peer events lost because the ring buffer was full (the 100 ms poll still sees the change).
+    pub events_lost: u64,
+}
+
+impl XdpStats {
+    /// Field-wise sum, for folding the per-CPU copies into one.
+    pub fn add(&mut self, other: &Self) {
+        self.passed += other.passed;
+        self.accepted += other.accepted;
+        self.truncated += other.truncated;
+        self.bad_length += other.bad_length;
+        self.bad_magic += other.bad_magic;
+        self.bad_version += other.bad_version;
+        self.bad_field += other.bad_field;
+        self.wrong_group += other.wrong_group;
+        self.own_echo += other.own_echo;
+        self.events_lost += other.events_lost;
+    }
+
+    /// Every counter with its name, in declaration order (for status output).
+    pub fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("passed", self.passed),
+            ("accepted", self.accepted),
+            ("truncated", self.truncated),
+            ("bad_length", self.bad_length),
+            ("bad_magic", self.bad_magic),
+            ("bad_version", self.bad_version),
+            ("bad_field", self.bad_field),
+            ("wrong_group", self.wrong_group),
+            ("own_echo", self.own_echo),
+            ("events_lost", self.events_lost),
+        ]
+    }
+}
+
+/// Bits of [`PeerEvent::changes`].
+pub mod change {
+    /// First heartbeat from this peer since the map was created.
+    pub const NEW_PEER: u32 = 1;
+    /// The peer's advertised state changed.
+    pub const STATE: u32 = 2;
+    /// The peer's advertised worthiness changed (0 = it is releasing).
+    pub const PRIORITY: u32 = 4;
+    /// The peer was silent for longer than two of its intervals and is heard again.
+    pub const REVIVED: u32 = 8;
+}
+
+/// Sent on the `EVENTS` ring buffer when a peer needs the agent's attention at once.
+///
+/// Not sent for an ordinary heartbeat: the agent polls the peer map for those.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PeerEvent {
+    /// VIP group.
+    pub group: u32,
+    /// The peer's node id.
+    pub node_id: u32,
+    /// Bitmask of [`change`] constants.
+    pub changes: u32,
+    /// The peer's new worthiness.
+    pub priority: u8,
+    /// The peer's new state.
+    pub state: u8,
+    /// Explicit padding; always 0.
+    pub _pad0: [u8; 2],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), made only of integers and byte arrays, with every
+    // padding byte an explicit field: any bit pattern is a valid value.
+    unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::PeerRecord {}
+    unsafe impl aya::Pod for super::XdpConfig {}
+    unsafe impl aya::Pod for super::XdpStats {}
+    unsafe impl aya::Pod for super::PeerEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<PeerKey>(), 8);
+        assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1);
+        assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
+        assert_eq!(size_of::<XdpConfig>(), 16);
+        assert_eq!(size_of::<XdpStats>(), 8 * 10);
+        assert_eq!(size_of::<PeerEvent>(), 16);
+    }
+
+    #[test]
+    fn stats_add_and_named_agree() {
+        let mut total = XdpStats { passed: 1, events_lost: 2, ..Default::default() };
+        total.add(&XdpStats { passed: 3, accepted: 4, ..Default::default() });
+        let named = total.named();
+        assert_eq!(named[0], ("passed", 4));
+        assert_eq!(named[1], ("accepted", 4));
+        assert_eq!(named[9], ("events_lost", 2));
+    }
+}

@@ -1,0 +1,259 @@
+//! Heartbeat wire format, protocol version 1.
+//!
+//! One fixed-size UDP payload of [`HEARTBEAT_LEN`] bytes, all integers in network byte order:
+//!
+//! | offset | size | field        |
+//! |-------:|-----:|--------------|
+//! | 0      | 4    | magic `HAHB` |
+//! | 4      | 1    | version (1)  |
+//! | 5      | 1    | state        |
+//! | 6      | 1    | priority (worthiness; 0 = releasing) |
+//! | 7      | 1    | flags (0; reserved) |
+//! | 8      | 4    | group id     |
+//! | 12     | 4    | node id      |
+//! | 16     | 4    | sender's interval in ms |
+//! | 20     | 4    | reserved (0) |
+//! | 24     | 8    | sequence number |
+//! | 32     | 8    | authentication tag |
+
+/// First four bytes of every heartbeat: ASCII `HAHB`.
+pub const MAGIC: u32 = u32::from_be_bytes(*b"HAHB");
+/// The protocol version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Size of a heartbeat payload in bytes; any other UDP payload length is rejected.
+pub const HEARTBEAT_LEN: usize = 40;
+/// Default UDP port for heartbeats.
+pub const DEFAULT_PORT: u16 = 9740;
+/// Default IPv4 multicast group (organisation-local scope, never routed off the LAN).
+pub const DEFAULT_MCAST_V4: [u8; 4] = [239, 255, 97, 1];
+/// Byte offset of the authentication tag, which covers bytes `0..TAG_OFFSET`.
+pub const TAG_OFFSET: usize = 32;
+
+/// What a node says it is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum NodeState {
+    /// Not holding the VIP; ready to take over.
+    Standby = 1,
+    /// Holding the VIP.
+    Active = 2,
+}
+
+impl NodeState {
+    /// Decodes a state byte; `None` for values this version does not define.
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Standby),
+            2 => Some(Self::Active),
+            _ => None,
+        }
+    }
+
+    /// Upper-case name as logged and shown by `ha-agent status`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Standby => "STANDBY",
+            Self::Active => "ACTIVE",
+        }
+    }
+}
+
+/// A decoded heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Sender's state.
+    pub state: NodeState,
+    /// Sender's worthiness; 0 means "releasing, do not count me".
+    pub priority: u8,
+    /// VIP group this heartbeat belongs to; several groups may share a LAN.
+    pub group: u32,
+    /// Sender's node id, unique within the group.
+    pub node_id: u32,
+    /// Sender's heartbeat interval in milliseconds.
+    pub interval_ms: u32,
+    /// Strictly increasing per sender (see `docs/PROTOCOL.md`).
+    pub sequence: u64,
+    /// Authentication tag over bytes `0..TAG_OFFSET`; 0 while authentication is off.
+    pub tag: u64,
+}
+
+/// Why a payload is not a heartbeat this version accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The payload is not exactly [`HEARTBEAT_LEN`] bytes.
+    BadLength,
+    /// The first four bytes are not [`MAGIC`].
+    BadMagic,
+    /// The version byte is not [`VERSION`].
+    BadVersion,
+    /// A field holds a value this version does not define (state, flags, reserved bytes).
+    BadField,
+}
+
+impl Heartbeat {
+    /// Encodes into the fixed wire layout.
+    pub fn encode(&self) -> [u8; HEARTBEAT_LEN] {
+        let mut buf = [0u8; HEARTBEAT_LEN];
+        buf[0..4].copy_from_slice(&MAGIC.to_be_bytes());
+        buf[4] = VERSION;
+        buf[5] = self.state as u8;
+        buf[6] = self.priority;
+        buf[7] = 0;
+        buf[8..12].copy_from_slice(&self.group.to_be_bytes());
+        buf[12..16].copy_from_slice(&self.node_id.to_be_bytes());
+        buf[16..20].copy_from_slice(&self.interval_ms.to_be_bytes());
+        buf[24..32].copy_from_slice(&self.sequence.to_be_bytes());
+        buf[32..40].copy_from_slice(&self.tag.to_be_bytes());
+        buf
+    }
+
+    /// Decodes a UDP payload of any length (user space, tests, fuzzing).
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let array: &[u8; HEARTBEAT_LEN] =
+            payload.try_into().map_err(|_| DecodeError::BadLength)?;
+        Self::decode_array(array)
+    }
+
+    /// Decodes a payload already known to be [`HEARTBEAT_LEN`] bytes long.
+    ///
+    /// This is the form the XDP program calls: a fixed-size array copied from the packet keeps
+    /// every access provably in bounds for the verifier.
+    #[inline(always)]
+    pub fn decode_array(buf: &[u8; HEARTBEAT_LEN]) -> Result<Self, DecodeError> {
+        if u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        if buf[4] != VERSION {
+            return Err(DecodeError::BadVersion);
+        }
+        let state = match NodeState::from_u8(buf[5]) {
+            Some(state) => state,
+            None => return Err(DecodeError::BadField),
+        };
+        if buf[7] != 0 || buf[20] | buf[21] | buf[22] | buf[23] != 0 {
+            return Err(DecodeError::BadField);
+        }
+        Ok(Self {
+            state,
+            priority: buf[6],
+            group: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+            node_id: u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]),
+            interval_ms: u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]),
+            sequence: u64::from_be_bytes([
+                buf[24], buf[25], buf[26], buf[27], buf[28], buf[29], buf[30], buf[31],
+            ]),
+            tag: u64::from_be_bytes([
+                buf[32], buf[33], buf[34], buf[35], buf[36], buf[37], buf[38], buf[39],
+            ]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Heartbeat {
+        Heartbeat {
+            state: NodeState::Active,
+            priority: 200,
+            group: 7,
+            node_id: 0xdead_beef,
+            interval_ms: 100,
+            sequence: 0x0102_0304_0506_0708,
+            tag: 0,
+        }
+    }
+
+    /// The exact bytes of `sample()`: a fixture that pins the wire layout.
+    const SAMPLE_BYTES: [u8; HEARTBEAT_LEN] = [
+        b'H', b'A', b'H', b'B', 1, 2, 200, 0, // magic, version, state, priority, flags
+        0, 0, 0, 7, // group
+        0xde, 0xad, 0xbe, 0xef, // node id
+        0, 0, 0, 100, // interval
+        0, 0, 0, 0, // reserved
+        1, 2, 3, 4, 5, 6, 7, 8, // sequence
+        0, 0, 0, 0, 0, 0, 0, 0, // tag
+    ];
+
+    #[test]
+    fn encode_matches_fixture() {
+        assert_eq!(sample().encode(), SAMPLE_BYTES);
+    }
+
+    #[test]
+    fn decode_fixture() {
+        assert_eq!(Heartbeat::decode(&SAMPLE_BYTES), Ok(sample()));
+    }
+
+    #[test]
+    fn rejects_short_and_long() {
+        assert_eq!(Heartbeat::decode(&SAMPLE_BYTES[..39]), Err(DecodeError::BadLength));
+        assert_eq!(Heartbeat::decode(&[]), Err(DecodeError::BadLength));
+        let mut long = [0u8; HEARTBEAT_LEN + 1];
+        long[..HEARTBEAT_LEN].copy_from_slice(&SAMPLE_BYTES);
+        assert_eq!(Heartbeat::decode(&long), Err(DecodeError::BadLength));
+    }
+
+    #[test]
+    fn rejects_bad_magic() {
+        let mut bytes = SAMPLE_BYTES;
+        bytes[0] = b'X';
+        assert_eq!(Heartbeat::decode(&bytes), Err(DecodeError::BadMagic));
+    }
+
+    #[test]
+    fn rejects_bad_version() {
+        for version in [0u8, 2, 255] {
+            let mut bytes = SAMPLE_BYTES;
+            bytes[4] = version;
+            assert_eq!(Heartbeat::decode(&bytes), Err(DecodeError::BadVersion));
+        }
+    }
+
+    #[test]
+    fn rejects_undefined_fields() {
+        for (offset, value) in [(5usize, 0u8), (5, 3), (7, 1), (20, 1), (23, 0x80)] {
+            let mut bytes = SAMPLE_BYTES;
+            bytes[offset] = value;
+            assert_eq!(Heartbeat::decode(&bytes), Err(DecodeError::BadField), "offset {offset}");
+        }
+    }
+
+    fn any_heartbeat() -> impl Strategy<Value = Heartbeat> {
+        (
+            prop_oneof![Just(NodeState::Standby), Just(NodeState::Active)],
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(|(state, priority, group, node_id, interval_ms, sequence, tag)| Heartbeat {
+                state,
+                priority,
+                group,
+                node_id,
+                interval_ms,
+                sequence,
+                tag,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(hb in any_heartbeat()) {
+            prop_assert_eq!(Heartbeat::decode(&hb.encode()), Ok(hb));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            // Whatever comes off the wire: an error or a heartbeat that re-encodes to the same bytes.
+            if let Ok(hb) = Heartbeat::decode(&bytes) {
+                prop_assert_eq!(&hb.encode()[..], &bytes[..]);
+            }
+        }
+    }
+}

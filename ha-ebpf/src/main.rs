@@ -1,0 +1,289 @@
+//! ha-agent's XDP program.
+//!
+//! For every frame on the agent's interface: parse Ethernet (with one 802.1Q/802.1ad tag), IPv4 or
+//! IPv6 and UDP; if the UDP destination is the heartbeat port, decode the heartbeat with the same
+//! decoder user space uses, check group and node id, record the peer in `PEERS`, wake the agent
+//! through `EVENTS` when something it must react to changed, and drop the frame (nobody above
+//! XDP needs it). Everything else passes untouched. Every verdict and rejection is counted in
+//! the per-CPU `STATS` map.
+#![no_std]
+#![no_main]
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    btf_maps::{Array, HashMap, PerCpuArray, RingBuf},
+    helpers::bpf_ktime_get_ns,
+    macros::{btf_map, xdp},
+    programs::XdpContext,
+};
+use aya_log_ebpf::debug;
+use ha_common::{
+    change, DecodeError, Heartbeat, PeerEvent, PeerKey, PeerRecord, XdpConfig, XdpStats,
+    HEARTBEAT_LEN, MAX_PEERS,
+};
+
+/// Peers by (group, node id). Written only here; read and pruned by the agent.
+#[btf_map]
+static PEERS: HashMap<PeerKey, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
+
+/// Verdict and rejection counters, one copy per CPU so the hot path needs no atomics.
+#[btf_map]
+static STATS: PerCpuArray<XdpStats, 1> = PerCpuArray::new();
+
+/// Written once by the agent before it attaches the program.
+#[btf_map]
+static CONFIG: Array<XdpConfig, 1> = Array::new();
+
+/// Wakes the agent at once for a new peer, a state or worthiness change, or a peer heard again
+/// after a silence. 16 KiB holds several hundred events, far more than a LAN of nodes produces
+/// between two of the agent's reads.
+#[btf_map]
+static EVENTS: RingBuf<PeerEvent, { 16 * 1024 }> = RingBuf::new();
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const IPV4_MIN_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+const UDP_HLEN: usize = 8;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_UDP: u8 = 17;
+
+/// What became of one frame; each maps to one `XdpStats` counter.
+enum Outcome {
+    /// Not a heartbeat at all.
+    NotHeartbeat,
+    /// Recorded in `PEERS`.
+    Accepted,
+    Truncated,
+    Rejected(DecodeError),
+    WrongGroup,
+    OwnEcho,
+}
+
+/// Where in the frame the heartbeat's IP source address sits, and its family.
+struct Source {
+    offset: usize,
+    family: u8,
+}
+
+#[xdp]
+pub fn ha_xdp(ctx: XdpContext) -> u32 {
+    let outcome = classify(&ctx);
+    count(&outcome);
+    match outcome {
+        Outcome::Accepted => xdp_action::XDP_DROP,
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// Bounds-checked pointer to a `T` at `offset` bytes into the frame.
+#[inline(always)]
+fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *const T)
+}
+
+/// Reads a big-endian u16 at `offset`.
+#[inline(always)]
+fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    let bytes: [u8; 2] = unsafe { *ptr_at::<[u8; 2]>(ctx, offset)? };
+    Some(u16::from_be_bytes(bytes))
+}
+
+#[inline(always)]
+fn classify(ctx: &XdpContext) -> Outcome {
+    let config = match CONFIG.get(0) {
+        Some(config) if config.port != 0 => *config,
+        _ => return Outcome::NotHeartbeat,
+    };
+
+    let Some(mut ethertype) = be16_at(ctx, 12) else {
+        return Outcome::NotHeartbeat;
+    };
+    let mut l3 = ETH_HLEN;
+    let mut vlan_id = 0u16;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        let (Some(tci), Some(inner)) = (be16_at(ctx, ETH_HLEN), be16_at(ctx, ETH_HLEN + 2)) else {
+            return Outcome::NotHeartbeat;
+        };
+        vlan_id = tci & 0x0fff;
+        ethertype = inner;
+        l3 += VLAN_HLEN;
+    }
+
+    let (l4, source) = match ethertype {
+        ETH_P_IP => {
+            let Some(header) = ptr_at::<[u8; IPV4_MIN_HLEN]>(ctx, l3) else {
+                return Outcome::NotHeartbeat;
+            };
+            let header = unsafe { *header };
+            let ihl = ((header[0] & 0x0f) as usize) * 4;
+            // Fragments (MF set or a non-zero offset) never hold a whole heartbeat.
+            let fragment = u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0;
+            if header[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || header[9] != IPPROTO_UDP || fragment {
+                return Outcome::NotHeartbeat;
+            }
+            (l3 + ihl, Source { offset: l3 + 12, family: 4 })
+        }
+        ETH_P_IPV6 => {
+            let Some(header) = ptr_at::<[u8; 8]>(ctx, l3) else {
+                return Outcome::NotHeartbeat;
+            };
+            // Heartbeats carry no extension headers: next header must be UDP itself.
+            if unsafe { (*header)[6] } != IPPROTO_UDP {
+                return Outcome::NotHeartbeat;
+            }
+            (l3 + IPV6_HLEN, Source { offset: l3 + 8, family: 6 })
+        }
+        _ => return Outcome::NotHeartbeat,
+    };
+
+    let Some(udp) = ptr_at::<[u8; UDP_HLEN]>(ctx, l4) else {
+        return Outcome::NotHeartbeat;
+    };
+    let udp = unsafe { *udp };
+    if u16::from_be_bytes([udp[2], udp[3]]) != config.port {
+        return Outcome::NotHeartbeat;
+    }
+    if u16::from_be_bytes([udp[4], udp[5]]) as usize != UDP_HLEN + HEARTBEAT_LEN {
+        return Outcome::Rejected(DecodeError::BadLength);
+    }
+    let Some(payload) = ptr_at::<[u8; HEARTBEAT_LEN]>(ctx, l4 + UDP_HLEN) else {
+        return Outcome::Truncated;
+    };
+    let payload = unsafe { core::ptr::read_unaligned(payload) };
+    let heartbeat = match Heartbeat::decode_array(&payload) {
+        Ok(heartbeat) => heartbeat,
+        Err(reason) => return Outcome::Rejected(reason),
+    };
+    if heartbeat.group != config.group {
+        return Outcome::WrongGroup;
+    }
+    if heartbeat.node_id == config.own_node_id {
+        return Outcome::OwnEcho;
+    }
+    record(ctx, &heartbeat, &source, vlan_id)
+}
+
+/// Updates the peer's record and raises an event if the agent must react now.
+#[inline(always)]
+fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16) -> Outcome {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
+
+    let mut src_addr = [0u8; 16];
+    if source.family == 4 {
+        let Some(addr) = ptr_at::<[u8; 4]>(ctx, source.offset) else {
+            return Outcome::Truncated;
+        };
+        src_addr[..4].copy_from_slice(unsafe { &*addr });
+    } else {
+        let Some(addr) = ptr_at::<[u8; 16]>(ctx, source.offset) else {
+            return Outcome::Truncated;
+        };
+        src_addr = unsafe { *addr };
+    }
+    let Some(src_mac) = ptr_at::<[u8; 6]>(ctx, 6) else {
+        return Outcome::Truncated;
+    };
+
+    let mut changes = 0u32;
+    let mut packets = 1u64;
+    match PEERS.get_ptr(key) {
+        Some(old) => {
+            let old = unsafe { &*old };
+            packets = old.packets + 1;
+            if old.state != heartbeat.state as u8 {
+                changes |= change::STATE;
+            }
+            if old.priority != heartbeat.priority {
+                changes |= change::PRIORITY;
+            }
+            // Silent for more than two of its intervals: it may come back from a partition as a
+            // second ACTIVE, which must be resolved now rather than at the next poll.
+            let silence_ns = now.saturating_sub(old.last_seen_ns);
+            if silence_ns > 2 * 1_000_000 * old.interval_ms as u64 {
+                changes |= change::REVIVED;
+            }
+        }
+        None => changes = change::NEW_PEER,
+    }
+
+    let new_record = PeerRecord {
+        last_seen_ns: now,
+        sequence: heartbeat.sequence,
+        packets,
+        interval_ms: heartbeat.interval_ms,
+        vlan_id,
+        family: source.family,
+        _pad0: 0,
+        src_addr,
+        src_mac: unsafe { *src_mac },
+        priority: heartbeat.priority,
+        state: heartbeat.state as u8,
+    };
+    if PEERS.insert(key, new_record, 0).is_err() {
+        // The map is full: more peers than MAX_PEERS. Leave the frame to the stack.
+        return Outcome::NotHeartbeat;
+    }
+
+    if changes != 0 {
+        if changes & change::NEW_PEER != 0 {
+            debug!(ctx, "new peer {} in group {}", heartbeat.node_id, heartbeat.group);
+        }
+        let event = PeerEvent {
+            group: heartbeat.group,
+            node_id: heartbeat.node_id,
+            changes,
+            priority: heartbeat.priority,
+            state: heartbeat.state as u8,
+            _pad0: [0; 2],
+        };
+        if EVENTS.output(event, 0).is_err() {
+            bump(|stats| stats.events_lost += 1);
+        }
+    }
+    Outcome::Accepted
+}
+
+/// Applies `f` to this CPU's counters.
+#[inline(always)]
+fn bump(f: impl FnOnce(&mut XdpStats)) {
+    if let Some(stats) = STATS.get_ptr_mut(0) {
+        f(unsafe { &mut *stats });
+    }
+}
+
+#[inline(always)]
+fn count(outcome: &Outcome) {
+    bump(|stats| match outcome {
+        Outcome::NotHeartbeat => stats.passed += 1,
+        Outcome::Accepted => stats.accepted += 1,
+        Outcome::Truncated => stats.truncated += 1,
+        Outcome::Rejected(DecodeError::BadLength) => stats.bad_length += 1,
+        Outcome::Rejected(DecodeError::BadMagic) => stats.bad_magic += 1,
+        Outcome::Rejected(DecodeError::BadVersion) => stats.bad_version += 1,
+        Outcome::Rejected(DecodeError::BadField) => stats.bad_field += 1,
+        Outcome::WrongGroup => stats.wrong_group += 1,
+        Outcome::OwnEcho => stats.own_echo += 1,
+    });
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
