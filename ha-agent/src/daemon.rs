@@ -6,6 +6,10 @@ use std::{
     io::{Read as _, Write as _},
     os::unix::net::UnixListener as StdUnixListener,
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -85,6 +89,8 @@ struct Agent {
     election: Election,
     peers: Vec<PeerView>,
     state_since: Duration,
+    /// Bumped whenever the VIPs are removed; a gratuitous ARP burst stops when it changes.
+    holding_epoch: Arc<AtomicU64>,
 }
 
 impl Agent {
@@ -131,10 +137,13 @@ impl Agent {
                     Ok(()) => info!(vips = ?self.vip_strings(), "VIPs added"),
                     Err(err) => error!("adding the VIPs failed: {err}"),
                 },
-                Action::RemoveVips => match self.vips.remove_all().await {
-                    Ok(count) => info!(count, "VIPs removed"),
-                    Err(err) => error!("removing the VIPs failed: {err}"),
-                },
+                Action::RemoveVips => {
+                    self.holding_epoch.fetch_add(1, Ordering::SeqCst);
+                    match self.vips.remove_all().await {
+                        Ok(count) => info!(count, "VIPs removed"),
+                        Err(err) => error!("removing the VIPs failed: {err}"),
+                    }
+                }
                 Action::SendGratuitousArp => self.announce(self.config.garp.count),
                 Action::SendHeartbeat => self.send_heartbeat().await,
                 Action::Exit => exit = true,
@@ -148,8 +157,11 @@ impl Agent {
         let interface = self.interface.clone();
         let vips = self.vips.vips().to_vec();
         let spacing = self.config.garp.spacing;
+        let epoch = Arc::clone(&self.holding_epoch);
+        let started_in = epoch.load(Ordering::SeqCst);
         tokio::task::spawn_blocking(move || {
-            if let Err(err) = garp::announce(&interface, &vips, count, spacing) {
+            let still_holder = || epoch.load(Ordering::SeqCst) == started_in;
+            if let Err(err) = garp::announce(&interface, &vips, count, spacing, still_holder) {
                 warn!("gratuitous ARP failed: {err}");
             }
         });
@@ -286,6 +298,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sender,
         peers: Vec::new(),
         state_since: now,
+        holding_epoch: Arc::new(AtomicU64::new(0)),
     };
     let result = main_loop(&mut agent, &mut events, &listener).await;
 

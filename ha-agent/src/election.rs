@@ -12,6 +12,8 @@
 //!   later: so a release hands over at once, a dead peer after the dead time;
 //! - an ACTIVE that hears a more worthy live ACTIVE steps down at once (preemption, and the end of
 //!   a split brain after a partition heals);
+//! - an ACTIVE that starts hearing a less worthy live ACTIVE announces the VIP again, since that
+//!   peer's gratuitous ARP has pointed the LAN's caches away from it while they were apart;
 //! - on shutdown an ACTIVE announces priority 0 and keeps the VIP until a peer is ACTIVE (or the
 //!   dead time has passed, or there is no live peer), so a planned stop has no gap.
 
@@ -133,12 +135,21 @@ pub struct Election {
     state: State,
     started_at: Duration,
     releasing_since: Duration,
+    /// While ACTIVE: whether a less worthy ACTIVE peer was heard at the last tick, so that its
+    /// appearance is answered with one announcement, not one per tick.
+    rival_heard: bool,
 }
 
 impl Election {
     /// A node that starts now, STANDBY.
     pub fn new(settings: Settings, now: Duration) -> Self {
-        Self { settings, state: State::Standby, started_at: now, releasing_since: Duration::ZERO }
+        Self {
+            settings,
+            state: State::Standby,
+            started_at: now,
+            releasing_since: Duration::ZERO,
+            rival_heard: false,
+        }
     }
 
     /// The current state.
@@ -208,6 +219,7 @@ impl Election {
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
         let from = self.state;
         self.state = to;
+        self.rival_heard = false;
         Output { actions, transition: Some(Transition { from, to, reason }) }
     }
 
@@ -242,7 +254,16 @@ impl Election {
                     .iter()
                     .filter(|p| p.state == NodeState::Active && self.is_better(p) && self.is_live(p, now))
                     .max_by_key(|p| (p.priority, p.node_id));
+                let rival_heard = peers
+                    .iter()
+                    .any(|p| p.state == NodeState::Active && !self.is_better(p) && self.is_live(p, now));
+                let first_heard = rival_heard && !self.rival_heard;
+                self.rival_heard = rival_heard;
                 match winner {
+                    None if first_heard => Output {
+                        actions: vec![Action::SendGratuitousArp, Action::SendHeartbeat],
+                        transition: None,
+                    },
                     Some(peer) => self.go(
                         State::Standby,
                         format!(

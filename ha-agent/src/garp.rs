@@ -94,12 +94,15 @@ pub fn announcement_frames(mac: [u8; 6], vips: &[Vip]) -> Vec<Vec<u8>> {
     frames
 }
 
-/// Sends the announcements `count` times, `spacing` apart. Blocking: run it off the async runtime.
+/// Sends the announcements `count` times, `spacing` apart, while `still_holder()` says the VIPs
+/// are still ours: a node that steps down mid-burst must not pull the LAN back to itself.
+/// Blocking: run it off the async runtime.
 pub fn announce(
     interface: &NetworkInterface,
     vips: &[Vip],
     count: u32,
     spacing: Duration,
+    still_holder: impl Fn() -> bool,
 ) -> std::io::Result<()> {
     let mac = interface
         .mac
@@ -113,6 +116,9 @@ pub fn announce(
     for round in 0..count {
         if round > 0 {
             std::thread::sleep(spacing);
+        }
+        if !still_holder() {
+            return Ok(());
         }
         for frame in &frames {
             match tx.send_to(frame, None) {

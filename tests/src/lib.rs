@@ -1,1 +1,387 @@
+//! Test LANs in network namespaces, for the integration tests and `cargo xtask demo`.
+//!
+//! A [`Lan`] is a switch namespace holding a bridge, plus host namespaces joined to it by veth
+//! pairs, addressed from 192.0.2.0/24. Every name carries a per-LAN prefix so tests run in
+//! parallel; every resource sits behind a guard whose `Drop` removes it, so a failing test
+//! leaves no namespace, agent, pin or VIP behind. Nothing here touches the root namespace's
+//! interfaces or sends to any address outside the LAN.
 
+use std::{
+    fs,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+
+/// The VIP the test LANs share.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+/// The VIP with its prefix, as the agent takes it.
+pub const VIP_CIDR: &str = "192.0.2.100/24";
+
+static LAN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command and fails with its stderr if it fails.
+pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program} (is it installed?)"))?;
+    if !output.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Panics with a clear message unless the process runs as root (the tests need namespaces,
+/// XDP and BPF_PROG_TEST_RUN).
+pub fn require_root() {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test needs root (network namespaces, XDP, BPF): run it through `sudo cargo xtask test`");
+    }
+}
+
+/// Path of the ha-agent binary under test: `HA_AGENT_BIN`, or the workspace's debug build.
+pub fn agent_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("HA_AGENT_BIN") {
+        return PathBuf::from(path);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent");
+    let path = workspace.join("target/debug/ha-agent");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build -p ha-agent`) or set HA_AGENT_BIN",
+        path.display()
+    );
+    path
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    /// Its name under /run/netns.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates it, with loopback up.
+    pub fn new(name: String) -> anyhow::Result<Self> {
+        run("ip", &["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `ip -n NAME ARGS…`
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// A command inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// Runs a command inside the namespace and returns its output, whatever its status.
+    pub fn exec(&self, program: &str, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(self.command(program).args(args).output()?)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// One host on the LAN: its namespace, with `eth0` plugged into switch port `port`.
+pub struct Host {
+    /// The host's namespace.
+    pub ns: Netns,
+    /// Name of its port on the switch (in the switch namespace).
+    pub port: String,
+    /// Its own address.
+    pub addr: Ipv4Addr,
+    /// MAC address of its eth0.
+    pub mac: String,
+}
+
+/// A switch (bridge) and hosts; hosts are dropped before the switch.
+pub struct Lan {
+    /// Prefix of every namespace name of this LAN.
+    pub prefix: String,
+    /// The hosts, in creation order.
+    pub hosts: Vec<Host>,
+    /// The switch namespace.
+    pub switch: Netns,
+    /// Scratch directory (run dirs, logs), removed on drop.
+    pub dir: PathBuf,
+}
+
+impl Lan {
+    /// A LAN of `hosts` hosts, addressed 192.0.2.11, .12, …
+    pub fn new(tag: &str, hosts: usize) -> anyhow::Result<Self> {
+        let n = LAN_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("ha{}-{}{}", std::process::id(), tag, n);
+        let dir = std::env::temp_dir().join(&prefix);
+        fs::create_dir_all(&dir)?;
+        let switch = Netns::new(format!("{prefix}-sw"))?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        // No multicast snooping: the bridge floods heartbeats like a plain switch.
+        switch.ip(&["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        let mut lan = Self { prefix, hosts: Vec::new(), switch, dir };
+        for _ in 0..hosts {
+            lan.add_host()?;
+        }
+        Ok(lan)
+    }
+
+    /// Adds one more host and returns its index.
+    pub fn add_host(&mut self) -> anyhow::Result<usize> {
+        let index = self.hosts.len();
+        let ns = Netns::new(format!("{}-h{}", self.prefix, index + 1))?;
+        let port = format!("p{}", index + 1);
+        run(
+            "ip",
+            &["link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", &port, "netns", &self.switch.name],
+        )?;
+        self.switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
+        let addr = Ipv4Addr::new(192, 0, 2, 11 + index as u8);
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        let mac = fs_mac(&ns)?;
+        self.hosts.push(Host { ns, port, addr, mac });
+        Ok(index)
+    }
+
+    /// Takes host `index`'s switch port down (its link is cut).
+    pub fn cut(&self, index: usize) -> anyhow::Result<()> {
+        self.switch.ip(&["link", "set", &self.hosts[index].port, "down"]).map(drop)
+    }
+
+    /// Brings host `index`'s switch port back up.
+    pub fn heal(&self, index: usize) -> anyhow::Result<()> {
+        self.switch.ip(&["link", "set", &self.hosts[index].port, "up"]).map(drop)
+    }
+
+    /// Indices of the hosts that have the VIP on their eth0.
+    pub fn vip_holders(&self) -> Vec<usize> {
+        (0..self.hosts.len()).filter(|&i| has_address(&self.hosts[i].ns, VIP)).collect()
+    }
+
+    /// Waits until exactly one host holds the VIP and returns it, or fails after `limit`.
+    pub fn wait_single_holder(&self, limit: Duration) -> anyhow::Result<usize> {
+        let start = Instant::now();
+        loop {
+            let holders = self.vip_holders();
+            if holders.len() == 1 {
+                return Ok(holders[0]);
+            }
+            if start.elapsed() > limit {
+                bail!("after {limit:?} the VIP is held by hosts {holders:?}, not by exactly one");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts an agent on host `index` with `priority` and any extra flags.
+    pub fn start_agent(&self, index: usize, priority: u8, extra: &[&str]) -> anyhow::Result<Agent> {
+        let host = &self.hosts[index];
+        let run_dir = self.dir.join(format!("run-h{}", index + 1));
+        let log_path = self.dir.join(format!("agent-h{}.log", index + 1));
+        let log = fs::File::create(&log_path)?;
+        let priority = priority.to_string();
+        let mut command = host.ns.command(agent_binary());
+        command
+            .args(["--iface", "eth0", "--vip", VIP_CIDR, "--priority", &priority])
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .args(["--pin-dir", &format!("/sys/fs/bpf/{}", host.ns.name)])
+            .args(extra)
+            .env("RUST_LOG", "info,ha_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = command.spawn().context("spawning ha-agent")?;
+        let agent = Agent { child: Some(child), run_dir, log_path, ns: host.ns.name.clone() };
+        agent.wait_ready(Duration::from_secs(10))?;
+        Ok(agent)
+    }
+
+    /// The MAC the client `client` has for the VIP in its neighbour table, if any.
+    pub fn neighbour_mac(&self, client: usize) -> Option<String> {
+        let out = self.hosts[client].ns.ip(&["neigh", "show", &VIP.to_string(), "dev", "eth0"]).ok()?;
+        let mut words = out.split_whitespace();
+        words.find(|w| *w == "lladdr")?;
+        words.next().map(str::to_string)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // Hosts first (their veths go with them), then the switch, then the scratch files.
+        self.hosts.clear();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fs_mac(ns: &Netns) -> anyhow::Result<String> {
+    let out = ns.ip(&["-br", "link", "show", "eth0"])?;
+    out.split_whitespace()
+        .nth(2)
+        .map(str::to_string)
+        .context("no MAC in `ip -br link` output")
+}
+
+/// Whether `addr` is on the namespace's eth0.
+pub fn has_address(ns: &Netns, addr: Ipv4Addr) -> bool {
+    let wanted = format!("{addr}/");
+    ns.ip(&["-4", "-br", "addr", "show", "dev", "eth0"])
+        .map(|out| out.split_whitespace().any(|w| w.starts_with(&wanted)))
+        .unwrap_or(false)
+}
+
+/// A running agent, killed on drop.
+pub struct Agent {
+    child: Option<Child>,
+    /// Its run directory (control socket).
+    pub run_dir: PathBuf,
+    /// Its log file.
+    pub log_path: PathBuf,
+    ns: String,
+}
+
+impl Agent {
+    fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.run_dir.join("control.sock").exists() {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        bail!("the agent did not start within {limit:?}; log:\n{}", self.log())
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `ha-agent status --json`, run from another `ip netns exec` of the agent's namespace.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(agent_binary())
+            .args(["status", "--json", "--run-dir"])
+            .arg(&self.run_dir)
+            .output()?;
+        if !output.status.success() {
+            bail!("status failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// Sends a signal to the agent.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // `ip netns exec` execs the agent, so the child's pid is the agent's.
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    /// Waits for the agent to exit and returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
+        let child = self.child.as_mut().context("already reaped")?;
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if start.elapsed() > limit {
+                bail!("the agent did not exit within {limit:?}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// A client pinging the VIP every few ms in the background; [`Prober::stop`] returns the
+/// reply times, from which the outage (the longest gap between replies) follows.
+pub struct Prober {
+    child: Option<Child>,
+    output: PathBuf,
+}
+
+impl Prober {
+    /// Starts `ping -i 0.005` from host `client` to the VIP.
+    pub fn start(lan: &Lan, client: usize) -> anyhow::Result<Self> {
+        let output = lan.dir.join(format!("ping-{client}-{}.log", LAN_COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let file = fs::File::create(&output)?;
+        let child = lan.hosts[client]
+            .ns
+            .command("ping")
+            .args(["-D", "-n", "-i", "0.005", "-W", "0.1", &VIP.to_string()])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning ping (apt-get install iputils-ping)")?;
+        Ok(Self { child: Some(child), output })
+    }
+
+    /// Stops pinging; returns the reply timestamps in seconds.
+    pub fn stop(mut self) -> anyhow::Result<Vec<f64>> {
+        self.end();
+        let text = fs::read_to_string(&self.output)?;
+        Ok(text
+            .lines()
+            .filter(|l| l.contains("bytes from"))
+            .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+            .collect())
+    }
+
+    fn end(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.end();
+        let _ = fs::remove_file(&self.output);
+    }
+}
+
+/// The longest gap between consecutive replies after `since` (seconds, ping's clock), in ms.
+pub fn longest_gap_ms(replies: &[f64]) -> f64 {
+    replies.windows(2).map(|w| (w[1] - w[0]) * 1000.0).fold(0.0, f64::max)
+}

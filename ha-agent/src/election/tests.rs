@@ -86,7 +86,6 @@ fn active_steps_down_for_a_more_worthy_active_at_once() {
 fn active_keeps_the_vip_for_less_worthy_or_standby_or_dead_peers() {
     use NodeState::{Active as A, Standby as S};
     for peers in [
-        vec![peer(2, 50, A, 399)],  // split brain, I am more worthy
         vec![peer(2, 200, S, 399)], // more worthy joiner, still waiting
         vec![peer(2, 200, A, 10)],  // more worthy ACTIVE but long dead
         vec![peer(2, 0, A, 399)],   // releasing
@@ -95,6 +94,20 @@ fn active_keeps_the_vip_for_less_worthy_or_standby_or_dead_peers() {
         assert_eq!(tick(&mut n, 400, &peers), Output::default(), "{peers:?}");
         assert_eq!(n.state(), State::Active);
     }
+}
+
+#[test]
+fn active_reannounces_once_when_a_less_worthy_active_appears() {
+    let mut n = active_node(1, 200);
+    let rival = [peer(2, 100, NodeState::Active, 999)];
+    let out = tick(&mut n, 1000, &rival);
+    assert_eq!(out.actions, [Action::SendGratuitousArp, Action::SendHeartbeat]);
+    assert_eq!(out.transition, None);
+    assert_eq!(tick(&mut n, 1010, &rival), Output::default(), "one announcement, not one per tick");
+    let stepped_down = [peer(2, 100, NodeState::Standby, 1020)];
+    assert_eq!(tick(&mut n, 1020, &stepped_down), Output::default());
+    let again = [peer(2, 100, NodeState::Active, 2000)];
+    assert_eq!(tick(&mut n, 2000, &again).actions, [Action::SendGratuitousArp, Action::SendHeartbeat]);
 }
 
 #[test]
