@@ -8,7 +8,9 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("ha-agent has no parent directory"))?
         .join("ha-ebpf");
-    let root_dir = metadata_root.to_str().context("non-UTF-8 path to ha-ebpf")?;
+    let root_dir = metadata_root
+        .to_str()
+        .context("non-UTF-8 path to ha-ebpf")?;
     aya_build::build_ebpf(
         [Package { name: "ha-ebpf", root_dir, ..Default::default() }],
         Toolchain::default(),

@@ -167,10 +167,19 @@ impl FromStr for Vip {
     type Err = ConfigError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| ConfigError::new(format!("bad VIP '{text}': {why}; expected ADDRESS/PREFIX, e.g. 192.0.2.100/24"));
-        let (addr, prefix) = text.split_once('/').ok_or_else(|| bad("no prefix length"))?;
+        let bad = |why: &str| {
+            ConfigError::new(format!(
+                "bad VIP '{text}': {why}; expected ADDRESS/PREFIX, e.g. 192.0.2.100/24"
+            ))
+        };
+        let (addr, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| bad("no prefix length"))?;
         let addr: IpAddr = addr.trim().parse().map_err(|_| bad("not an IP address"))?;
-        let prefix: u8 = prefix.trim().parse().map_err(|_| bad("prefix length is not a number"))?;
+        let prefix: u8 = prefix
+            .trim()
+            .parse()
+            .map_err(|_| bad("prefix length is not a number"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
             return Err(bad(&format!("prefix length above {max}")));
@@ -263,8 +272,14 @@ impl ConfigError {
 /// Parses `100ms`, `1.5s`, `2m` or a bare number of milliseconds.
 pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
     let text = text.trim();
-    let bad = || ConfigError::new(format!("bad duration '{text}': expected e.g. 100ms, 1.5s or 2m"));
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let bad = || {
+        ConfigError::new(format!(
+            "bad duration '{text}': expected e.g. 100ms, 1.5s or 2m"
+        ))
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().map_err(|_| bad())?;
     let seconds = match unit.trim() {
@@ -298,10 +313,20 @@ pub fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
         Err(err) if explicit.is_none() && err.kind() == std::io::ErrorKind::NotFound => {
             return Ok(FileConfig::default())
         }
-        Err(err) => return Err(ConfigError::new(format!("cannot read config file {}: {err}", path.display()))),
+        Err(err) => {
+            return Err(ConfigError::new(format!(
+                "cannot read config file {}: {err}",
+                path.display()
+            )))
+        }
     };
     toml::from_str(&text).map_err(|err| {
-        let first_line = err.message().lines().next().unwrap_or("invalid TOML").to_string();
+        let first_line = err
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_string();
         ConfigError::new(format!("config file {}: {first_line}", path.display()))
     })
 }
@@ -315,17 +340,26 @@ impl Config {
         if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ']) {
             return Err(ConfigError::new(format!("bad interface name '{iface}'")));
         }
-        let vip_texts = if args.vips.is_empty() { file.vips } else { args.vips.clone() };
+        let vip_texts = if args.vips.is_empty() {
+            file.vips
+        } else {
+            args.vips.clone()
+        };
         if vip_texts.is_empty() {
             return Err(ConfigError::new(
                 "no VIP configured: give --vip CIDR (e.g. --vip 192.0.2.100/24) or `vips` in the config file",
             ));
         }
-        let vips = vip_texts.iter().map(|v| v.parse()).collect::<Result<Vec<Vip>, _>>()?;
+        let vips = vip_texts
+            .iter()
+            .map(|v| v.parse())
+            .collect::<Result<Vec<Vip>, _>>()?;
 
         let priority = args.priority.or(file.priority).unwrap_or(100);
         if priority == 0 {
-            return Err(ConfigError::new("bad priority 0: use 1-255 (0 is reserved for a release)"));
+            return Err(ConfigError::new(
+                "bad priority 0: use 1-255 (0 is reserved for a release)",
+            ));
         }
         let interval = match args.interval.as_deref().or(file.interval.as_deref()) {
             Some(text) => parse_duration(text)?,
@@ -353,14 +387,24 @@ impl Config {
         if port == 0 {
             return Err(ConfigError::new("bad port 0"));
         }
-        let peer_texts = if args.peers.is_empty() { file.peers } else { args.peers.clone() };
+        let peer_texts = if args.peers.is_empty() {
+            file.peers
+        } else {
+            args.peers.clone()
+        };
         let destination = if peer_texts.is_empty() {
             let group = match args.mcast_group.as_deref().or(file.mcast_group.as_deref()) {
                 Some(text) => parse_addr(text, port, "multicast group")?,
-                None => SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ha_common::DEFAULT_MCAST_V4)), port),
+                None => SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::from(ha_common::DEFAULT_MCAST_V4)),
+                    port,
+                ),
             };
             if !group.ip().is_multicast() {
-                return Err(ConfigError::new(format!("bad multicast group {}: not a multicast address", group.ip())));
+                return Err(ConfigError::new(format!(
+                    "bad multicast group {}: not a multicast address",
+                    group.ip()
+                )));
             }
             Destination::Multicast(group)
         } else {
@@ -371,23 +415,39 @@ impl Config {
             if peers.iter().any(|p| p.is_ipv6() != peers[0].is_ipv6()) {
                 return Err(ConfigError::new("peers mix IPv4 and IPv6: use one family"));
             }
-            if let Some(bad) = peers.iter().find(|p| p.ip().is_multicast() || p.ip().is_unspecified()) {
-                return Err(ConfigError::new(format!("bad peer {}: not a unicast address", bad.ip())));
+            if let Some(bad) = peers
+                .iter()
+                .find(|p| p.ip().is_multicast() || p.ip().is_unspecified())
+            {
+                return Err(ConfigError::new(format!(
+                    "bad peer {}: not a unicast address",
+                    bad.ip()
+                )));
             }
             Destination::Unicast(peers)
         };
 
         let garp_count = args.garp_count.or(file.garp_count).unwrap_or(3);
-        let garp_spacing = match args.garp_spacing.as_deref().or(file.garp_spacing.as_deref()) {
+        let garp_spacing = match args
+            .garp_spacing
+            .as_deref()
+            .or(file.garp_spacing.as_deref())
+        {
             Some(text) => parse_duration(text)?,
             None => Duration::from_millis(100),
         };
-        let garp_refresh = match args.garp_refresh.as_deref().or(file.garp_refresh.as_deref()) {
+        let garp_refresh = match args
+            .garp_refresh
+            .as_deref()
+            .or(file.garp_refresh.as_deref())
+        {
             Some(text) => Some(parse_duration(text)?).filter(|d| !d.is_zero()),
             None => None,
         };
         if garp_count == 0 || garp_count > 100 {
-            return Err(ConfigError::new(format!("bad garp count {garp_count}: use 1-100")));
+            return Err(ConfigError::new(format!(
+                "bad garp count {garp_count}: use 1-100"
+            )));
         }
 
         Ok(Self {
@@ -411,7 +471,11 @@ impl Config {
             xdp_mode: args.xdp_mode.or(file.xdp_mode).unwrap_or_default(),
             port,
             destination,
-            garp: GarpSettings { count: garp_count, spacing: garp_spacing, refresh: garp_refresh },
+            garp: GarpSettings {
+                count: garp_count,
+                spacing: garp_spacing,
+                refresh: garp_refresh,
+            },
         })
     }
 }
@@ -437,12 +501,15 @@ mod tests {
 
     #[test]
     fn defaults_give_sub_second_failover() {
-        let config = Config::resolve(&args("eth0", &["192.0.2.100/24"]), FileConfig::default()).unwrap();
+        let config =
+            Config::resolve(&args("eth0", &["192.0.2.100/24"]), FileConfig::default()).unwrap();
         assert_eq!(config.interval, Duration::from_millis(100));
         assert_eq!(config.dead_time, Duration::from_millis(350));
         assert_eq!(config.pin_dir, Path::new("/sys/fs/bpf/ha-agent/eth0"));
         assert_eq!(config.run_dir, Path::new("/run/ha-agent/eth0"));
-        assert!(matches!(config.destination, Destination::Multicast(a) if a.to_string() == "239.255.97.1:9740"));
+        assert!(
+            matches!(config.destination, Destination::Multicast(a) if a.to_string() == "239.255.97.1:9740")
+        );
     }
 
     #[test]
@@ -464,19 +531,63 @@ mod tests {
     fn bad_input_is_one_clear_line() {
         let cases: Vec<(RunArgs, &str)> = vec![
             (args("eth0", &[]), "no VIP configured"),
-            (args("eth0", &["192.0.2.1"]), "bad VIP '192.0.2.1': no prefix length"),
+            (
+                args("eth0", &["192.0.2.1"]),
+                "bad VIP '192.0.2.1': no prefix length",
+            ),
             (args("eth0", &["192.0.2.1/33"]), "prefix length above 32"),
             (args("eth0", &["nonsense/24"]), "not an IP address"),
-            (RunArgs { vips: vec!["192.0.2.1/24".into()], ..Default::default() }, "no interface"),
-            (RunArgs { interval: Some("fast".into()), ..args("eth0", &["192.0.2.1/24"]) }, "bad duration 'fast'"),
-            (RunArgs { dead_time: Some("150ms".into()), ..args("eth0", &["192.0.2.1/24"]) }, "at least two intervals"),
-            (RunArgs { priority: Some(0), ..args("eth0", &["192.0.2.1/24"]) }, "bad priority 0"),
-            (RunArgs { mcast_group: Some("192.0.2.9".into()), ..args("eth0", &["192.0.2.1/24"]) }, "not a multicast"),
-            (RunArgs { peers: vec!["192.0.2.9".into(), "2001:db8::9".into()], ..args("eth0", &["192.0.2.1/24"]) }, "mix IPv4 and IPv6"),
+            (
+                RunArgs {
+                    vips: vec!["192.0.2.1/24".into()],
+                    ..Default::default()
+                },
+                "no interface",
+            ),
+            (
+                RunArgs {
+                    interval: Some("fast".into()),
+                    ..args("eth0", &["192.0.2.1/24"])
+                },
+                "bad duration 'fast'",
+            ),
+            (
+                RunArgs {
+                    dead_time: Some("150ms".into()),
+                    ..args("eth0", &["192.0.2.1/24"])
+                },
+                "at least two intervals",
+            ),
+            (
+                RunArgs {
+                    priority: Some(0),
+                    ..args("eth0", &["192.0.2.1/24"])
+                },
+                "bad priority 0",
+            ),
+            (
+                RunArgs {
+                    mcast_group: Some("192.0.2.9".into()),
+                    ..args("eth0", &["192.0.2.1/24"])
+                },
+                "not a multicast",
+            ),
+            (
+                RunArgs {
+                    peers: vec!["192.0.2.9".into(), "2001:db8::9".into()],
+                    ..args("eth0", &["192.0.2.1/24"])
+                },
+                "mix IPv4 and IPv6",
+            ),
         ];
         for (a, expected) in cases {
-            let err = Config::resolve(&a, FileConfig::default()).unwrap_err().to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            let err = Config::resolve(&a, FileConfig::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
             assert!(!err.contains('\n'), "{err:?} is more than one line");
         }
     }
@@ -504,7 +615,10 @@ mod tests {
 
     #[test]
     fn node_ids_from_mac() {
-        assert_eq!(node_id_from_mac([0x02, 0, 0xc0, 0, 0x02, 0x0b]), Some(0xc000_020b));
+        assert_eq!(
+            node_id_from_mac([0x02, 0, 0xc0, 0, 0x02, 0x0b]),
+            Some(0xc000_020b)
+        );
         assert_eq!(node_id_from_mac([0; 6]), None);
     }
 }

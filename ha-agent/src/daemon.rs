@@ -40,7 +40,10 @@ pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 
 /// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`, as a duration since boot.
 pub fn monotonic_now() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -58,22 +61,33 @@ fn preflight(config: &Config) -> anyhow::Result<(NetworkInterface, u32)> {
         .ok_or_else(|| anyhow::anyhow!("unknown interface {}", config.iface))?;
     let node_id = match config.node_id {
         Some(id) => id,
-        None => interface.mac.and_then(|mac| node_id_from_mac(mac.octets())).ok_or_else(|| {
-            anyhow::anyhow!("{} has no MAC address to derive a node id from: give --node-id", config.iface)
-        })?,
+        None => interface
+            .mac
+            .and_then(|mac| node_id_from_mac(mac.octets()))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no MAC address to derive a node id from: give --node-id",
+                    config.iface
+                )
+            })?,
     };
     Ok((interface, node_id))
 }
 
 /// Binds the control socket, refusing to steal one a live agent still answers on.
 fn bind_control_socket(run_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
-    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create run dir {}", run_dir.display()))?;
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create run dir {}", run_dir.display()))?;
     let path = status::socket_path(run_dir);
     if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-        bail!("another agent is running with run dir {} (give each instance its own --run-dir)", run_dir.display());
+        bail!(
+            "another agent is running with run dir {} (give each instance its own --run-dir)",
+            run_dir.display()
+        );
     }
     let _ = std::fs::remove_file(&path);
-    let listener = StdUnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+    let listener =
+        StdUnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
     listener.set_nonblocking(true)?;
     Ok((UnixListener::from_std(listener)?, path))
 }
@@ -107,6 +121,7 @@ impl Agent {
                             priority: record.priority,
                             state: ha_common::NodeState::from_u8(record.state)?,
                             last_seen: Duration::from_nanos(record.last_seen_ns),
+                            yielded: record.flags & ha_common::FLAG_YIELDED != 0,
                         })
                     })
                     .collect();
@@ -116,8 +131,8 @@ impl Agent {
     }
 
     async fn send_heartbeat(&mut self) {
-        let (state, priority) = self.election.advertised();
-        if let Err(err) = self.sender.send(state, priority).await {
+        let advert = self.election.advertised(monotonic_now());
+        if let Err(err) = self.sender.send(advert).await {
             // Logged at debug: a link that is down fails every send, and the election, not the
             // log, is what reacts to that.
             debug!("sending a heartbeat failed: {err}");
@@ -177,7 +192,9 @@ impl Agent {
             Ok(entries) => entries
                 .iter()
                 .filter(|(key, _)| key.group == self.config.group)
-                .map(|(key, record)| PeerStatus::from_record(key, record, now, self.config.dead_time))
+                .map(|(key, record)| {
+                    PeerStatus::from_record(key, record, now, self.config.dead_time)
+                })
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -198,7 +215,11 @@ impl Agent {
             dead_time_ms: self.config.dead_time.as_millis() as u64,
             xdp_mode: self.datapath.attached_mode.unwrap_or("none").to_string(),
             peers,
-            xdp_stats: self.datapath.stats().map(|s| named_stats(&s)).unwrap_or_default(),
+            xdp_stats: self
+                .datapath
+                .stats()
+                .map(|s| named_stats(&s))
+                .unwrap_or_default(),
         }
     }
 }
@@ -217,7 +238,11 @@ fn drain_events(ring: &mut RingBuf<MapData>) -> usize {
         if item.len() >= std::mem::size_of::<PeerEvent>() {
             // SAFETY: the XDP program writes whole PeerEvents; read_unaligned copes with any offset.
             let event: PeerEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            debug!(node = format_args!("{:#x}", event.node_id), changes = event.changes, "peer event");
+            debug!(
+                node = format_args!("{:#x}", event.node_id),
+                changes = event.changes,
+                "peer event"
+            );
         }
         count += 1;
     }
@@ -227,7 +252,9 @@ fn drain_events(ring: &mut RingBuf<MapData>) -> usize {
 /// Answers one status request on an accepted connection.
 async fn serve_status(agent: &Agent, stream: tokio::net::UnixStream) {
     let report = agent.report().await;
-    let Ok(stream) = stream.into_std() else { return };
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut stream = stream;
@@ -268,7 +295,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // A crashed instance may have left the VIP behind: every node starts STANDBY without it.
     let stale = vips.remove_all().await.context("removing stale VIPs")?;
     if stale > 0 {
-        warn!(count = stale, "removed stale VIPs left on {} by an earlier run", config.iface);
+        warn!(
+            count = stale,
+            "removed stale VIPs left on {} by an earlier run", config.iface
+        );
     }
     let (listener, socket_path) = bind_control_socket(&config.run_dir)?;
     let sender = HeartbeatSender::new(
@@ -282,7 +312,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .context("opening the heartbeat socket")?;
 
     let now = monotonic_now();
-    let settings = Settings { node_id, priority: config.priority, dead_time: config.dead_time };
+    let settings = Settings {
+        node_id,
+        priority: config.priority,
+        dead_time: config.dead_time,
+    };
     info!(
         iface = %config.iface, node = format_args!("{node_id:#x}"), priority = config.priority,
         group = config.group, xdp = mode, interval_ms = config.interval.as_millis() as u64,
@@ -320,16 +354,21 @@ async fn main_loop(
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut heartbeat = interval(agent.config.interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let refresh_period = agent.config.garp.refresh.unwrap_or(Duration::from_secs(3600));
+    let refresh_period = agent
+        .config
+        .garp
+        .refresh
+        .unwrap_or(Duration::from_secs(3600));
     let mut garp_refresh = interval(refresh_period);
     garp_refresh.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
 
     loop {
-        let deadline = agent.election.next_deadline(&agent.peers).map(|at| {
-            Instant::now() + at.saturating_sub(monotonic_now())
-        });
+        let deadline = agent
+            .election
+            .next_deadline(&agent.peers)
+            .map(|at| Instant::now() + at.saturating_sub(monotonic_now()));
         let mut shutdown = false;
         tokio::select! {
             _ = heartbeat.tick() => {
@@ -359,14 +398,19 @@ async fn main_loop(
             _ = sigint.recv() => shutdown = true,
         }
         if shutdown {
-            let output = agent.election.handle(Event::Shutdown { now: monotonic_now() });
+            let output = agent.election.handle(Event::Shutdown {
+                now: monotonic_now(),
+            });
             if agent.execute(output).await {
                 return Ok(());
             }
         }
         agent.refresh_peers();
         let now = monotonic_now();
-        let output = agent.election.handle(Event::Tick { now, peers: &agent.peers });
+        let output = agent.election.handle(Event::Tick {
+            now,
+            peers: &agent.peers,
+        });
         if agent.execute(output).await {
             return Ok(());
         }

@@ -12,8 +12,11 @@
 //!   later: so a release hands over at once, a dead peer after the dead time;
 //! - an ACTIVE that hears a more worthy live ACTIVE steps down at once (preemption, and the end of
 //!   a split brain after a partition heals);
-//! - an ACTIVE that starts hearing a less worthy live ACTIVE announces the VIP again, since that
-//!   peer's gratuitous ARP has pointed the LAN's caches away from it while they were apart;
+//! - a node that steps down says so for the dead time (the `YIELDED` heartbeat flag); while an
+//!   ACTIVE hears a less worthy peer that is ACTIVE or has yielded (a *claimant*: it may have
+//!   pointed the LAN's ARP caches at itself, after a healed partition or a false takeover under
+//!   loss), it announces the VIP again at once and then at most once per dead time. The flag
+//!   outlives the claimant's last announcement by the dead time, so ours comes after it;
 //! - on shutdown an ACTIVE announces priority 0 and keeps the VIP until a peer is ACTIVE (or the
 //!   dead time has passed, or there is no live peer), so a planned stop has no gap.
 
@@ -74,6 +77,19 @@ pub struct PeerView {
     pub state: NodeState,
     /// When its last valid heartbeat arrived, on the monotonic clock.
     pub last_seen: Duration,
+    /// Its last heartbeat said it recently gave the VIP up.
+    pub yielded: bool,
+}
+
+/// What this node's heartbeats say right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advert {
+    /// Its state.
+    pub state: NodeState,
+    /// Its worthiness; 0 once it releases.
+    pub priority: u8,
+    /// It gave up the VIP to a more worthy node within the last dead time.
+    pub yielded: bool,
 }
 
 /// An input to the election.
@@ -135,9 +151,10 @@ pub struct Election {
     state: State,
     started_at: Duration,
     releasing_since: Duration,
-    /// While ACTIVE: whether a less worthy ACTIVE peer was heard at the last tick, so that its
-    /// appearance is answered with one announcement, not one per tick.
-    rival_heard: bool,
+    /// Until when this node's heartbeats say it yielded the VIP.
+    yielded_until: Duration,
+    /// When this node last announced the VIP (promotion or answer to a claimant).
+    last_announced: Duration,
 }
 
 impl Election {
@@ -148,7 +165,8 @@ impl Election {
             state: State::Standby,
             started_at: now,
             releasing_since: Duration::ZERO,
-            rival_heard: false,
+            yielded_until: Duration::ZERO,
+            last_announced: Duration::ZERO,
         }
     }
 
@@ -162,13 +180,18 @@ impl Election {
         &self.settings
     }
 
-    /// What this node's heartbeats say: its state and its worthiness (0 once it releases).
-    pub fn advertised(&self) -> (NodeState, u8) {
-        match self.state {
+    /// What this node's heartbeats say at `now`.
+    pub fn advertised(&self, now: Duration) -> Advert {
+        let (state, priority) = match self.state {
             State::Standby => (NodeState::Standby, self.settings.priority),
             State::Active => (NodeState::Active, self.settings.priority),
             State::Releasing => (NodeState::Active, 0),
             State::Stopped => (NodeState::Standby, 0),
+        };
+        Advert {
+            state,
+            priority,
+            yielded: now < self.yielded_until,
         }
     }
 
@@ -219,8 +242,10 @@ impl Election {
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
         let from = self.state;
         self.state = to;
-        self.rival_heard = false;
-        Output { actions, transition: Some(Transition { from, to, reason }) }
+        Output {
+            actions,
+            transition: Some(Transition { from, to, reason }),
+        }
     }
 
     fn tick(&mut self, now: Duration, peers: &[PeerView]) -> Output {
@@ -241,37 +266,55 @@ impl Election {
                         self.settings.dead_time.as_millis()
                     )
                 } else {
-                    format!("peer {} released the VIP and no more worthy peer is live", fmt_ids(&released))
+                    format!(
+                        "peer {} released the VIP and no more worthy peer is live",
+                        fmt_ids(&released)
+                    )
                 };
+                self.last_announced = now;
                 self.go(
                     State::Active,
                     reason,
-                    vec![Action::AddVips, Action::SendGratuitousArp, Action::SendHeartbeat],
+                    vec![
+                        Action::AddVips,
+                        Action::SendGratuitousArp,
+                        Action::SendHeartbeat,
+                    ],
                 )
             }
             State::Active => {
                 let winner = peers
                     .iter()
-                    .filter(|p| p.state == NodeState::Active && self.is_better(p) && self.is_live(p, now))
+                    .filter(|p| {
+                        p.state == NodeState::Active && self.is_better(p) && self.is_live(p, now)
+                    })
                     .max_by_key(|p| (p.priority, p.node_id));
-                let rival_heard = peers
-                    .iter()
-                    .any(|p| p.state == NodeState::Active && !self.is_better(p) && self.is_live(p, now));
-                let first_heard = rival_heard && !self.rival_heard;
-                self.rival_heard = rival_heard;
+                let claimant = peers.iter().any(|p| {
+                    (p.state == NodeState::Active || p.yielded)
+                        && !self.is_better(p)
+                        && self.is_live(p, now)
+                });
+                let announced_lately =
+                    now.saturating_sub(self.last_announced) < self.settings.dead_time;
                 match winner {
-                    None if first_heard => Output {
-                        actions: vec![Action::SendGratuitousArp, Action::SendHeartbeat],
-                        transition: None,
-                    },
-                    Some(peer) => self.go(
-                        State::Standby,
-                        format!(
-                            "more worthy ACTIVE peer {:#x} (priority {}) heard",
-                            peer.node_id, peer.priority
-                        ),
-                        vec![Action::RemoveVips, Action::SendHeartbeat],
-                    ),
+                    None if claimant && !announced_lately => {
+                        self.last_announced = now;
+                        Output {
+                            actions: vec![Action::SendGratuitousArp, Action::SendHeartbeat],
+                            transition: None,
+                        }
+                    }
+                    Some(peer) => {
+                        self.yielded_until = now + self.settings.dead_time;
+                        self.go(
+                            State::Standby,
+                            format!(
+                                "more worthy ACTIVE peer {:#x} (priority {}) heard",
+                                peer.node_id, peer.priority
+                            ),
+                            vec![Action::RemoveVips, Action::SendHeartbeat],
+                        )
+                    }
                     None => Output::default(),
                 }
             }
@@ -292,7 +335,11 @@ impl Election {
                 } else {
                     return Output::default();
                 };
-                self.go(State::Stopped, reason, vec![Action::RemoveVips, Action::Exit])
+                self.go(
+                    State::Stopped,
+                    reason,
+                    vec![Action::RemoveVips, Action::Exit],
+                )
             }
             State::Stopped => Output::default(),
         }
@@ -325,7 +372,10 @@ impl Election {
 }
 
 fn fmt_ids(ids: &[u32]) -> String {
-    ids.iter().map(|id| format!("{id:#x}")).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|id| format!("{id:#x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

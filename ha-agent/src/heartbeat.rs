@@ -4,15 +4,15 @@
 
 use std::{
     io,
-    net::{SocketAddr, SocketAddrV4, SocketAddrV6, Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     os::fd::AsRawFd as _,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use ha_common::{Heartbeat, NodeState};
+use ha_common::{Heartbeat, FLAG_YIELDED};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Destination;
+use crate::{config::Destination, election::Advert};
 
 /// Sends heartbeats and numbers them.
 pub struct HeartbeatSender {
@@ -27,7 +27,9 @@ pub struct HeartbeatSender {
 /// The first sequence number of a sender that starts now: the wall clock in nanoseconds, so that
 /// a restarted sender keeps increasing (see docs/PROTOCOL.md).
 pub fn initial_sequence() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 impl HeartbeatSender {
@@ -53,7 +55,8 @@ impl HeartbeatSender {
             socket.set_multicast_hops_v6(1)?;
             socket.set_unicast_hops_v6(1)?;
             socket.set_multicast_loop_v6(false)?;
-            socket.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)).into())?;
+            socket
+                .bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)).into())?;
         } else {
             set_multicast_ifindex_v4(&socket, ifindex)?;
             socket.set_multicast_ttl_v4(1)?;
@@ -63,14 +66,22 @@ impl HeartbeatSender {
         }
         socket.set_nonblocking(true)?;
         let socket = tokio::net::UdpSocket::from_std(socket.into())?;
-        Ok(Self { socket, destinations, group, node_id, interval_ms, next_sequence: initial_sequence() })
+        Ok(Self {
+            socket,
+            destinations,
+            group,
+            node_id,
+            interval_ms,
+            next_sequence: initial_sequence(),
+        })
     }
 
-    /// Sends one heartbeat saying `state` and `priority` to every destination.
-    pub async fn send(&mut self, state: NodeState, priority: u8) -> io::Result<()> {
+    /// Sends one heartbeat saying `advert` to every destination.
+    pub async fn send(&mut self, advert: Advert) -> io::Result<()> {
         let heartbeat = Heartbeat {
-            state,
-            priority,
+            state: advert.state,
+            priority: advert.priority,
+            flags: if advert.yielded { FLAG_YIELDED } else { 0 },
             group: self.group,
             node_id: self.node_id,
             interval_ms: self.interval_ms,

@@ -69,7 +69,13 @@ fn only_run_dir() -> anyhow::Result<PathBuf> {
         .unwrap_or_default();
     match dirs.as_slice() {
         [one] => Ok(one.clone()),
-        [] => anyhow::bail!("no agent found under {}: give --run-dir or --iface", root.display()),
-        _ => anyhow::bail!("several agents run under {}: give --run-dir or --iface", root.display()),
+        [] => anyhow::bail!(
+            "no agent found under {}: give --run-dir or --iface",
+            root.display()
+        ),
+        _ => anyhow::bail!(
+            "several agents run under {}: give --run-dir or --iface",
+            root.display()
+        ),
     }
 }

@@ -40,7 +40,11 @@ impl VipManager {
     pub fn new(ifindex: u32, vips: Vec<Vip>) -> Result<Self, VipError> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
-        Ok(Self { handle, ifindex, vips })
+        Ok(Self {
+            handle,
+            ifindex,
+            vips,
+        })
     }
 
     /// The VIPs it manages.
@@ -51,20 +55,29 @@ impl VipManager {
     /// Adds every VIP; one already present counts as added.
     pub async fn add_all(&self) -> Result<(), VipError> {
         for vip in &self.vips {
-            let mut request = self.handle.address().add(self.ifindex, vip.addr, vip.prefix);
+            let mut request = self
+                .handle
+                .address()
+                .add(self.ifindex, vip.addr, vip.prefix);
             if vip.addr.is_ipv6() {
                 // No duplicate address detection: the VIP must answer at once, and uniqueness is
                 // what the election guarantees.
                 let message = request.message_mut();
                 message.header.flags |= AddressHeaderFlags::Nodad;
-                message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                message
+                    .attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
             }
             match request.execute().await {
                 Ok(()) => {}
                 Err(rtnetlink::Error::NetlinkError(msg))
                     if msg.code.map(|c| -c.get()) == Some(libc::EEXIST) => {}
                 Err(err) => {
-                    return Err(VipError::Request { op: "add", vip: vip.to_string(), reason: err.to_string() })
+                    return Err(VipError::Request {
+                        op: "add",
+                        vip: vip.to_string(),
+                        reason: err.to_string(),
+                    })
                 }
             }
         }
@@ -80,7 +93,13 @@ impl VipManager {
                 Ok(()) => removed += 1,
                 Err(rtnetlink::Error::NetlinkError(msg))
                     if msg.code.map(|c| -c.get()) == Some(libc::EADDRNOTAVAIL) => {}
-                Err(err) => return Err(VipError::Request { op: "remove", vip: shown, reason: err.to_string() }),
+                Err(err) => {
+                    return Err(VipError::Request {
+                        op: "remove",
+                        vip: shown,
+                        reason: err.to_string(),
+                    })
+                }
             }
         }
         Ok(removed)
@@ -92,13 +111,27 @@ impl VipManager {
             .present_messages()
             .await?
             .iter()
-            .filter_map(|m| address_of(m).map(|addr| Vip { addr, prefix: m.header.prefix_len }))
+            .filter_map(|m| {
+                address_of(m).map(|addr| Vip {
+                    addr,
+                    prefix: m.header.prefix_len,
+                })
+            })
             .collect())
     }
 
     async fn present_messages(&self) -> Result<Vec<AddressMessage>, VipError> {
-        let list_err = |err: rtnetlink::Error| VipError::Request { op: "list", vip: "addresses".into(), reason: err.to_string() };
-        let mut stream = self.handle.address().get().set_link_index_filter(self.ifindex).execute();
+        let list_err = |err: rtnetlink::Error| VipError::Request {
+            op: "list",
+            vip: "addresses".into(),
+            reason: err.to_string(),
+        };
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(self.ifindex)
+            .execute();
         let mut found = Vec::new();
         while let Some(message) = stream.try_next().await.map_err(list_err)? {
             if message.header.index != self.ifindex {

@@ -43,8 +43,8 @@ pub struct PeerRecord {
     pub vlan_id: u16,
     /// 4 or 6: which IP family `src_addr` holds.
     pub family: u8,
-    /// Explicit padding; always 0.
-    pub _pad0: u8,
+    /// The flags of the peer's last heartbeat (`FLAG_*` in `wire`).
+    pub flags: u8,
     /// Source address: IPv6, or IPv4 in the first four bytes.
     pub src_addr: [u8; 16],
     /// Source MAC address.
@@ -141,6 +141,8 @@ pub mod change {
     pub const PRIORITY: u32 = 4;
     /// The peer was silent for longer than two of its intervals and is heard again.
     pub const REVIVED: u32 = 8;
+    /// The peer's flags changed (it yielded the VIP, or stopped saying so).
+    pub const FLAGS: u32 = 16;
 }
 
 /// Sent on the `EVENTS` ring buffer when a peer needs the agent's attention at once.
@@ -182,7 +184,10 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<PeerKey>(), 8);
-        assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1);
+        assert_eq!(
+            size_of::<PeerRecord>(),
+            8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1
+        );
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
         assert_eq!(size_of::<XdpConfig>(), 16);
         assert_eq!(size_of::<XdpStats>(), 8 * 10);
@@ -191,8 +196,16 @@ mod tests {
 
     #[test]
     fn stats_add_and_named_agree() {
-        let mut total = XdpStats { passed: 1, events_lost: 2, ..Default::default() };
-        total.add(&XdpStats { passed: 3, accepted: 4, ..Default::default() });
+        let mut total = XdpStats {
+            passed: 1,
+            events_lost: 2,
+            ..Default::default()
+        };
+        total.add(&XdpStats {
+            passed: 3,
+            accepted: 4,
+            ..Default::default()
+        });
         let named = total.named();
         assert_eq!(named[0], ("passed", 4));
         assert_eq!(named[1], ("accepted", 4));

@@ -8,7 +8,7 @@
 //! | 4      | 1    | version (1)  |
 //! | 5      | 1    | state        |
 //! | 6      | 1    | priority (worthiness; 0 = releasing) |
-//! | 7      | 1    | flags (0; reserved) |
+//! | 7      | 1    | flags: bit 0 [`FLAG_YIELDED`], others 0 |
 //! | 8      | 4    | group id     |
 //! | 12     | 4    | node id      |
 //! | 16     | 4    | sender's interval in ms |
@@ -26,6 +26,12 @@ pub const HEARTBEAT_LEN: usize = 40;
 pub const DEFAULT_PORT: u16 = 9740;
 /// Default IPv4 multicast group (organisation-local scope, never routed off the LAN).
 pub const DEFAULT_MCAST_V4: [u8; 4] = [239, 255, 97, 1];
+/// Flag: the sender held the VIP within the last dead time and gave it up to a more worthy node.
+/// The ACTIVE that sees it announces the VIP again, since the sender may have pointed the LAN's
+/// ARP caches at itself.
+pub const FLAG_YIELDED: u8 = 1;
+/// Every flag this version defines; a heartbeat with any other bit set is rejected.
+pub const KNOWN_FLAGS: u8 = FLAG_YIELDED;
 /// Byte offset of the authentication tag, which covers bytes `0..TAG_OFFSET`.
 pub const TAG_OFFSET: usize = 32;
 
@@ -65,6 +71,8 @@ pub struct Heartbeat {
     pub state: NodeState,
     /// Sender's worthiness; 0 means "releasing, do not count me".
     pub priority: u8,
+    /// Bitmask of `FLAG_*` constants.
+    pub flags: u8,
     /// VIP group this heartbeat belongs to; several groups may share a LAN.
     pub group: u32,
     /// Sender's node id, unique within the group.
@@ -98,7 +106,7 @@ impl Heartbeat {
         buf[4] = VERSION;
         buf[5] = self.state as u8;
         buf[6] = self.priority;
-        buf[7] = 0;
+        buf[7] = self.flags;
         buf[8..12].copy_from_slice(&self.group.to_be_bytes());
         buf[12..16].copy_from_slice(&self.node_id.to_be_bytes());
         buf[16..20].copy_from_slice(&self.interval_ms.to_be_bytes());
@@ -109,8 +117,7 @@ impl Heartbeat {
 
     /// Decodes a UDP payload of any length (user space, tests, fuzzing).
     pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
-        let array: &[u8; HEARTBEAT_LEN] =
-            payload.try_into().map_err(|_| DecodeError::BadLength)?;
+        let array: &[u8; HEARTBEAT_LEN] = payload.try_into().map_err(|_| DecodeError::BadLength)?;
         Self::decode_array(array)
     }
 
@@ -130,12 +137,13 @@ impl Heartbeat {
             Some(state) => state,
             None => return Err(DecodeError::BadField),
         };
-        if buf[7] != 0 || buf[20] | buf[21] | buf[22] | buf[23] != 0 {
+        if buf[7] & !KNOWN_FLAGS != 0 || buf[20] | buf[21] | buf[22] | buf[23] != 0 {
             return Err(DecodeError::BadField);
         }
         Ok(Self {
             state,
             priority: buf[6],
+            flags: buf[7],
             group: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
             node_id: u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]),
             interval_ms: u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]),
@@ -158,6 +166,7 @@ mod tests {
         Heartbeat {
             state: NodeState::Active,
             priority: 200,
+            flags: 0,
             group: 7,
             node_id: 0xdead_beef,
             interval_ms: 100,
@@ -189,7 +198,10 @@ mod tests {
 
     #[test]
     fn rejects_short_and_long() {
-        assert_eq!(Heartbeat::decode(&SAMPLE_BYTES[..39]), Err(DecodeError::BadLength));
+        assert_eq!(
+            Heartbeat::decode(&SAMPLE_BYTES[..39]),
+            Err(DecodeError::BadLength)
+        );
         assert_eq!(Heartbeat::decode(&[]), Err(DecodeError::BadLength));
         let mut long = [0u8; HEARTBEAT_LEN + 1];
         long[..HEARTBEAT_LEN].copy_from_slice(&SAMPLE_BYTES);
@@ -214,10 +226,14 @@ mod tests {
 
     #[test]
     fn rejects_undefined_fields() {
-        for (offset, value) in [(5usize, 0u8), (5, 3), (7, 1), (20, 1), (23, 0x80)] {
+        for (offset, value) in [(5usize, 0u8), (5, 3), (7, 2), (20, 1), (23, 0x80)] {
             let mut bytes = SAMPLE_BYTES;
             bytes[offset] = value;
-            assert_eq!(Heartbeat::decode(&bytes), Err(DecodeError::BadField), "offset {offset}");
+            assert_eq!(
+                Heartbeat::decode(&bytes),
+                Err(DecodeError::BadField),
+                "offset {offset}"
+            );
         }
     }
 
@@ -225,21 +241,25 @@ mod tests {
         (
             prop_oneof![Just(NodeState::Standby), Just(NodeState::Active)],
             any::<u8>(),
+            0..=KNOWN_FLAGS,
             any::<u32>(),
             any::<u32>(),
             any::<u32>(),
             any::<u64>(),
             any::<u64>(),
         )
-            .prop_map(|(state, priority, group, node_id, interval_ms, sequence, tag)| Heartbeat {
-                state,
-                priority,
-                group,
-                node_id,
-                interval_ms,
-                sequence,
-                tag,
-            })
+            .prop_map(
+                |(state, priority, flags, group, node_id, interval_ms, sequence, tag)| Heartbeat {
+                    state,
+                    priority,
+                    flags,
+                    group,
+                    node_id,
+                    interval_ms,
+                    sequence,
+                    tag,
+                },
+            )
     }
 
     proptest! {

@@ -132,7 +132,13 @@ fn classify(ctx: &XdpContext) -> Outcome {
             if header[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || header[9] != IPPROTO_UDP || fragment {
                 return Outcome::NotHeartbeat;
             }
-            (l3 + ihl, Source { offset: l3 + 12, family: 4 })
+            (
+                l3 + ihl,
+                Source {
+                    offset: l3 + 12,
+                    family: 4,
+                },
+            )
         }
         ETH_P_IPV6 => {
             let Some(header) = ptr_at::<[u8; 8]>(ctx, l3) else {
@@ -142,7 +148,13 @@ fn classify(ctx: &XdpContext) -> Outcome {
             if unsafe { (*header)[6] } != IPPROTO_UDP {
                 return Outcome::NotHeartbeat;
             }
-            (l3 + IPV6_HLEN, Source { offset: l3 + 8, family: 6 })
+            (
+                l3 + IPV6_HLEN,
+                Source {
+                    offset: l3 + 8,
+                    family: 6,
+                },
+            )
         }
         _ => return Outcome::NotHeartbeat,
     };
@@ -178,7 +190,10 @@ fn classify(ctx: &XdpContext) -> Outcome {
 #[inline(always)]
 fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16) -> Outcome {
     let now = unsafe { bpf_ktime_get_ns() };
-    let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
+    let key = PeerKey {
+        group: heartbeat.group,
+        node_id: heartbeat.node_id,
+    };
 
     let mut src_addr = [0u8; 16];
     if source.family == 4 {
@@ -208,6 +223,9 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
             if old.priority != heartbeat.priority {
                 changes |= change::PRIORITY;
             }
+            if old.flags != heartbeat.flags {
+                changes |= change::FLAGS;
+            }
             // Silent for more than two of its intervals: it may come back from a partition as a
             // second ACTIVE, which must be resolved now rather than at the next poll.
             let silence_ns = now.saturating_sub(old.last_seen_ns);
@@ -225,7 +243,7 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
         interval_ms: heartbeat.interval_ms,
         vlan_id,
         family: source.family,
-        _pad0: 0,
+        flags: heartbeat.flags,
         src_addr,
         src_mac: unsafe { *src_mac },
         priority: heartbeat.priority,
@@ -238,7 +256,10 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
 
     if changes != 0 {
         if changes & change::NEW_PEER != 0 {
-            debug!(ctx, "new peer {} in group {}", heartbeat.node_id, heartbeat.group);
+            debug!(
+                ctx,
+                "new peer {} in group {}", heartbeat.node_id, heartbeat.group
+            );
         }
         let event = PeerEvent {
             group: heartbeat.group,

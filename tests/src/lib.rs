@@ -55,7 +55,9 @@ pub fn agent_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("HA_AGENT_BIN") {
         return PathBuf::from(path);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent");
     let path = workspace.join("target/debug/ha-agent");
     assert!(
         path.exists(),
@@ -102,7 +104,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -140,9 +144,22 @@ impl Lan {
         let switch = Netns::new(format!("{prefix}-sw"))?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         // No multicast snooping: the bridge floods heartbeats like a plain switch.
-        switch.ip(&["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        switch.ip(&[
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
         switch.ip(&["link", "set", "br0", "up"])?;
-        let mut lan = Self { prefix, hosts: Vec::new(), switch, dir };
+        let mut lan = Self {
+            prefix,
+            hosts: Vec::new(),
+            switch,
+            dir,
+        };
         for _ in 0..hosts {
             lan.add_host()?;
         }
@@ -156,30 +173,55 @@ impl Lan {
         let port = format!("p{}", index + 1);
         run(
             "ip",
-            &["link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", &port, "netns", &self.switch.name],
+            &[
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                &ns.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &self.switch.name,
+            ],
         )?;
-        self.switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
+        self.switch
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
         let addr = Ipv4Addr::new(192, 0, 2, 11 + index as u8);
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         let mac = fs_mac(&ns)?;
-        self.hosts.push(Host { ns, port, addr, mac });
+        self.hosts.push(Host {
+            ns,
+            port,
+            addr,
+            mac,
+        });
         Ok(index)
     }
 
     /// Takes host `index`'s switch port down (its link is cut).
     pub fn cut(&self, index: usize) -> anyhow::Result<()> {
-        self.switch.ip(&["link", "set", &self.hosts[index].port, "down"]).map(drop)
+        self.switch
+            .ip(&["link", "set", &self.hosts[index].port, "down"])
+            .map(drop)
     }
 
     /// Brings host `index`'s switch port back up.
     pub fn heal(&self, index: usize) -> anyhow::Result<()> {
-        self.switch.ip(&["link", "set", &self.hosts[index].port, "up"]).map(drop)
+        self.switch
+            .ip(&["link", "set", &self.hosts[index].port, "up"])
+            .map(drop)
     }
 
     /// Indices of the hosts that have the VIP on their eth0.
     pub fn vip_holders(&self) -> Vec<usize> {
-        (0..self.hosts.len()).filter(|&i| has_address(&self.hosts[i].ns, VIP)).collect()
+        (0..self.hosts.len())
+            .filter(|&i| has_address(&self.hosts[i].ns, VIP))
+            .collect()
     }
 
     /// Waits until exactly one host holds the VIP and returns it, or fails after `limit`.
@@ -206,7 +248,14 @@ impl Lan {
         let priority = priority.to_string();
         let mut command = host.ns.command(agent_binary());
         command
-            .args(["--iface", "eth0", "--vip", VIP_CIDR, "--priority", &priority])
+            .args([
+                "--iface",
+                "eth0",
+                "--vip",
+                VIP_CIDR,
+                "--priority",
+                &priority,
+            ])
             .arg("--run-dir")
             .arg(&run_dir)
             .args(["--pin-dir", &format!("/sys/fs/bpf/{}", host.ns.name)])
@@ -216,14 +265,22 @@ impl Lan {
             .stdout(log.try_clone()?)
             .stderr(log);
         let child = command.spawn().context("spawning ha-agent")?;
-        let agent = Agent { child: Some(child), run_dir, log_path, ns: host.ns.name.clone() };
+        let agent = Agent {
+            child: Some(child),
+            run_dir,
+            log_path,
+            ns: host.ns.name.clone(),
+        };
         agent.wait_ready(Duration::from_secs(10))?;
         Ok(agent)
     }
 
     /// The MAC the client `client` has for the VIP in its neighbour table, if any.
     pub fn neighbour_mac(&self, client: usize) -> Option<String> {
-        let out = self.hosts[client].ns.ip(&["neigh", "show", &VIP.to_string(), "dev", "eth0"]).ok()?;
+        let out = self.hosts[client]
+            .ns
+            .ip(&["neigh", "show", &VIP.to_string(), "dev", "eth0"])
+            .ok()?;
         let mut words = out.split_whitespace();
         words.find(|w| *w == "lladdr")?;
         words.next().map(str::to_string)
@@ -273,7 +330,10 @@ impl Agent {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        bail!("the agent did not start within {limit:?}; log:\n{}", self.log())
+        bail!(
+            "the agent did not start within {limit:?}; log:\n{}",
+            self.log()
+        )
     }
 
     /// The agent's log so far.
@@ -341,7 +401,10 @@ pub struct Prober {
 impl Prober {
     /// Starts `ping -i 0.005` from host `client` to the VIP.
     pub fn start(lan: &Lan, client: usize) -> anyhow::Result<Self> {
-        let output = lan.dir.join(format!("ping-{client}-{}.log", LAN_COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let output = lan.dir.join(format!(
+            "ping-{client}-{}.log",
+            LAN_COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         let file = fs::File::create(&output)?;
         let child = lan.hosts[client]
             .ns
@@ -351,7 +414,10 @@ impl Prober {
             .stderr(Stdio::null())
             .spawn()
             .context("spawning ping (apt-get install iputils-ping)")?;
-        Ok(Self { child: Some(child), output })
+        Ok(Self {
+            child: Some(child),
+            output,
+        })
     }
 
     /// Stops pinging; returns the reply timestamps in seconds.
@@ -383,5 +449,8 @@ impl Drop for Prober {
 
 /// The longest gap between consecutive replies after `since` (seconds, ping's clock), in ms.
 pub fn longest_gap_ms(replies: &[f64]) -> f64 {
-    replies.windows(2).map(|w| (w[1] - w[0]) * 1000.0).fold(0.0, f64::max)
+    replies
+        .windows(2)
+        .map(|w| (w[1] - w[0]) * 1000.0)
+        .fold(0.0, f64::max)
 }

@@ -10,18 +10,38 @@ fn ms(value: u64) -> Duration {
 }
 
 fn node(node_id: u32, priority: u8) -> Election {
-    Election::new(Settings { node_id, priority, dead_time: DEAD }, ms(0))
+    Election::new(
+        Settings {
+            node_id,
+            priority,
+            dead_time: DEAD,
+        },
+        ms(0),
+    )
 }
 
 fn peer(node_id: u32, priority: u8, state: NodeState, last_seen_ms: u64) -> PeerView {
-    PeerView { node_id, priority, state, last_seen: ms(last_seen_ms) }
+    PeerView {
+        node_id,
+        priority,
+        state,
+        last_seen: ms(last_seen_ms),
+        yielded: false,
+    }
 }
 
 fn tick(election: &mut Election, now_ms: u64, peers: &[PeerView]) -> Output {
-    election.handle(Event::Tick { now: ms(now_ms), peers })
+    election.handle(Event::Tick {
+        now: ms(now_ms),
+        peers,
+    })
 }
 
-const PROMOTE: [Action; 3] = [Action::AddVips, Action::SendGratuitousArp, Action::SendHeartbeat];
+const PROMOTE: [Action; 3] = [
+    Action::AddVips,
+    Action::SendGratuitousArp,
+    Action::SendHeartbeat,
+];
 const DEMOTE: [Action; 2] = [Action::RemoveVips, Action::SendHeartbeat];
 
 #[test]
@@ -40,14 +60,62 @@ fn table_of_standby_decisions() {
     use NodeState::{Active as A, Standby as S};
     // (my priority, peers, now, expect ACTIVE afterwards)
     let cases: Vec<(&str, u8, Vec<PeerView>, u64, bool)> = vec![
-        ("less worthy ACTIVE peer: take over after the dead time", 200, vec![peer(2, 100, A, 340)], 350, true),
-        ("more worthy live peer: stay", 100, vec![peer(2, 200, S, 340)], 400, false),
-        ("more worthy peer dead for the dead time: take over", 100, vec![peer(2, 200, A, 100)], 450, true),
-        ("more worthy peer dead for less than the dead time: wait", 100, vec![peer(2, 200, A, 100)], 449, false),
-        ("more worthy peer released: take over at once", 100, vec![peer(2, 0, A, 399)], 400, true),
-        ("equal priority, higher node id: stay", 100, vec![peer(2, 100, S, 390)], 400, false),
-        ("equal priority, lower node id: take over", 100, vec![peer(0, 100, A, 390)], 400, true),
-        ("release of one, a second more worthy live: stay", 100, vec![peer(2, 0, A, 399), peer(3, 150, S, 390)], 400, false),
+        (
+            "less worthy ACTIVE peer: take over after the dead time",
+            200,
+            vec![peer(2, 100, A, 340)],
+            350,
+            true,
+        ),
+        (
+            "more worthy live peer: stay",
+            100,
+            vec![peer(2, 200, S, 340)],
+            400,
+            false,
+        ),
+        (
+            "more worthy peer dead for the dead time: take over",
+            100,
+            vec![peer(2, 200, A, 100)],
+            450,
+            true,
+        ),
+        (
+            "more worthy peer dead for less than the dead time: wait",
+            100,
+            vec![peer(2, 200, A, 100)],
+            449,
+            false,
+        ),
+        (
+            "more worthy peer released: take over at once",
+            100,
+            vec![peer(2, 0, A, 399)],
+            400,
+            true,
+        ),
+        (
+            "equal priority, higher node id: stay",
+            100,
+            vec![peer(2, 100, S, 390)],
+            400,
+            false,
+        ),
+        (
+            "equal priority, lower node id: take over",
+            100,
+            vec![peer(0, 100, A, 390)],
+            400,
+            true,
+        ),
+        (
+            "release of one, a second more worthy live: stay",
+            100,
+            vec![peer(2, 0, A, 399), peer(3, 150, S, 390)],
+            400,
+            false,
+        ),
     ];
     for (name, priority, peers, now, expect_active) in cases {
         let mut n = node(1, priority);
@@ -79,7 +147,11 @@ fn active_steps_down_for_a_more_worthy_active_at_once() {
     let out = tick(&mut n, 400, &[peer(2, 200, NodeState::Active, 399)]);
     assert_eq!(out.actions, DEMOTE);
     assert_eq!(n.state(), State::Standby);
-    assert!(out.transition.unwrap().reason.contains("more worthy ACTIVE"));
+    assert!(out
+        .transition
+        .unwrap()
+        .reason
+        .contains("more worthy ACTIVE"));
 }
 
 #[test]
@@ -97,17 +169,53 @@ fn active_keeps_the_vip_for_less_worthy_or_standby_or_dead_peers() {
 }
 
 #[test]
-fn active_reannounces_once_when_a_less_worthy_active_appears() {
+fn active_reannounces_to_claimants_at_most_once_per_dead_time() {
+    use NodeState::{Active as A, Standby as S};
+    let yielded = |at| PeerView {
+        yielded: true,
+        ..peer(2, 100, S, at)
+    };
+    // A less worthy ACTIVE (it took over while we were apart), or one that already yielded (it
+    // heard us first): either may have pointed the LAN's caches at itself.
+    for claimant in [peer(2, 100, A, 999), yielded(999)] {
+        let mut n = active_node(1, 200);
+        let out = tick(&mut n, 1000, &[claimant]);
+        assert_eq!(
+            out.actions,
+            [Action::SendGratuitousArp, Action::SendHeartbeat],
+            "{claimant:?}"
+        );
+        assert_eq!(out.transition, None);
+        assert_eq!(
+            tick(&mut n, 1010, &[claimant]),
+            Output::default(),
+            "not one per tick"
+        );
+        let still = PeerView {
+            last_seen: ms(1349),
+            ..claimant
+        };
+        assert_eq!(
+            tick(&mut n, 1350, &[still]).actions,
+            [Action::SendGratuitousArp, Action::SendHeartbeat]
+        );
+    }
+    // A plain STANDBY claims nothing.
     let mut n = active_node(1, 200);
-    let rival = [peer(2, 100, NodeState::Active, 999)];
-    let out = tick(&mut n, 1000, &rival);
-    assert_eq!(out.actions, [Action::SendGratuitousArp, Action::SendHeartbeat]);
-    assert_eq!(out.transition, None);
-    assert_eq!(tick(&mut n, 1010, &rival), Output::default(), "one announcement, not one per tick");
-    let stepped_down = [peer(2, 100, NodeState::Standby, 1020)];
-    assert_eq!(tick(&mut n, 1020, &stepped_down), Output::default());
-    let again = [peer(2, 100, NodeState::Active, 2000)];
-    assert_eq!(tick(&mut n, 2000, &again).actions, [Action::SendGratuitousArp, Action::SendHeartbeat]);
+    assert_eq!(
+        tick(&mut n, 1000, &[peer(2, 100, S, 999)]),
+        Output::default()
+    );
+}
+
+#[test]
+fn stepping_down_advertises_the_yield_for_the_dead_time() {
+    let mut n = active_node(1, 100);
+    tick(&mut n, 1000, &[peer(2, 200, NodeState::Active, 999)]);
+    assert_eq!(n.state(), State::Standby);
+    assert!(n.advertised(ms(1000)).yielded);
+    assert!(n.advertised(ms(1349)).yielded);
+    assert!(!n.advertised(ms(1350)).yielded);
 }
 
 #[test]
@@ -126,7 +234,8 @@ fn shutdown_of_active_waits_for_a_successor() {
     let out = n.handle(Event::Shutdown { now: ms(1000) });
     assert_eq!(out.actions, [Action::SendHeartbeat]);
     assert_eq!(n.state(), State::Releasing);
-    assert_eq!(n.advertised(), (NodeState::Active, 0));
+    let advert = n.advertised(ms(1000));
+    assert_eq!((advert.state, advert.priority), (NodeState::Active, 0));
     let standby = [peer(2, 100, NodeState::Standby, 1000)];
     assert_eq!(tick(&mut n, 1001, &standby), Output::default());
     let out = tick(&mut n, 1002, &[peer(2, 100, NodeState::Active, 1002)]);
@@ -156,7 +265,7 @@ fn shutdown_of_standby_announces_and_exits() {
     let mut n = node(1, 100);
     let out = n.handle(Event::Shutdown { now: ms(10) });
     assert_eq!(out.actions, [Action::SendHeartbeat, Action::Exit]);
-    assert_eq!(n.advertised().1, 0);
+    assert_eq!(n.advertised(ms(10)).priority, 0);
 }
 
 #[test]
@@ -201,6 +310,8 @@ struct Lan {
     priorities: Vec<u8>,
     loss_per_mille: u64,
     now: u64,
+    /// Whose MAC the LAN's ARP caches hold for the VIP: the last connected node to announce it.
+    arp_owner: Option<usize>,
 }
 
 const INTERVAL: u64 = 100;
@@ -213,7 +324,11 @@ impl Lan {
             .enumerate()
             .map(|(i, &priority)| SimNode {
                 election: Election::new(
-                    Settings { node_id: i as u32 + 1, priority, dead_time: DEAD },
+                    Settings {
+                        node_id: i as u32 + 1,
+                        priority,
+                        dead_time: DEAD,
+                    },
                     ms(0),
                 ),
                 table: Vec::new(),
@@ -222,11 +337,17 @@ impl Lan {
                 next_heartbeat: rng.below(INTERVAL),
             })
             .collect();
-        Self { nodes, priorities: priorities.to_vec(), loss_per_mille: 0, now: 0 }
+        Self {
+            nodes,
+            priorities: priorities.to_vec(),
+            loss_per_mille: 0,
+            now: 0,
+            arp_owner: None,
+        }
     }
 
     fn deliver(&mut self, from: usize, rng: &mut Rng) {
-        let (state, priority) = self.nodes[from].election.advertised();
+        let advert = self.nodes[from].election.advertised(ms(self.now));
         let node_id = from as u32 + 1;
         for to in 0..self.nodes.len() {
             if to == from || !self.nodes[to].running || !self.nodes[to].connected {
@@ -235,7 +356,13 @@ impl Lan {
             if rng.chance(self.loss_per_mille) {
                 continue;
             }
-            let view = PeerView { node_id, priority, state, last_seen: ms(self.now) };
+            let view = PeerView {
+                node_id,
+                priority: advert.priority,
+                state: advert.state,
+                last_seen: ms(self.now),
+                yielded: advert.yielded,
+            };
             let table = &mut self.nodes[to].table;
             match table.iter_mut().find(|p| p.node_id == node_id) {
                 Some(entry) => *entry = view,
@@ -248,6 +375,7 @@ impl Lan {
         for action in out.actions {
             match action {
                 Action::SendHeartbeat if self.nodes[i].connected => self.deliver(i, rng),
+                Action::SendGratuitousArp if self.nodes[i].connected => self.arp_owner = Some(i),
                 Action::Exit => self.nodes[i].running = false,
                 _ => {}
             }
@@ -268,7 +396,10 @@ impl Lan {
             }
             let now = ms(self.now);
             let node = &mut self.nodes[i];
-            let out = node.election.handle(Event::Tick { now, peers: &node.table });
+            let out = node.election.handle(Event::Tick {
+                now,
+                peers: &node.table,
+            });
             self.apply(i, out, rng);
         }
     }
@@ -284,7 +415,10 @@ impl Lan {
         (0..self.nodes.len())
             .filter(|&i| {
                 self.nodes[i].running
-                    && matches!(self.nodes[i].election.state(), State::Active | State::Releasing)
+                    && matches!(
+                        self.nodes[i].election.state(),
+                        State::Active | State::Releasing
+                    )
             })
             .collect()
     }
@@ -312,18 +446,42 @@ const SETTLE: u64 = 350 + 2 * INTERVAL;
 
 fn assert_one_most_worthy_active(lan: &Lan, seed: u64, what: &str) {
     let active = lan.active();
-    assert_eq!(active.len(), 1, "seed {seed}: after {what}, ACTIVE nodes {active:?}");
-    assert_eq!(Some(active[0]), lan.most_worthy_running(), "seed {seed}: after {what}");
+    assert_eq!(
+        active.len(),
+        1,
+        "seed {seed}: after {what}, ACTIVE nodes {active:?}"
+    );
+    assert_eq!(
+        Some(active[0]),
+        lan.most_worthy_running(),
+        "seed {seed}: after {what}"
+    );
+    assert_eq!(
+        lan.arp_owner,
+        Some(active[0]),
+        "seed {seed}: after {what}, the LAN's ARP caches point elsewhere"
+    );
 }
 
 #[test]
 fn simulator_converges_through_random_disturbances() {
-    for seed in 1..=1500u64 {
+    // 1500 LANs by default; HA_SIM_SEEDS=20000 for a longer soak.
+    let seeds: u64 = std::env::var("HA_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1500);
+    for seed in 1..=seeds {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let count = 2 + rng.below(4) as usize;
         // Distinct priorities half the time, ties (broken by node id) the other half.
         let priorities: Vec<u8> = (0..count)
-            .map(|i| if seed % 2 == 0 { 10 + rng.below(240) as u8 } else { 100 + (i as u8 % 2) })
+            .map(|i| {
+                if seed % 2 == 0 {
+                    10 + rng.below(240) as u8
+                } else {
+                    100 + (i as u8 % 2)
+                }
+            })
             .collect();
         let mut lan = Lan::new(&priorities, &mut rng);
         lan.run_for(SETTLE + 200, &mut rng);
@@ -331,7 +489,8 @@ fn simulator_converges_through_random_disturbances() {
 
         for _round in 0..4 {
             let victim = lan.active()[0];
-            match rng.below(4) {
+            let disturbance = rng.below(4);
+            match disturbance {
                 0 => {
                     // Link cut, then heal.
                     lan.nodes[victim].connected = false;
@@ -353,7 +512,10 @@ fn simulator_converges_through_random_disturbances() {
                     let out = lan.nodes[victim].election.handle(Event::Shutdown { now });
                     lan.apply(victim, out, &mut rng);
                     lan.run_for(SETTLE, &mut rng);
-                    assert!(!lan.nodes[victim].running, "seed {seed}: the stopped node exits");
+                    assert!(
+                        !lan.nodes[victim].running,
+                        "seed {seed}: the stopped node exits"
+                    );
                     if lan.nodes.len() > 1 {
                         assert_one_most_worthy_active(&lan, seed, "a planned stop");
                     }
@@ -367,7 +529,13 @@ fn simulator_converges_through_random_disturbances() {
                 }
             }
             lan.run_for(SETTLE + 200, &mut rng);
-            assert_one_most_worthy_active(&lan, seed, "healing");
+            let what =
+                ["a link cut", "a crash", "a planned stop", "heavy loss"][disturbance as usize];
+            assert_one_most_worthy_active(
+                &lan,
+                seed,
+                &format!("healing from {what} of node {victim}"),
+            );
         }
     }
 }
@@ -392,5 +560,8 @@ fn simulator_no_false_transition_at_one_percent_loss() {
             }
         }
     }
-    assert!(transitions <= 4, "{transitions} transitions in 200 simulated minutes at 1% loss");
+    assert!(
+        transitions <= 4,
+        "{transitions} transitions in 200 simulated minutes at 1% loss"
+    );
 }

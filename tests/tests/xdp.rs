@@ -1,0 +1,276 @@
+//! The XDP program through BPF_PROG_TEST_RUN with crafted frames: verdicts, the peer map, the
+//! counters and the event ring buffer. Loads the object embedded in ha-agent; attaches nowhere.
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use ha_agent::bpf::Datapath;
+use ha_common::{change, Heartbeat, NodeState, PeerEvent, PeerKey, XdpConfig, XdpStats};
+use ha_tests::require_root;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const PORT: u16 = 9740;
+const GROUP: u32 = 7;
+const OWN_ID: u32 = 0x99;
+const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+
+fn heartbeat(node_id: u32, priority: u8, state: NodeState) -> Heartbeat {
+    Heartbeat {
+        state,
+        priority,
+        flags: 0,
+        group: GROUP,
+        node_id,
+        interval_ms: 100,
+        sequence: 1,
+        tag: 0,
+    }
+}
+
+fn ethernet(ethertype: u16, vlan: Option<u16>) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&SRC_MAC);
+    if let Some(id) = vlan {
+        frame.extend_from_slice(&0x8100u16.to_be_bytes());
+        frame.extend_from_slice(&id.to_be_bytes());
+    }
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame
+}
+
+fn udp(port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&40000u16.to_be_bytes());
+    udp.extend_from_slice(&port.to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    udp
+}
+
+/// An Ethernet/IPv4/UDP frame, optionally 802.1Q-tagged.
+fn ipv4_frame(port: u16, payload: &[u8], vlan: Option<u16>) -> Vec<u8> {
+    let udp = udp(port, payload);
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + udp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 1, 17, 0, 0]);
+    ip.extend_from_slice(&[192, 0, 2, 11]);
+    ip.extend_from_slice(&[239, 255, 97, 1]);
+    let sum = ip
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
+        .sum::<u32>();
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut frame = ethernet(0x0800, vlan);
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&udp);
+    frame
+}
+
+fn ipv6_frame(port: u16, payload: &[u8]) -> Vec<u8> {
+    let udp = udp(port, payload);
+    let mut frame = ethernet(0x86dd, None);
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[17, 1]);
+    frame.extend_from_slice(
+        &"2001:db8::11"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    frame.extend_from_slice(&"ff02::4841".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    frame.extend_from_slice(&udp);
+    frame
+}
+
+fn load() -> Datapath {
+    require_root();
+    Datapath::load(&XdpConfig {
+        port: PORT,
+        group: GROUP,
+        own_node_id: OWN_ID,
+        ..Default::default()
+    })
+    .expect("the XDP object loads and passes the verifier")
+}
+
+fn verdict(datapath: &Datapath, frame: &[u8]) -> u32 {
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        ..Default::default()
+    };
+    datapath
+        .program()
+        .test_run(options)
+        .expect("BPF_PROG_TEST_RUN")
+        .return_value
+}
+
+fn stats(datapath: &Datapath) -> XdpStats {
+    datapath.stats().unwrap()
+}
+
+#[test]
+fn valid_ipv4_heartbeat_is_recorded_and_dropped() {
+    let datapath = load();
+    let frame = ipv4_frame(PORT, &heartbeat(5, 150, NodeState::Active).encode(), None);
+    assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    let peers = datapath.peers().unwrap();
+    assert_eq!(peers.len(), 1);
+    let (key, record) = peers[0];
+    assert_eq!(
+        key,
+        PeerKey {
+            group: GROUP,
+            node_id: 5
+        }
+    );
+    assert_eq!(
+        (record.priority, record.state, record.family),
+        (150, NodeState::Active as u8, 4)
+    );
+    assert_eq!(&record.src_addr[..4], &[192, 0, 2, 11]);
+    assert_eq!(record.src_mac, SRC_MAC);
+    assert_eq!(
+        (
+            record.interval_ms,
+            record.sequence,
+            record.packets,
+            record.vlan_id
+        ),
+        (100, 1, 1, 0)
+    );
+    assert!(record.last_seen_ns > 0);
+    assert_eq!(stats(&datapath).accepted, 1);
+
+    assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    assert_eq!(datapath.peers().unwrap()[0].1.packets, 2);
+}
+
+#[test]
+fn valid_ipv6_heartbeat_is_recorded_and_dropped() {
+    let datapath = load();
+    let frame = ipv6_frame(PORT, &heartbeat(6, 100, NodeState::Standby).encode());
+    assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    let (_, record) = datapath.peers().unwrap()[0];
+    assert_eq!(record.family, 6);
+    assert_eq!(
+        record.src_addr,
+        "2001:db8::11"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+    );
+}
+
+#[test]
+fn vlan_tagged_heartbeat_is_recorded_with_its_vlan() {
+    let datapath = load();
+    let frame = ipv4_frame(
+        PORT,
+        &heartbeat(8, 100, NodeState::Standby).encode(),
+        Some(42),
+    );
+    assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    assert_eq!(datapath.peers().unwrap()[0].1.vlan_id, 42);
+}
+
+#[test]
+fn rejected_frames_pass_unrecorded_and_are_counted() {
+    let datapath = load();
+    let good = heartbeat(9, 100, NodeState::Standby).encode();
+    let mut bad_magic = good;
+    bad_magic[0] = b'X';
+    let mut bad_version = good;
+    bad_version[4] = 9;
+    let mut bad_state = good;
+    bad_state[5] = 7;
+    let mut other_group = heartbeat(9, 100, NodeState::Standby);
+    other_group.group = GROUP + 1;
+    let own = heartbeat(OWN_ID, 100, NodeState::Standby);
+    let full = ipv4_frame(PORT, &good, None);
+    let mut arp = ethernet(0x0806, None);
+    arp.extend_from_slice(&[0; 28]);
+
+    let cases: Vec<(&str, Vec<u8>, fn(&XdpStats) -> u64)> = vec![
+        ("wrong port", ipv4_frame(PORT + 1, &good, None), |s| {
+            s.passed
+        }),
+        ("not IP", arp, |s| s.passed),
+        ("bad magic", ipv4_frame(PORT, &bad_magic, None), |s| {
+            s.bad_magic
+        }),
+        ("bad version", ipv4_frame(PORT, &bad_version, None), |s| {
+            s.bad_version
+        }),
+        ("undefined state", ipv4_frame(PORT, &bad_state, None), |s| {
+            s.bad_field
+        }),
+        ("short payload", ipv4_frame(PORT, &good[..30], None), |s| {
+            s.bad_length
+        }),
+        (
+            "oversized payload",
+            ipv4_frame(PORT, &[0u8; 200], None),
+            |s| s.bad_length,
+        ),
+        ("truncated frame", full[..full.len() - 10].to_vec(), |s| {
+            s.truncated
+        }),
+        (
+            "other group",
+            ipv4_frame(PORT, &other_group.encode(), None),
+            |s| s.wrong_group,
+        ),
+        ("own node id", ipv4_frame(PORT, &own.encode(), None), |s| {
+            s.own_echo
+        }),
+    ];
+    for (name, frame, counter) in cases {
+        let before = counter(&stats(&datapath));
+        assert_eq!(verdict(&datapath, &frame), XDP_PASS, "{name} must pass");
+        assert_eq!(
+            counter(&stats(&datapath)),
+            before + 1,
+            "{name} must be counted"
+        );
+        assert!(
+            datapath.peers().unwrap().is_empty(),
+            "{name} must not be recorded"
+        );
+    }
+    assert_eq!(stats(&datapath).accepted, 0);
+}
+
+#[test]
+fn events_only_for_changes_that_need_a_reaction() {
+    let mut datapath = load();
+    let mut events = datapath.take_events().unwrap();
+    let mut next_event = || {
+        events
+            .next()
+            .map(|item| unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PeerEvent>()) })
+    };
+
+    let standby = ipv4_frame(PORT, &heartbeat(3, 100, NodeState::Standby).encode(), None);
+    assert_eq!(verdict(&datapath, &standby), XDP_DROP);
+    let event = next_event().expect("a new peer raises an event");
+    assert_eq!((event.node_id, event.changes), (3, change::NEW_PEER));
+    assert!(next_event().is_none());
+
+    assert_eq!(verdict(&datapath, &standby), XDP_DROP);
+    assert!(
+        next_event().is_none(),
+        "an unchanged heartbeat raises no event"
+    );
+
+    let active = ipv4_frame(PORT, &heartbeat(3, 100, NodeState::Active).encode(), None);
+    assert_eq!(verdict(&datapath, &active), XDP_DROP);
+    assert_eq!(next_event().map(|e| e.changes), Some(change::STATE));
+
+    let released = ipv4_frame(PORT, &heartbeat(3, 0, NodeState::Active).encode(), None);
+    assert_eq!(verdict(&datapath, &released), XDP_DROP);
+    let event = next_event().unwrap();
+    assert_eq!((event.changes, event.priority), (change::PRIORITY, 0));
+}
