@@ -74,14 +74,17 @@ pub enum XdpMode {
     Skb,
 }
 
-/// Flags of the agent itself. Each overrides the config file's key of the same name.
-#[derive(Debug, Args, Default)]
+/// The agent's settings as given: the flags, and (the same keys, flags spelled with `_`) the
+/// config file. Every field is optional; a flag overrides the file's key of the same name.
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RunArgs {
     /// Network interface for heartbeats, XDP and the VIPs.
     #[arg(long)]
     pub iface: Option<String>,
     /// Config file (default /etc/ha-agent/ha-agent.toml, skipped if absent).
     #[arg(long)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Virtual IP with prefix length, e.g. 192.0.2.100/24 (repeatable).
     #[arg(long = "vip", value_name = "CIDR")]
@@ -128,30 +131,6 @@ pub struct RunArgs {
     /// Resend gratuitous ARP this often while ACTIVE (0 = never).
     #[arg(long)]
     pub garp_refresh: Option<String>,
-}
-
-/// The config file's keys; all optional, all overridden by flags of the same name.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    iface: Option<String>,
-    #[serde(default)]
-    vips: Vec<String>,
-    priority: Option<u8>,
-    node_id: Option<u32>,
-    group: Option<u32>,
-    interval: Option<String>,
-    dead_time: Option<String>,
-    pin_dir: Option<PathBuf>,
-    run_dir: Option<PathBuf>,
-    xdp_mode: Option<XdpMode>,
-    mcast_group: Option<String>,
-    port: Option<u16>,
-    #[serde(default)]
-    peers: Vec<String>,
-    garp_count: Option<u32>,
-    garp_spacing: Option<String>,
-    garp_refresh: Option<String>,
 }
 
 /// A virtual address with its prefix length.
@@ -306,12 +285,12 @@ fn parse_addr(text: &str, port: u16, what: &str) -> Result<SocketAddr, ConfigErr
 }
 
 /// Reads the config file: an explicit `--config` must exist, the default one may be absent.
-pub fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+pub fn read_file(explicit: Option<&Path>) -> Result<RunArgs, ConfigError> {
     let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if explicit.is_none() && err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(FileConfig::default())
+            return Ok(RunArgs::default())
         }
         Err(err) => {
             return Err(ConfigError::new(format!(
@@ -333,7 +312,7 @@ pub fn read_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
 
 impl Config {
     /// Merges flags over the file over defaults and checks the result.
-    pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<Self, ConfigError> {
+    pub fn resolve(args: &RunArgs, file: RunArgs) -> Result<Self, ConfigError> {
         let iface = args.iface.clone().or(file.iface).ok_or_else(|| {
             ConfigError::new("no interface: give --iface NAME or `iface` in the config file")
         })?;
@@ -502,7 +481,7 @@ mod tests {
     #[test]
     fn defaults_give_sub_second_failover() {
         let config =
-            Config::resolve(&args("eth0", &["192.0.2.100/24"]), FileConfig::default()).unwrap();
+            Config::resolve(&args("eth0", &["192.0.2.100/24"]), RunArgs::default()).unwrap();
         assert_eq!(config.interval, Duration::from_millis(100));
         assert_eq!(config.dead_time, Duration::from_millis(350));
         assert_eq!(config.pin_dir, Path::new("/sys/fs/bpf/ha-agent/eth0"));
@@ -514,7 +493,7 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let file: FileConfig = toml::from_str(
+        let file: RunArgs = toml::from_str(
             "iface = \"eth1\"\nvips = [\"198.51.100.7/24\"]\npriority = 50\ninterval = \"1s\"\n",
         )
         .unwrap();
@@ -581,7 +560,7 @@ mod tests {
             ),
         ];
         for (a, expected) in cases {
-            let err = Config::resolve(&a, FileConfig::default())
+            let err = Config::resolve(&a, RunArgs::default())
                 .unwrap_err()
                 .to_string();
             assert!(

@@ -21,7 +21,11 @@ fn name(index: usize) -> String {
 }
 
 /// Waits until `condition` holds; returns how long that took.
-fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<Duration> {
+fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     while !condition() {
         if start.elapsed() > limit {
@@ -37,7 +41,11 @@ fn describe_holders(lan: &Lan) -> String {
     if holders.is_empty() {
         return "nobody".into();
     }
-    holders.iter().map(|&i| format!("{} ({})", name(i), lan.hosts[i].mac)).collect::<Vec<_>>().join(", ")
+    holders
+        .iter()
+        .map(|&i| format!("{} ({})", name(i), lan.hosts[i].mac))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs the demo.
@@ -45,7 +53,12 @@ pub fn run() -> anyhow::Result<()> {
     require_root("demo")?;
     deps::ensure(true)?;
     eprintln!("building ha-agent (release)…");
-    run_in_workspace(std::process::Command::new("cargo").args(["build", "--release", "--package", "ha-agent"]))?;
+    run_in_workspace(std::process::Command::new("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "ha-agent",
+    ]))?;
     let binary = workspace().join("target/release/ha-agent");
     // SAFETY: single-threaded at this point; the fixtures read it when they spawn agents.
     unsafe { std::env::set_var("HA_AGENT_BIN", &binary) };
@@ -55,11 +68,21 @@ pub fn run() -> anyhow::Result<()> {
     let mut agents = Vec::new();
     for (i, &priority) in PRIORITIES.iter().enumerate() {
         agents.push(lan.start_agent(i, priority, &[])?);
-        println!("  started the agent on {} ({}) with priority {priority}", name(i), lan.hosts[i].addr);
+        println!(
+            "  started the agent on {} ({}) with priority {priority}",
+            name(i),
+            lan.hosts[i].addr
+        );
     }
-    let took = wait_for(Duration::from_secs(5), "the first election", || lan.vip_holders().len() == 1)?;
+    let took = wait_for(Duration::from_secs(5), "the first election", || {
+        lan.vip_holders().len() == 1
+    })?;
     let active = lan.vip_holders()[0];
-    println!("\n1. first election, {:.0} ms after start: {} is ACTIVE", took.as_secs_f64() * 1000.0, name(active));
+    println!(
+        "\n1. first election, {:.0} ms after start: {} is ACTIVE",
+        took.as_secs_f64() * 1000.0,
+        name(active)
+    );
     let status = std::process::Command::new("ip")
         .args(["netns", "exec", &lan.hosts[active].ns.name])
         .arg(agent_binary())
@@ -71,26 +94,50 @@ pub fn run() -> anyhow::Result<()> {
         println!("   | {line}");
     }
 
-    println!("\n2. cutting {}'s link (its switch port goes down); the client pings the VIP every 5 ms", name(active));
+    println!(
+        "\n2. cutting {}'s link (its switch port goes down); the client pings the VIP every 5 ms",
+        name(active)
+    );
     let prober = Prober::start(&lan, CLIENT)?;
     thread::sleep(Duration::from_millis(500));
     lan.cut(active)?;
-    wait_for(Duration::from_secs(3), "a takeover", || lan.vip_holders().iter().any(|&i| i != active))?;
+    wait_for(Duration::from_secs(3), "a takeover", || {
+        lan.vip_holders().iter().any(|&i| i != active)
+    })?;
     thread::sleep(Duration::from_millis(500));
     let outage = longest_gap_ms(&prober.stop()?);
-    let successor = *lan.vip_holders().iter().find(|&&i| i != active).expect("checked above");
-    println!("   {} took over; the client's longest gap between answers: {outage:.0} ms", name(successor));
-    println!("   the client's ARP entry for the VIP: {}", lan.neighbour_mac(CLIENT).unwrap_or_default());
-    println!("   VIP held by: {} (the cut-off node keeps its copy, unreachable)", describe_holders(&lan));
+    let successor = *lan
+        .vip_holders()
+        .iter()
+        .find(|&&i| i != active)
+        .expect("checked above");
+    println!(
+        "   {} took over; the client's longest gap between answers: {outage:.0} ms",
+        name(successor)
+    );
+    println!(
+        "   the client's ARP entry for the VIP: {}",
+        lan.neighbour_mac(CLIENT).unwrap_or_default()
+    );
+    println!(
+        "   VIP held by: {} (the cut-off node keeps its copy, unreachable)",
+        describe_holders(&lan)
+    );
 
     println!("\n3. healing {}'s link", name(active));
     let prober = Prober::start(&lan, CLIENT)?;
     lan.heal(active)?;
-    let took = wait_for(Duration::from_secs(3), "a single holder", || lan.vip_holders().len() == 1)?;
+    let took = wait_for(Duration::from_secs(3), "a single holder", || {
+        lan.vip_holders().len() == 1
+    })?;
     thread::sleep(Duration::from_millis(500));
     let outage = longest_gap_ms(&prober.stop()?);
     let holder = lan.vip_holders()[0];
-    println!("   exactly one holder after {:.0} ms: {}", took.as_secs_f64() * 1000.0, describe_holders(&lan));
+    println!(
+        "   exactly one holder after {:.0} ms: {}",
+        took.as_secs_f64() * 1000.0,
+        describe_holders(&lan)
+    );
     println!("   the client's longest gap between answers meanwhile: {outage:.0} ms");
 
     println!("\n4. planned stop: SIGTERM to {}", name(holder));
