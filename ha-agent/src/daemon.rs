@@ -167,16 +167,25 @@ impl Agent {
         exit
     }
 
-    /// Sends the gratuitous ARP burst off the runtime thread (it sleeps between rounds).
+    /// Sends the first round of gratuitous ARP now and the other `count - 1` rounds off the
+    /// runtime thread (they sleep in between).
     fn announce(&self, count: u32) {
-        let interface = self.interface.clone();
-        let vips = self.vips.vips().to_vec();
+        let mut announcer = match garp::Announcer::open(&self.interface, self.vips.vips()) {
+            Ok(announcer) => announcer,
+            Err(err) => return warn!("gratuitous ARP failed: {err}"),
+        };
+        if let Err(err) = announcer.send_round() {
+            return warn!("gratuitous ARP failed: {err}");
+        }
+        if count <= 1 {
+            return;
+        }
         let spacing = self.config.garp.spacing;
         let epoch = Arc::clone(&self.holding_epoch);
         let started_in = epoch.load(Ordering::SeqCst);
         tokio::task::spawn_blocking(move || {
             let still_holder = || epoch.load(Ordering::SeqCst) == started_in;
-            if let Err(err) = garp::announce(&interface, &vips, count, spacing, still_holder) {
+            if let Err(err) = announcer.repeat(count - 1, spacing, still_holder) {
                 warn!("gratuitous ARP failed: {err}");
             }
         });

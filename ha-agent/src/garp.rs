@@ -106,48 +106,70 @@ pub fn announcement_frames(mac: [u8; 6], vips: &[Vip]) -> Vec<Vec<u8>> {
     frames
 }
 
-/// Sends the announcements `count` times, `spacing` apart, while `still_holder()` says the VIPs
-/// are still ours: a node that steps down mid-burst must not pull the LAN back to itself.
-/// Blocking: run it off the async runtime.
-pub fn announce(
-    interface: &NetworkInterface,
-    vips: &[Vip],
-    count: u32,
-    spacing: Duration,
-    still_holder: impl Fn() -> bool,
-) -> std::io::Result<()> {
-    let mac = interface
-        .mac
-        .ok_or_else(|| std::io::Error::other(format!("{} has no MAC address", interface.name)))?;
-    let frames = announcement_frames(mac.octets(), vips);
-    let config = datalink::Config {
-        read_timeout: Some(Duration::from_millis(1)),
-        ..Default::default()
-    };
-    let mut tx = match datalink::channel(interface, config)? {
-        Channel::Ethernet(tx, _rx) => tx,
-        _ => {
-            return Err(std::io::Error::other(
-                "pnet returned a non-Ethernet channel",
-            ))
-        }
-    };
-    for round in 0..count {
-        if round > 0 {
-            std::thread::sleep(spacing);
-        }
-        if !still_holder() {
-            return Ok(());
-        }
-        for frame in &frames {
-            match tx.send_to(frame, None) {
+/// An open datalink channel and the frames that announce the VIPs from this interface.
+///
+/// Opened per burst: the first round is sent at once, inline, before the promotion heartbeat, so
+/// that the LAN points at us before the old holder, hearing that heartbeat, drops the VIP; the
+/// repeats follow off the runtime thread.
+pub struct Announcer {
+    tx: Box<dyn datalink::DataLinkSender>,
+    frames: Vec<Vec<u8>>,
+}
+
+impl Announcer {
+    /// Opens a channel on `interface` for announcing `vips`.
+    pub fn open(interface: &NetworkInterface, vips: &[Vip]) -> std::io::Result<Self> {
+        let mac = interface.mac.ok_or_else(|| {
+            std::io::Error::other(format!("{} has no MAC address", interface.name))
+        })?;
+        let config = datalink::Config {
+            read_timeout: Some(Duration::from_millis(1)),
+            ..Default::default()
+        };
+        let tx = match datalink::channel(interface, config)? {
+            Channel::Ethernet(tx, _rx) => tx,
+            _ => {
+                return Err(std::io::Error::other(
+                    "pnet returned a non-Ethernet channel",
+                ))
+            }
+        };
+        Ok(Self {
+            tx,
+            frames: announcement_frames(mac.octets(), vips),
+        })
+    }
+
+    /// Sends every announcement frame once.
+    pub fn send_round(&mut self) -> std::io::Result<()> {
+        for frame in &self.frames {
+            match self.tx.send_to(frame, None) {
                 Some(Ok(())) => {}
                 Some(Err(err)) => return Err(err),
                 None => return Err(std::io::Error::other("pnet could not send")),
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Sends `rounds` more rounds, `spacing` apart, while `still_holder()` says the VIPs are
+    /// still ours: a node that steps down mid-burst must not pull the LAN back to itself.
+    /// Blocking: run it off the async runtime.
+    pub fn repeat(
+        mut self,
+        rounds: u32,
+        spacing: Duration,
+        still_holder: impl Fn() -> bool,
+    ) -> std::io::Result<()> {
+        for _ in 0..rounds {
+            std::thread::sleep(spacing);
+            if !still_holder() {
+                break;
+            }
+            self.send_round()?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,16 @@
 //!
 //! - [`wire`]: the heartbeat packet (protocol v1, see `docs/PROTOCOL.md`), its encoder and the one
 //!   decoder both sides use.
+//! - [`units`]: the duration syntax of the config file and the flags.
 //! - [`maps`]: the `#[repr(C)]` records stored in the BPF maps, with explicit padding so that the
 //!   kernel, the eBPF object's BTF and user space agree byte for byte.
 #![no_std]
 #![deny(missing_docs)]
 
 pub mod maps;
+pub mod units;
 pub mod wire;
 
 pub use maps::*;
+pub use units::parse_duration;
 pub use wire::*;

@@ -18,6 +18,11 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
+pub mod bench;
+pub mod chart;
+pub mod frames;
+pub mod keepalived;
+
 /// The VIP the test LANs share.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 /// The VIP with its prefix, as the agent takes it.
@@ -355,6 +360,11 @@ impl Agent {
         Ok(serde_json::from_slice(&output.stdout)?)
     }
 
+    /// The agent's process id while it runs (`ip netns exec` execs it, so this is the agent's).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends a signal to the agent.
     pub fn signal(&self, signal: i32) {
         if let Some(child) = &self.child {
@@ -401,6 +411,11 @@ pub struct Prober {
 impl Prober {
     /// Starts `ping -i 0.005` from host `client` to the VIP.
     pub fn start(lan: &Lan, client: usize) -> anyhow::Result<Self> {
+        Self::start_every(lan, client, "0.005")
+    }
+
+    /// Starts pinging the VIP from host `client` every `interval` seconds (ping's `-i`).
+    pub fn start_every(lan: &Lan, client: usize, interval: &str) -> anyhow::Result<Self> {
         let output = lan.dir.join(format!(
             "ping-{client}-{}.log",
             LAN_COUNTER.fetch_add(1, Ordering::SeqCst)
@@ -409,7 +424,7 @@ impl Prober {
         let child = lan.hosts[client]
             .ns
             .command("ping")
-            .args(["-D", "-n", "-i", "0.005", "-W", "0.1", &VIP.to_string()])
+            .args(["-D", "-n", "-i", interval, "-W", "0.1", &VIP.to_string()])
             .stdout(file)
             .stderr(Stdio::null())
             .spawn()

@@ -6,7 +6,9 @@
 //! - `demo`: a LAN of three agents and a client in network namespaces; a failover, a heal and a
 //!   planned stop, with the outage the client saw.
 //! - `test`: every test: unit, XDP through BPF_PROG_TEST_RUN, network namespaces.
+//! - `bench`: the failover benchmark, side by side with keepalived when it is installed.
 
+mod bench;
 mod demo;
 mod deps;
 
@@ -37,6 +39,8 @@ enum Task {
     BuildEbpf,
     /// Three agents and a client in network namespaces: failover, heal and planned stop.
     Demo,
+    /// The failover benchmark: outages, false transitions, CPU and XDP cost (needs root).
+    Bench(bench::BenchArgs),
     /// Run every test (needs root: namespaces, XDP, BPF_PROG_TEST_RUN).
     Test {
         /// Extra arguments for `cargo test`, e.g. a test name filter.
@@ -52,6 +56,7 @@ fn main() {
         Task::BuildEbpf => build_ebpf().map(|path| println!("{}", path.display())),
         Task::Demo => demo::run(),
         Task::Test { args } => test(&args),
+        Task::Bench(args) => bench::run(args),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

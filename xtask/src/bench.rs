@@ -1,0 +1,112 @@
+//! `cargo xtask bench`: builds the release agent and the XDP cost probe, runs
+//! `ha_tests::bench`, prints the table, writes JSON and a PNG chart.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{anyhow, Context as _};
+use clap::Args;
+use ha_tests::bench::{self, Options, System};
+
+use crate::{deps, require_root, run_in_workspace, workspace};
+
+/// Flags of `cargo xtask bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Trials per outage scenario.
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
+    /// Heartbeat interval of ha-agent and advertisement interval of keepalived.
+    #[arg(long, default_value = "100ms")]
+    interval: String,
+    /// Duration of the 1 % loss soak.
+    #[arg(long, default_value = "5m")]
+    soak: String,
+    /// Duration of the CPU measurement.
+    #[arg(long, default_value = "30s")]
+    cost: String,
+    /// A few trials of scenarios 1-4 only (what CI runs to check the benchmark still works).
+    #[arg(long)]
+    quick: bool,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Where to draw the PNG chart of the outages.
+    #[arg(long, default_value = "target/bench/outage.png")]
+    chart: PathBuf,
+    /// Leave keepalived out even if it is installed.
+    #[arg(long)]
+    no_keepalived: bool,
+}
+
+fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
+    ha_common::parse_duration(text)
+        .ok_or_else(|| anyhow!("bad {what} '{text}': expected e.g. 100ms, 30s or 5m"))
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    require_root("bench")?;
+    deps::ensure(true)?;
+    eprintln!("building ha-agent and the XDP cost probe (release)…");
+    run_in_workspace(std::process::Command::new("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "ha-agent",
+    ]))?;
+    run_in_workspace(std::process::Command::new("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "ha-tests",
+        "--example",
+        "xdp_cost",
+    ]))?;
+    // SAFETY: single-threaded at this point; the fixtures read it when they spawn agents.
+    unsafe { std::env::set_var("HA_AGENT_BIN", workspace().join("target/release/ha-agent")) };
+
+    let mut systems = vec![System::HaAgent];
+    let keepalived = !args.no_keepalived && ha_tests::keepalived::available();
+    if keepalived {
+        systems.push(System::Keepalived);
+    } else if !args.no_keepalived {
+        eprintln!("keepalived is not installed: measuring ha-agent alone (apt-get install keepalived to compare)");
+    }
+    let options = Options {
+        trials: if args.quick {
+            args.trials.min(3)
+        } else {
+            args.trials
+        }
+        .max(1),
+        interval: duration(&args.interval, "interval")?,
+        soak: duration(&args.soak, "soak")?,
+        cost_window: duration(&args.cost, "cost")?,
+        quick: args.quick,
+        systems,
+        agent_flags: Vec::new(),
+    };
+    let xdp_cost = workspace().join("target/release/examples/xdp_cost");
+    let report = bench::run(&options, Some(&xdp_cost), &mut |line| {
+        eprintln!("bench: {line}")
+    })?;
+    println!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON: {}", path.display());
+    }
+    let chart = if args.chart.is_absolute() {
+        args.chart.clone()
+    } else {
+        workspace().join(&args.chart)
+    };
+    if let Some(dir) = chart.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match ha_tests::chart::draw(&report, &chart) {
+        Ok(()) => println!("chart: {}", chart.display()),
+        Err(err) => eprintln!("bench: no chart: {err:#}"),
+    }
+    Ok(())
+}
