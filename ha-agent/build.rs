@@ -8,15 +8,10 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("ha-agent has no parent directory"))?
         .join("ha-ebpf");
-    let root_dir = metadata_root
-        .to_str()
-        .context("non-UTF-8 path to ha-ebpf")?;
-    aya_build::build_ebpf(
-        [Package { name: "ha-ebpf", root_dir, ..Default::default() }],
-        Toolchain::default(),
-    )
-    .context(
-        "building the XDP program failed; it needs `rustup component add rust-src --toolchain nightly` \
+    let root_dir = metadata_root.to_str().context("non-UTF-8 path to ha-ebpf")?;
+    aya_build::build_ebpf([Package { name: "ha-ebpf", root_dir, ..Default::default() }], Toolchain::default())
+        .context(
+            "building the XDP program failed; it needs `rustup component add rust-src --toolchain nightly` \
          and `cargo install bpf-linker@0.10.3 --locked` (or run `cargo xtask install-deps`)",
-    )
+        )
 }

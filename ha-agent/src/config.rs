@@ -45,6 +45,19 @@ pub struct Cli {
 pub enum Command {
     /// Show a running agent's state, VIPs, peers and XDP counters.
     Status(StatusArgs),
+    /// Write a new random heartbeat key (mode 0600); copy it to every node.
+    Keygen(KeygenArgs),
+}
+
+/// Flags of `ha-agent keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key.
+    #[arg(long, default_value = crate::keys::DEFAULT_KEY_FILE)]
+    pub key_file: PathBuf,
+    /// Replace an existing key file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Flags of `ha-agent status`.
@@ -131,6 +144,12 @@ pub struct RunArgs {
     /// Resend gratuitous ARP this often while ACTIVE (0 = never).
     #[arg(long)]
     pub garp_refresh: Option<String>,
+    /// Heartbeat key file: one or two keys of 32 hex digits (default /etc/ha-agent/key).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Run without heartbeat authentication: anyone on the LAN can then take the VIP.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 /// A virtual address with its prefix length.
@@ -147,18 +166,11 @@ impl FromStr for Vip {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| {
-            ConfigError::new(format!(
-                "bad VIP '{text}': {why}; expected ADDRESS/PREFIX, e.g. 192.0.2.100/24"
-            ))
+            ConfigError::new(format!("bad VIP '{text}': {why}; expected ADDRESS/PREFIX, e.g. 192.0.2.100/24"))
         };
-        let (addr, prefix) = text
-            .split_once('/')
-            .ok_or_else(|| bad("no prefix length"))?;
+        let (addr, prefix) = text.split_once('/').ok_or_else(|| bad("no prefix length"))?;
         let addr: IpAddr = addr.trim().parse().map_err(|_| bad("not an IP address"))?;
-        let prefix: u8 = prefix
-            .trim()
-            .parse()
-            .map_err(|_| bad("prefix length is not a number"))?;
+        let prefix: u8 = prefix.trim().parse().map_err(|_| bad("prefix length is not a number"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max {
             return Err(bad(&format!("prefix length above {max}")));
@@ -235,6 +247,8 @@ pub struct Config {
     pub destination: Destination,
     /// Gratuitous ARP settings.
     pub garp: GarpSettings,
+    /// The key file, or `None` with `--insecure-no-auth`.
+    pub key_file: Option<PathBuf>,
 }
 
 /// A configuration problem, as one line.
@@ -251,10 +265,7 @@ impl ConfigError {
 /// Parses a duration (`100ms`, `1.5s`, `2m`, or bare milliseconds) into a one-line error.
 pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
     ha_common::parse_duration(text).ok_or_else(|| {
-        ConfigError::new(format!(
-            "bad duration '{}': expected e.g. 100ms, 1.5s or 2m",
-            text.trim()
-        ))
+        ConfigError::new(format!("bad duration '{}': expected e.g. 100ms, 1.5s or 2m", text.trim()))
     })
 }
 
@@ -277,19 +288,11 @@ pub fn read_file(explicit: Option<&Path>) -> Result<RunArgs, ConfigError> {
             return Ok(RunArgs::default())
         }
         Err(err) => {
-            return Err(ConfigError::new(format!(
-                "cannot read config file {}: {err}",
-                path.display()
-            )))
+            return Err(ConfigError::new(format!("cannot read config file {}: {err}", path.display())))
         }
     };
     toml::from_str(&text).map_err(|err| {
-        let first_line = err
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_string();
+        let first_line = err.message().lines().next().unwrap_or("invalid TOML").to_string();
         ConfigError::new(format!("config file {}: {first_line}", path.display()))
     })
 }
@@ -303,26 +306,17 @@ impl Config {
         if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ']) {
             return Err(ConfigError::new(format!("bad interface name '{iface}'")));
         }
-        let vip_texts = if args.vips.is_empty() {
-            file.vips
-        } else {
-            args.vips.clone()
-        };
+        let vip_texts = if args.vips.is_empty() { file.vips } else { args.vips.clone() };
         if vip_texts.is_empty() {
             return Err(ConfigError::new(
                 "no VIP configured: give --vip CIDR (e.g. --vip 192.0.2.100/24) or `vips` in the config file",
             ));
         }
-        let vips = vip_texts
-            .iter()
-            .map(|v| v.parse())
-            .collect::<Result<Vec<Vip>, _>>()?;
+        let vips = vip_texts.iter().map(|v| v.parse()).collect::<Result<Vec<Vip>, _>>()?;
 
         let priority = args.priority.or(file.priority).unwrap_or(100);
         if priority == 0 {
-            return Err(ConfigError::new(
-                "bad priority 0: use 1-255 (0 is reserved for a release)",
-            ));
+            return Err(ConfigError::new("bad priority 0: use 1-255 (0 is reserved for a release)"));
         }
         let interval = match args.interval.as_deref().or(file.interval.as_deref()) {
             Some(text) => parse_duration(text)?,
@@ -350,18 +344,11 @@ impl Config {
         if port == 0 {
             return Err(ConfigError::new("bad port 0"));
         }
-        let peer_texts = if args.peers.is_empty() {
-            file.peers
-        } else {
-            args.peers.clone()
-        };
+        let peer_texts = if args.peers.is_empty() { file.peers } else { args.peers.clone() };
         let destination = if peer_texts.is_empty() {
             let group = match args.mcast_group.as_deref().or(file.mcast_group.as_deref()) {
                 Some(text) => parse_addr(text, port, "multicast group")?,
-                None => SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::from(ha_common::DEFAULT_MCAST_V4)),
-                    port,
-                ),
+                None => SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ha_common::DEFAULT_MCAST_V4)), port),
             };
             if !group.ip().is_multicast() {
                 return Err(ConfigError::new(format!(
@@ -371,46 +358,28 @@ impl Config {
             }
             Destination::Multicast(group)
         } else {
-            let peers = peer_texts
-                .iter()
-                .map(|p| parse_addr(p, port, "peer"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let peers =
+                peer_texts.iter().map(|p| parse_addr(p, port, "peer")).collect::<Result<Vec<_>, _>>()?;
             if peers.iter().any(|p| p.is_ipv6() != peers[0].is_ipv6()) {
                 return Err(ConfigError::new("peers mix IPv4 and IPv6: use one family"));
             }
-            if let Some(bad) = peers
-                .iter()
-                .find(|p| p.ip().is_multicast() || p.ip().is_unspecified())
-            {
-                return Err(ConfigError::new(format!(
-                    "bad peer {}: not a unicast address",
-                    bad.ip()
-                )));
+            if let Some(bad) = peers.iter().find(|p| p.ip().is_multicast() || p.ip().is_unspecified()) {
+                return Err(ConfigError::new(format!("bad peer {}: not a unicast address", bad.ip())));
             }
             Destination::Unicast(peers)
         };
 
         let garp_count = args.garp_count.or(file.garp_count).unwrap_or(3);
-        let garp_spacing = match args
-            .garp_spacing
-            .as_deref()
-            .or(file.garp_spacing.as_deref())
-        {
+        let garp_spacing = match args.garp_spacing.as_deref().or(file.garp_spacing.as_deref()) {
             Some(text) => parse_duration(text)?,
             None => Duration::from_millis(100),
         };
-        let garp_refresh = match args
-            .garp_refresh
-            .as_deref()
-            .or(file.garp_refresh.as_deref())
-        {
+        let garp_refresh = match args.garp_refresh.as_deref().or(file.garp_refresh.as_deref()) {
             Some(text) => Some(parse_duration(text)?).filter(|d| !d.is_zero()),
             None => None,
         };
         if garp_count == 0 || garp_count > 100 {
-            return Err(ConfigError::new(format!(
-                "bad garp count {garp_count}: use 1-100"
-            )));
+            return Err(ConfigError::new(format!("bad garp count {garp_count}: use 1-100")));
         }
 
         Ok(Self {
@@ -434,10 +403,16 @@ impl Config {
             xdp_mode: args.xdp_mode.or(file.xdp_mode).unwrap_or_default(),
             port,
             destination,
-            garp: GarpSettings {
-                count: garp_count,
-                spacing: garp_spacing,
-                refresh: garp_refresh,
+            garp: GarpSettings { count: garp_count, spacing: garp_spacing, refresh: garp_refresh },
+            key_file: if args.insecure_no_auth || file.insecure_no_auth {
+                None
+            } else {
+                Some(
+                    args.key_file
+                        .clone()
+                        .or(file.key_file)
+                        .unwrap_or_else(|| PathBuf::from(crate::keys::DEFAULT_KEY_FILE)),
+                )
             },
         })
     }
@@ -464,8 +439,7 @@ mod tests {
 
     #[test]
     fn defaults_give_sub_second_failover() {
-        let config =
-            Config::resolve(&args("eth0", &["192.0.2.100/24"]), RunArgs::default()).unwrap();
+        let config = Config::resolve(&args("eth0", &["192.0.2.100/24"]), RunArgs::default()).unwrap();
         assert_eq!(config.interval, Duration::from_millis(100));
         assert_eq!(config.dead_time, Duration::from_millis(350));
         assert_eq!(config.pin_dir, Path::new("/sys/fs/bpf/ha-agent/eth0"));
@@ -494,45 +468,21 @@ mod tests {
     fn bad_input_is_one_clear_line() {
         let cases: Vec<(RunArgs, &str)> = vec![
             (args("eth0", &[]), "no VIP configured"),
-            (
-                args("eth0", &["192.0.2.1"]),
-                "bad VIP '192.0.2.1': no prefix length",
-            ),
+            (args("eth0", &["192.0.2.1"]), "bad VIP '192.0.2.1': no prefix length"),
             (args("eth0", &["192.0.2.1/33"]), "prefix length above 32"),
             (args("eth0", &["nonsense/24"]), "not an IP address"),
+            (RunArgs { vips: vec!["192.0.2.1/24".into()], ..Default::default() }, "no interface"),
             (
-                RunArgs {
-                    vips: vec!["192.0.2.1/24".into()],
-                    ..Default::default()
-                },
-                "no interface",
-            ),
-            (
-                RunArgs {
-                    interval: Some("fast".into()),
-                    ..args("eth0", &["192.0.2.1/24"])
-                },
+                RunArgs { interval: Some("fast".into()), ..args("eth0", &["192.0.2.1/24"]) },
                 "bad duration 'fast'",
             ),
             (
-                RunArgs {
-                    dead_time: Some("150ms".into()),
-                    ..args("eth0", &["192.0.2.1/24"])
-                },
+                RunArgs { dead_time: Some("150ms".into()), ..args("eth0", &["192.0.2.1/24"]) },
                 "at least two intervals",
             ),
+            (RunArgs { priority: Some(0), ..args("eth0", &["192.0.2.1/24"]) }, "bad priority 0"),
             (
-                RunArgs {
-                    priority: Some(0),
-                    ..args("eth0", &["192.0.2.1/24"])
-                },
-                "bad priority 0",
-            ),
-            (
-                RunArgs {
-                    mcast_group: Some("192.0.2.9".into()),
-                    ..args("eth0", &["192.0.2.1/24"])
-                },
+                RunArgs { mcast_group: Some("192.0.2.9".into()), ..args("eth0", &["192.0.2.1/24"]) },
                 "not a multicast",
             ),
             (
@@ -544,13 +494,8 @@ mod tests {
             ),
         ];
         for (a, expected) in cases {
-            let err = Config::resolve(&a, RunArgs::default())
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(expected),
-                "{err:?} should contain {expected:?}"
-            );
+            let err = Config::resolve(&a, RunArgs::default()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
             assert!(!err.contains('\n'), "{err:?} is more than one line");
         }
     }
@@ -569,10 +514,7 @@ mod tests {
 
     #[test]
     fn node_ids_from_mac() {
-        assert_eq!(
-            node_id_from_mac([0x02, 0, 0xc0, 0, 0x02, 0x0b]),
-            Some(0xc000_020b)
-        );
+        assert_eq!(node_id_from_mac([0x02, 0, 0xc0, 0, 0x02, 0x0b]), Some(0xc000_020b));
         assert_eq!(node_id_from_mac([0; 6]), None);
     }
 }

@@ -31,6 +31,7 @@ use crate::{
     election::{Action, Election, Event, Output, PeerView, Settings, State},
     garp,
     heartbeat::HeartbeatSender,
+    keys::{self, Keys},
     status::{self, named_stats, PeerStatus, StatusReport},
     vip::VipManager,
 };
@@ -40,10 +41,7 @@ pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 
 /// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`, as a duration since boot.
 pub fn monotonic_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -61,15 +59,9 @@ fn preflight(config: &Config) -> anyhow::Result<(NetworkInterface, u32)> {
         .ok_or_else(|| anyhow::anyhow!("unknown interface {}", config.iface))?;
     let node_id = match config.node_id {
         Some(id) => id,
-        None => interface
-            .mac
-            .and_then(|mac| node_id_from_mac(mac.octets()))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{} has no MAC address to derive a node id from: give --node-id",
-                    config.iface
-                )
-            })?,
+        None => interface.mac.and_then(|mac| node_id_from_mac(mac.octets())).ok_or_else(|| {
+            anyhow::anyhow!("{} has no MAC address to derive a node id from: give --node-id", config.iface)
+        })?,
     };
     Ok((interface, node_id))
 }
@@ -86,8 +78,7 @@ fn bind_control_socket(run_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)
         );
     }
     let _ = std::fs::remove_file(&path);
-    let listener =
-        StdUnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+    let listener = StdUnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
     listener.set_nonblocking(true)?;
     Ok((UnixListener::from_std(listener)?, path))
 }
@@ -105,6 +96,8 @@ struct Agent {
     state_since: Duration,
     /// Bumped whenever the VIPs are removed; a gratuitous ARP burst stops when it changes.
     holding_epoch: Arc<AtomicU64>,
+    /// The loaded keys; `None` with `--insecure-no-auth`.
+    keys: Option<Keys>,
 }
 
 impl Agent {
@@ -191,6 +184,32 @@ impl Agent {
         });
     }
 
+    /// Re-reads the key file (SIGHUP) and hands the keys to the XDP program and the sender. On
+    /// error the old keys stay in force: a typo in a rollout must not stop the cluster.
+    fn reload_keys(&mut self) {
+        let Some(path) = self.config.key_file.clone() else {
+            return info!("SIGHUP: authentication is off (--insecure-no-auth); nothing to reload");
+        };
+        let keys = match keys::load(&path) {
+            Ok(keys) => keys,
+            Err(err) => return error!("SIGHUP: keeping the old keys: {err}"),
+        };
+        if let Err(err) = self.datapath.set_keys(&keys.to_auth_keys()) {
+            return error!("SIGHUP: keeping the old keys: {err}");
+        }
+        self.sender.set_key(Some(keys.signing_key()));
+        self.keys = Some(keys);
+        info!(accepted = keys.to_auth_keys().count, "SIGHUP: reloaded the keys from {}", path.display());
+    }
+
+    fn auth_summary(&self) -> String {
+        match &self.keys {
+            None => "off".into(),
+            Some(Keys { next: None, .. }) => "on (1 key)".into(),
+            Some(Keys { next: Some(_), .. }) => "on (current and next key)".into(),
+        }
+    }
+
     fn vip_strings(&self) -> Vec<String> {
         self.vips.vips().iter().map(ToString::to_string).collect()
     }
@@ -201,9 +220,7 @@ impl Agent {
             Ok(entries) => entries
                 .iter()
                 .filter(|(key, _)| key.group == self.config.group)
-                .map(|(key, record)| {
-                    PeerStatus::from_record(key, record, now, self.config.dead_time)
-                })
+                .map(|(key, record)| PeerStatus::from_record(key, record, now, self.config.dead_time))
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -223,12 +240,9 @@ impl Agent {
             interval_ms: self.config.interval.as_millis() as u64,
             dead_time_ms: self.config.dead_time.as_millis() as u64,
             xdp_mode: self.datapath.attached_mode.unwrap_or("none").to_string(),
+            auth: self.auth_summary(),
             peers,
-            xdp_stats: self
-                .datapath
-                .stats()
-                .map(|s| named_stats(&s))
-                .unwrap_or_default(),
+            xdp_stats: self.datapath.stats().map(|s| named_stats(&s)).unwrap_or_default(),
         }
     }
 }
@@ -247,11 +261,7 @@ fn drain_events(ring: &mut RingBuf<MapData>) -> usize {
         if item.len() >= std::mem::size_of::<PeerEvent>() {
             // SAFETY: the XDP program writes whole PeerEvents; read_unaligned copes with any offset.
             let event: PeerEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            debug!(
-                node = format_args!("{:#x}", event.node_id),
-                changes = event.changes,
-                "peer event"
-            );
+            debug!(node = format_args!("{:#x}", event.node_id), changes = event.changes, "peer event");
         }
         count += 1;
     }
@@ -277,13 +287,17 @@ async fn serve_status(agent: &Agent, stream: tokio::net::UnixStream) {
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (interface, node_id) = preflight(&config)?;
-    let xdp_config = XdpConfig {
-        port: config.port,
-        group: config.group,
-        own_node_id: node_id,
-        ..Default::default()
+    let keys = match &config.key_file {
+        Some(path) => Some(keys::load(path)?),
+        None => {
+            warn!("authentication is off (--insecure-no-auth): anyone on the LAN can take the VIP");
+            None
+        }
     };
-    let mut datapath = Datapath::load(&xdp_config)?;
+    let xdp_config =
+        XdpConfig { port: config.port, group: config.group, own_node_id: node_id, ..Default::default() };
+    let auth_keys = keys.as_ref().map(Keys::to_auth_keys).unwrap_or_default();
+    let mut datapath = Datapath::load(&xdp_config, &auth_keys)?;
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
     datapath.pin(&config.pin_dir)?;
     match aya_log::EbpfLogger::init(datapath.ebpf_mut()) {
@@ -304,13 +318,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // A crashed instance may have left the VIP behind: every node starts STANDBY without it.
     let stale = vips.remove_all().await.context("removing stale VIPs")?;
     if stale > 0 {
-        warn!(
-            count = stale,
-            "removed stale VIPs left on {} by an earlier run", config.iface
-        );
+        warn!(count = stale, "removed stale VIPs left on {} by an earlier run", config.iface);
     }
     let (listener, socket_path) = bind_control_socket(&config.run_dir)?;
-    let sender = HeartbeatSender::new(
+    let mut sender = HeartbeatSender::new(
         &config.iface,
         interface.index,
         &config.destination,
@@ -319,13 +330,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.interval.as_millis() as u32,
     )
     .context("opening the heartbeat socket")?;
+    sender.set_key(keys.as_ref().map(Keys::signing_key));
 
     let now = monotonic_now();
-    let settings = Settings {
-        node_id,
-        priority: config.priority,
-        dead_time: config.dead_time,
-    };
+    let settings = Settings { node_id, priority: config.priority, dead_time: config.dead_time };
     info!(
         iface = %config.iface, node = format_args!("{node_id:#x}"), priority = config.priority,
         group = config.group, xdp = mode, interval_ms = config.interval.as_millis() as u64,
@@ -342,6 +350,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         peers: Vec::new(),
         state_since: now,
         holding_epoch: Arc::new(AtomicU64::new(0)),
+        keys,
     };
     let result = main_loop(&mut agent, &mut events, &listener).await;
 
@@ -363,15 +372,12 @@ async fn main_loop(
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut heartbeat = interval(agent.config.interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let refresh_period = agent
-        .config
-        .garp
-        .refresh
-        .unwrap_or(Duration::from_secs(3600));
+    let refresh_period = agent.config.garp.refresh.unwrap_or(Duration::from_secs(3600));
     let mut garp_refresh = interval(refresh_period);
     garp_refresh.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
 
     loop {
         let deadline = agent
@@ -396,6 +402,10 @@ async fn main_loop(
                 }
                 continue;
             }
+            _ = sighup.recv() => {
+                agent.reload_keys();
+                continue;
+            }
             _ = poll.tick() => {}
             guard = events.readable_mut() => {
                 let mut guard = guard?;
@@ -407,19 +417,14 @@ async fn main_loop(
             _ = sigint.recv() => shutdown = true,
         }
         if shutdown {
-            let output = agent.election.handle(Event::Shutdown {
-                now: monotonic_now(),
-            });
+            let output = agent.election.handle(Event::Shutdown { now: monotonic_now() });
             if agent.execute(output).await {
                 return Ok(());
             }
         }
         agent.refresh_peers();
         let now = monotonic_now();
-        let output = agent.election.handle(Event::Tick {
-            now,
-            peers: &agent.peers,
-        });
+        let output = agent.election.handle(Event::Tick { now, peers: &agent.peers });
         if agent.execute(output).await {
             return Ok(());
         }

@@ -188,11 +188,7 @@ impl Election {
             State::Releasing => (NodeState::Active, 0),
             State::Stopped => (NodeState::Standby, 0),
         };
-        Advert {
-            state,
-            priority,
-            yielded: now < self.yielded_until,
-        }
+        Advert { state, priority, yielded: now < self.yielded_until }
     }
 
     /// Feeds one event; returns the actions to carry out.
@@ -242,10 +238,7 @@ impl Election {
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
         let from = self.state;
         self.state = to;
-        Output {
-            actions,
-            transition: Some(Transition { from, to, reason }),
-        }
+        Output { actions, transition: Some(Transition { from, to, reason }) }
     }
 
     fn tick(&mut self, now: Duration, peers: &[PeerView]) -> Output {
@@ -261,41 +254,26 @@ impl Election {
                     .map(|p| p.node_id)
                     .collect();
                 let reason = if released.is_empty() {
-                    format!(
-                        "no more worthy peer heard for {} ms",
-                        self.settings.dead_time.as_millis()
-                    )
+                    format!("no more worthy peer heard for {} ms", self.settings.dead_time.as_millis())
                 } else {
-                    format!(
-                        "peer {} released the VIP and no more worthy peer is live",
-                        fmt_ids(&released)
-                    )
+                    format!("peer {} released the VIP and no more worthy peer is live", fmt_ids(&released))
                 };
                 self.last_announced = now;
                 self.go(
                     State::Active,
                     reason,
-                    vec![
-                        Action::AddVips,
-                        Action::SendGratuitousArp,
-                        Action::SendHeartbeat,
-                    ],
+                    vec![Action::AddVips, Action::SendGratuitousArp, Action::SendHeartbeat],
                 )
             }
             State::Active => {
                 let winner = peers
                     .iter()
-                    .filter(|p| {
-                        p.state == NodeState::Active && self.is_better(p) && self.is_live(p, now)
-                    })
+                    .filter(|p| p.state == NodeState::Active && self.is_better(p) && self.is_live(p, now))
                     .max_by_key(|p| (p.priority, p.node_id));
                 let claimant = peers.iter().any(|p| {
-                    (p.state == NodeState::Active || p.yielded)
-                        && !self.is_better(p)
-                        && self.is_live(p, now)
+                    (p.state == NodeState::Active || p.yielded) && !self.is_better(p) && self.is_live(p, now)
                 });
-                let announced_lately =
-                    now.saturating_sub(self.last_announced) < self.settings.dead_time;
+                let announced_lately = now.saturating_sub(self.last_announced) < self.settings.dead_time;
                 match winner {
                     None if claimant && !announced_lately => {
                         self.last_announced = now;
@@ -319,27 +297,18 @@ impl Election {
                 }
             }
             State::Releasing => {
-                let successor = peers
-                    .iter()
-                    .find(|p| p.state == NodeState::Active && self.is_live(p, now));
+                let successor = peers.iter().find(|p| p.state == NodeState::Active && self.is_live(p, now));
                 let any_live = peers.iter().any(|p| self.is_live(p, now));
                 let reason = if let Some(peer) = successor {
                     format!("peer {:#x} took over", peer.node_id)
                 } else if !any_live {
                     "no live peer to hand over to".to_string()
                 } else if now.saturating_sub(self.releasing_since) >= self.settings.dead_time {
-                    format!(
-                        "no peer took over within {} ms",
-                        self.settings.dead_time.as_millis()
-                    )
+                    format!("no peer took over within {} ms", self.settings.dead_time.as_millis())
                 } else {
                     return Output::default();
                 };
-                self.go(
-                    State::Stopped,
-                    reason,
-                    vec![Action::RemoveVips, Action::Exit],
-                )
+                self.go(State::Stopped, reason, vec![Action::RemoveVips, Action::Exit])
             }
             State::Stopped => Output::default(),
         }
@@ -372,10 +341,7 @@ impl Election {
 }
 
 fn fmt_ids(ids: &[u32]) -> String {
-    ids.iter()
-        .map(|id| format!("{id:#x}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    ids.iter().map(|id| format!("{id:#x}")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

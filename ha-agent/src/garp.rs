@@ -29,11 +29,7 @@ pub const NA_FRAME_LEN: usize = 14 + 40 + 32;
 
 /// A gratuitous ARP in request form (`arping -U`) or reply form (`arping -A`): some hosts only
 /// update their cache from one of the two, so both are sent.
-pub fn arp_announcement(
-    mac: [u8; 6],
-    ip: Ipv4Addr,
-    operation: ArpOperation,
-) -> [u8; ARP_FRAME_LEN] {
+pub fn arp_announcement(mac: [u8; 6], ip: Ipv4Addr, operation: ArpOperation) -> [u8; ARP_FRAME_LEN] {
     let mut frame = [0u8; ARP_FRAME_LEN];
     {
         let mut ethernet = MutableEthernetPacket::new(&mut frame).expect("frame is large enough");
@@ -50,11 +46,7 @@ pub fn arp_announcement(
     arp.set_sender_hw_addr(MacAddr::from(mac));
     arp.set_sender_proto_addr(ip);
     // Request form: target MAC unknown (zero). Reply form: target MAC is our own, as arping -A.
-    let target_mac = if operation == ArpOperations::Reply {
-        MacAddr::from(mac)
-    } else {
-        MacAddr::zero()
-    };
+    let target_mac = if operation == ArpOperations::Reply { MacAddr::from(mac) } else { MacAddr::zero() };
     arp.set_target_hw_addr(target_mac);
     arp.set_target_proto_addr(ip);
     frame
@@ -82,11 +74,7 @@ pub fn neighbour_advertisement(mac: [u8; 6], ip: Ipv6Addr) -> [u8; NA_FRAME_LEN]
     icmp[24] = 2; // option: target link-layer address
     icmp[25] = 1; // length in units of 8 bytes
     icmp[26..32].copy_from_slice(&mac);
-    let checksum = icmpv6::checksum(
-        &Icmpv6Packet::new(icmp).expect("large enough"),
-        &ip,
-        &all_nodes,
-    );
+    let checksum = icmpv6::checksum(&Icmpv6Packet::new(icmp).expect("large enough"), &ip, &all_nodes);
     icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
     frame
 }
@@ -119,25 +107,15 @@ pub struct Announcer {
 impl Announcer {
     /// Opens a channel on `interface` for announcing `vips`.
     pub fn open(interface: &NetworkInterface, vips: &[Vip]) -> std::io::Result<Self> {
-        let mac = interface.mac.ok_or_else(|| {
-            std::io::Error::other(format!("{} has no MAC address", interface.name))
-        })?;
-        let config = datalink::Config {
-            read_timeout: Some(Duration::from_millis(1)),
-            ..Default::default()
-        };
+        let mac = interface
+            .mac
+            .ok_or_else(|| std::io::Error::other(format!("{} has no MAC address", interface.name)))?;
+        let config = datalink::Config { read_timeout: Some(Duration::from_millis(1)), ..Default::default() };
         let tx = match datalink::channel(interface, config)? {
             Channel::Ethernet(tx, _rx) => tx,
-            _ => {
-                return Err(std::io::Error::other(
-                    "pnet returned a non-Ethernet channel",
-                ))
-            }
+            _ => return Err(std::io::Error::other("pnet returned a non-Ethernet channel")),
         };
-        Ok(Self {
-            tx,
-            frames: announcement_frames(mac.octets(), vips),
-        })
+        Ok(Self { tx, frames: announcement_frames(mac.octets(), vips) })
     }
 
     /// Sends every announcement frame once.
@@ -204,20 +182,14 @@ mod tests {
         let frame = neighbour_advertisement(MAC, ip);
         let icmp = Icmpv6Packet::new(&frame[54..]).unwrap();
         let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
-        assert_eq!(
-            icmpv6::checksum(&icmp, &ip, &all_nodes),
-            u16::from_be_bytes([frame[56], frame[57]])
-        );
+        assert_eq!(icmpv6::checksum(&icmp, &ip, &all_nodes), u16::from_be_bytes([frame[56], frame[57]]));
         assert_eq!(frame[54], 136);
         assert_eq!(&frame[80..86], &MAC);
     }
 
     #[test]
     fn two_frames_per_ipv4_vip_one_per_ipv6() {
-        let vips = [
-            "192.0.2.100/24".parse().unwrap(),
-            "2001:db8::100/64".parse().unwrap(),
-        ];
+        let vips = ["192.0.2.100/24".parse().unwrap(), "2001:db8::100/64".parse().unwrap()];
         let frames = announcement_frames(MAC, &vips);
         assert_eq!(frames.len(), 3);
     }

@@ -9,7 +9,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use ha_common::{Heartbeat, FLAG_YIELDED};
+use ha_common::{Heartbeat, SipKey, FLAG_YIELDED};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{config::Destination, election::Advert};
@@ -22,14 +22,13 @@ pub struct HeartbeatSender {
     node_id: u32,
     interval_ms: u32,
     next_sequence: u64,
+    key: Option<SipKey>,
 }
 
 /// The first sequence number of a sender that starts now: the wall clock in nanoseconds, so that
 /// a restarted sender keeps increasing (see docs/PROTOCOL.md).
 pub fn initial_sequence() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
 }
 
 impl HeartbeatSender {
@@ -55,8 +54,7 @@ impl HeartbeatSender {
             socket.set_multicast_hops_v6(1)?;
             socket.set_unicast_hops_v6(1)?;
             socket.set_multicast_loop_v6(false)?;
-            socket
-                .bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)).into())?;
+            socket.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)).into())?;
         } else {
             set_multicast_ifindex_v4(&socket, ifindex)?;
             socket.set_multicast_ttl_v4(1)?;
@@ -73,7 +71,13 @@ impl HeartbeatSender {
             node_id,
             interval_ms,
             next_sequence: initial_sequence(),
+            key: None,
         })
+    }
+
+    /// Signs heartbeats with `key` from now on; `None` sends them unsigned (tag 0).
+    pub fn set_key(&mut self, key: Option<SipKey>) {
+        self.key = key;
     }
 
     /// Sends one heartbeat saying `advert` to every destination.
@@ -89,7 +93,7 @@ impl HeartbeatSender {
             tag: 0,
         };
         self.next_sequence += 1;
-        let bytes = heartbeat.encode();
+        let bytes = heartbeat.encode_signed(self.key.as_ref());
         let mut result = Ok(());
         for destination in &self.destinations {
             // One unreachable peer must not keep the others from hearing us.

@@ -6,7 +6,7 @@
 //!
 //! The election is pure; everything that touches the system sits at the edges:
 //! [`bpf`] (XDP and maps), [`vip`] (rtnetlink), [`garp`] (pnet), [`heartbeat`] (UDP),
-//! [`status`] (control socket). [`daemon`] wires them together.
+//! [`keys`] (key files), [`status`] (control socket). [`daemon`] wires them together.
 
 pub mod bpf;
 pub mod config;
@@ -14,5 +14,6 @@ pub mod daemon;
 pub mod election;
 pub mod garp;
 pub mod heartbeat;
+pub mod keys;
 pub mod status;
 pub mod vip;

@@ -12,6 +12,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Status(args)) => show_status(&args),
+        Some(Command::Keygen(args)) => ha_agent::keys::generate(&args.key_file, args.force)
+            .map(|()| {
+                println!("wrote a new key to {} (mode 0600); copy it to every node", args.key_file.display())
+            })
+            .map_err(Into::into),
         None => run_agent(&cli.run),
     };
     match result {
@@ -33,10 +38,8 @@ fn run_agent(args: &config::RunArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(daemon::run(config))
 }
 
@@ -69,13 +72,7 @@ fn only_run_dir() -> anyhow::Result<PathBuf> {
         .unwrap_or_default();
     match dirs.as_slice() {
         [one] => Ok(one.clone()),
-        [] => anyhow::bail!(
-            "no agent found under {}: give --run-dir or --iface",
-            root.display()
-        ),
-        _ => anyhow::bail!(
-            "several agents run under {}: give --run-dir or --iface",
-            root.display()
-        ),
+        [] => anyhow::bail!("no agent found under {}: give --run-dir or --iface", root.display()),
+        _ => anyhow::bail!("several agents run under {}: give --run-dir or --iface", root.display()),
     }
 }

@@ -46,6 +46,8 @@ pub struct StatusReport {
     pub dead_time_ms: u64,
     /// XDP attach mode: native or skb.
     pub xdp_mode: String,
+    /// Heartbeat authentication: "off", or how many keys are accepted.
+    pub auth: String,
     /// The peer table.
     pub peers: Vec<PeerStatus>,
     /// XDP counters by name, summed over CPUs.
@@ -79,25 +81,15 @@ pub struct PeerStatus {
 
 impl PeerStatus {
     /// Builds the view of one map entry at monotonic time `now`.
-    pub fn from_record(
-        key: &PeerKey,
-        record: &PeerRecord,
-        now: Duration,
-        dead_time: Duration,
-    ) -> Self {
+    pub fn from_record(key: &PeerKey, record: &PeerRecord, now: Duration, dead_time: Duration) -> Self {
         let ago = now.saturating_sub(Duration::from_nanos(record.last_seen_ns));
         let m = record.src_mac;
         Self {
             node_id: key.node_id,
             address: source_address(record).to_string(),
-            mac: format!(
-                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                m[0], m[1], m[2], m[3], m[4], m[5]
-            ),
+            mac: format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]),
             priority: record.priority,
-            state: NodeState::from_u8(record.state)
-                .map_or("?", NodeState::as_str)
-                .to_string(),
+            state: NodeState::from_u8(record.state).map_or("?", NodeState::as_str).to_string(),
             last_seen_ms_ago: ago.as_millis() as u64,
             live: record.priority > 0 && ago <= dead_time,
             interval_ms: record.interval_ms,
@@ -119,11 +111,7 @@ pub fn source_address(record: &PeerRecord) -> IpAddr {
 
 /// Named counters as (name, value) pairs.
 pub fn named_stats(stats: &XdpStats) -> Vec<(String, u64)> {
-    stats
-        .named()
-        .iter()
-        .map(|(name, value)| (name.to_string(), *value))
-        .collect()
+    stats.named().iter().map(|(name, value)| (name.to_string(), *value)).collect()
 }
 
 /// Fetches the report from a running agent.
@@ -131,17 +119,12 @@ pub fn fetch(run_dir: &Path) -> anyhow::Result<StatusReport> {
     use anyhow::Context as _;
     let path = socket_path(run_dir);
     let mut stream = UnixStream::connect(&path).with_context(|| {
-        format!(
-            "no agent answers on {} (is it running with this --run-dir?)",
-            path.display()
-        )
+        format!("no agent answers on {} (is it running with this --run-dir?)", path.display())
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(b"status\n")?;
     let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .context("reading the agent's answer")?;
+    stream.read_to_string(&mut text).context("reading the agent's answer")?;
     serde_json::from_str(&text).context("the agent's answer is not a status report")
 }
 
@@ -170,14 +153,11 @@ pub fn render(report: &StatusReport) -> String {
         .collect();
     out.push_str(&format!("VIPs: {}\n", present.join(", ")));
     out.push_str(&format!(
-        "heartbeat every {} ms, dead after {} ms, XDP in {} mode\n",
-        report.interval_ms, report.dead_time_ms, report.xdp_mode
+        "heartbeat every {} ms, dead after {} ms, XDP in {} mode, authentication {}\n",
+        report.interval_ms, report.dead_time_ms, report.xdp_mode, report.auth
     ));
-    let counters: Vec<String> = report
-        .xdp_stats
-        .iter()
-        .map(|(name, value)| format!("{name} {value}"))
-        .collect();
+    let counters: Vec<String> =
+        report.xdp_stats.iter().map(|(name, value)| format!("{name} {value}")).collect();
     out.push_str(&format!("XDP: {}\n", counters.join(", ")));
     if report.peers.is_empty() {
         out.push_str("no peers heard\n");
@@ -218,16 +198,9 @@ mod tests {
             src_mac: [2, 0, 0, 0, 0, 0x0b],
             ..Default::default()
         };
-        let key = PeerKey {
-            group: 1,
-            node_id: 11,
-        };
-        let status = PeerStatus::from_record(
-            &key,
-            &record,
-            Duration::from_millis(1042),
-            Duration::from_millis(350),
-        );
+        let key = PeerKey { group: 1, node_id: 11 };
+        let status =
+            PeerStatus::from_record(&key, &record, Duration::from_millis(1042), Duration::from_millis(350));
         assert_eq!(status.address, "192.0.2.11");
         assert_eq!(status.mac, "02:00:00:00:00:0b");
         assert_eq!(status.state, "ACTIVE");

@@ -40,11 +40,7 @@ impl VipManager {
     pub fn new(ifindex: u32, vips: Vec<Vip>) -> Result<Self, VipError> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
-        Ok(Self {
-            handle,
-            ifindex,
-            vips,
-        })
+        Ok(Self { handle, ifindex, vips })
     }
 
     /// The VIPs it manages.
@@ -55,18 +51,13 @@ impl VipManager {
     /// Adds every VIP; one already present counts as added.
     pub async fn add_all(&self) -> Result<(), VipError> {
         for vip in &self.vips {
-            let mut request = self
-                .handle
-                .address()
-                .add(self.ifindex, vip.addr, vip.prefix);
+            let mut request = self.handle.address().add(self.ifindex, vip.addr, vip.prefix);
             if vip.addr.is_ipv6() {
                 // No duplicate address detection: the VIP must answer at once, and uniqueness is
                 // what the election guarantees.
                 let message = request.message_mut();
                 message.header.flags |= AddressHeaderFlags::Nodad;
-                message
-                    .attributes
-                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
             }
             match request.execute().await {
                 Ok(()) => {}
@@ -94,11 +85,7 @@ impl VipManager {
                 Err(rtnetlink::Error::NetlinkError(msg))
                     if msg.code.map(|c| -c.get()) == Some(libc::EADDRNOTAVAIL) => {}
                 Err(err) => {
-                    return Err(VipError::Request {
-                        op: "remove",
-                        vip: shown,
-                        reason: err.to_string(),
-                    })
+                    return Err(VipError::Request { op: "remove", vip: shown, reason: err.to_string() })
                 }
             }
         }
@@ -111,12 +98,7 @@ impl VipManager {
             .present_messages()
             .await?
             .iter()
-            .filter_map(|m| {
-                address_of(m).map(|addr| Vip {
-                    addr,
-                    prefix: m.header.prefix_len,
-                })
-            })
+            .filter_map(|m| address_of(m).map(|addr| Vip { addr, prefix: m.header.prefix_len }))
             .collect())
     }
 
@@ -126,12 +108,7 @@ impl VipManager {
             vip: "addresses".into(),
             reason: err.to_string(),
         };
-        let mut stream = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(self.ifindex)
-            .execute();
+        let mut stream = self.handle.address().get().set_link_index_filter(self.ifindex).execute();
         let mut found = Vec::new();
         while let Some(message) = stream.try_next().await.map_err(list_err)? {
             if message.header.index != self.ifindex {

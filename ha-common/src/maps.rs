@@ -10,6 +10,8 @@ pub const PEERS_MAP: &str = "PEERS";
 pub const STATS_MAP: &str = "STATS";
 /// Name of the array (one slot) holding the [`XdpConfig`] the agent writes before attaching.
 pub const CONFIG_MAP: &str = "CONFIG";
+/// Name of the array (one slot) holding the [`AuthKeys`] the agent writes at start and on SIGHUP.
+pub const KEYS_MAP: &str = "KEYS";
 /// Name of the ring buffer of [`PeerEvent`]s that wakes the agent.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the XDP program in the eBPF object.
@@ -71,6 +73,20 @@ pub struct XdpConfig {
     pub _pad1: u32,
 }
 
+/// The keys heartbeats are verified with (SipHash-2-4 keys as two little-endian halves).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AuthKeys {
+    /// The key this node signs with, and accepts.
+    pub current: [u64; 2],
+    /// A key that is accepted too while a new key rolls out.
+    pub next: [u64; 2],
+    /// How many keys are set: 0 (authentication off: `--insecure-no-auth`), 1 or 2.
+    pub count: u32,
+    /// Explicit padding; always 0.
+    pub _pad0: u32,
+}
+
 /// Per-CPU counters of every verdict and every rejection reason.
 ///
 /// A field per reason (rather than an array) so that `bpftool map dump` names each one.
@@ -81,6 +97,8 @@ pub struct XdpStats {
     pub passed: u64,
     /// Valid heartbeats recorded in the peer map: dropped.
     pub accepted: u64,
+    /// Everything else sent to the heartbeat port is rejected for one of the reasons below, counted
+    /// and dropped: no packet to the heartbeat port goes further than XDP.
     /// Frames to the heartbeat port that end before the headers or payload they announce.
     pub truncated: u64,
     /// UDP payload to the heartbeat port that is not exactly one heartbeat long.
@@ -93,8 +111,14 @@ pub struct XdpStats {
     pub bad_field: u64,
     /// Heartbeat of another VIP group.
     pub wrong_group: u64,
-    /// Heartbeat carrying this node's own id (a duplicate node id on the LAN).
+    /// Heartbeat carrying this node's own id (a duplicate node id on the LAN, or our own
+    /// heartbeats sent back to us).
     pub own_echo: u64,
+    /// Heartbeat whose tag no configured key produces (forged, or signed with another key).
+    pub bad_tag: u64,
+    /// Authentic heartbeat whose sequence is not above the last one recorded for its sender
+    /// (a replay, or a duplicate).
+    pub replay: u64,
     /// Peer events lost because the ring buffer was full (the 100 ms poll still sees the change).
     pub events_lost: u64,
 }
@@ -111,11 +135,13 @@ impl XdpStats {
         self.bad_field += other.bad_field;
         self.wrong_group += other.wrong_group;
         self.own_echo += other.own_echo;
+        self.bad_tag += other.bad_tag;
+        self.replay += other.replay;
         self.events_lost += other.events_lost;
     }
 
     /// Every counter with its name, in declaration order (for status output).
-    pub fn named(&self) -> [(&'static str, u64); 10] {
+    pub fn named(&self) -> [(&'static str, u64); 12] {
         [
             ("passed", self.passed),
             ("accepted", self.accepted),
@@ -126,6 +152,8 @@ impl XdpStats {
             ("bad_field", self.bad_field),
             ("wrong_group", self.wrong_group),
             ("own_echo", self.own_echo),
+            ("bad_tag", self.bad_tag),
+            ("replay", self.replay),
             ("events_lost", self.events_lost),
         ]
     }
@@ -174,6 +202,7 @@ mod pod {
     unsafe impl aya::Pod for super::XdpConfig {}
     unsafe impl aya::Pod for super::XdpStats {}
     unsafe impl aya::Pod for super::PeerEvent {}
+    unsafe impl aya::Pod for super::AuthKeys {}
 }
 
 #[cfg(test)]
@@ -184,31 +213,21 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<PeerKey>(), 8);
-        assert_eq!(
-            size_of::<PeerRecord>(),
-            8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1
-        );
+        assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1);
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
         assert_eq!(size_of::<XdpConfig>(), 16);
-        assert_eq!(size_of::<XdpStats>(), 8 * 10);
+        assert_eq!(size_of::<XdpStats>(), 8 * 12);
+        assert_eq!(size_of::<AuthKeys>(), 40);
         assert_eq!(size_of::<PeerEvent>(), 16);
     }
 
     #[test]
     fn stats_add_and_named_agree() {
-        let mut total = XdpStats {
-            passed: 1,
-            events_lost: 2,
-            ..Default::default()
-        };
-        total.add(&XdpStats {
-            passed: 3,
-            accepted: 4,
-            ..Default::default()
-        });
+        let mut total = XdpStats { passed: 1, events_lost: 2, ..Default::default() };
+        total.add(&XdpStats { passed: 3, accepted: 4, ..Default::default() });
         let named = total.named();
         assert_eq!(named[0], ("passed", 4));
         assert_eq!(named[1], ("accepted", 4));
-        assert_eq!(named[9], ("events_lost", 2));
+        assert_eq!(named[11], ("events_lost", 2));
     }
 }

@@ -5,9 +5,7 @@ use core::time::Duration;
 /// Parses `100ms`, `1.5s`, `2m`, `250us` or a bare number of milliseconds (at most a day).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
     let seconds = match unit.trim() {

@@ -2,10 +2,12 @@
 //!
 //! For every frame on the agent's interface: parse Ethernet (with one 802.1Q/802.1ad tag), IPv4 or
 //! IPv6 and UDP; if the UDP destination is the heartbeat port, decode the heartbeat with the same
-//! decoder user space uses, check group and node id, record the peer in `PEERS`, wake the agent
-//! through `EVENTS` when something it must react to changed, and drop the frame (nobody above
-//! XDP needs it). Everything else passes untouched. Every verdict and rejection is counted in
-//! the per-CPU `STATS` map.
+//! decoder user space uses, check group and node id, verify its SipHash tag with the keys in
+//! `KEYS`, check that its sequence number is above the sender's last, and only then record the
+//! peer in `PEERS` and wake the agent through `EVENTS` when something it must react to changed.
+//! Every frame to the heartbeat port is dropped, accepted or not: nothing above XDP needs one,
+//! and a forged or malformed one goes no further than the driver. Everything else passes
+//! untouched. Every verdict and rejection is counted in the per-CPU `STATS` map.
 #![no_std]
 #![no_main]
 
@@ -20,8 +22,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ha_common::{
-    change, DecodeError, Heartbeat, PeerEvent, PeerKey, PeerRecord, XdpConfig, XdpStats,
-    HEARTBEAT_LEN, MAX_PEERS,
+    change, verify_tag, AuthKeys, DecodeError, Heartbeat, PeerEvent, PeerKey, PeerRecord, XdpConfig,
+    XdpStats, HEARTBEAT_LEN, MAX_PEERS,
 };
 
 /// Peers by (group, node id). Written only here; read and pruned by the agent.
@@ -35,6 +37,11 @@ static STATS: PerCpuArray<XdpStats, 1> = PerCpuArray::new();
 /// Written once by the agent before it attaches the program.
 #[btf_map]
 static CONFIG: Array<XdpConfig, 1> = Array::new();
+
+/// The keys heartbeats must be signed with; written by the agent before attaching and on SIGHUP.
+/// All zero (`count` 0) means authentication is off (`--insecure-no-auth`).
+#[btf_map]
+static KEYS: Array<AuthKeys, 1> = Array::new();
 
 /// Wakes the agent at once for a new peer, a state or worthiness change, or a peer heard again
 /// after a silence. 16 KiB holds several hundred events, far more than a LAN of nodes produces
@@ -63,6 +70,8 @@ enum Outcome {
     Rejected(DecodeError),
     WrongGroup,
     OwnEcho,
+    BadTag,
+    Replay,
 }
 
 /// Where in the frame the heartbeat's IP source address sits, and its family.
@@ -76,8 +85,8 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
     let outcome = classify(&ctx);
     count(&outcome);
     match outcome {
-        Outcome::Accepted => xdp_action::XDP_DROP,
-        _ => xdp_action::XDP_PASS,
+        Outcome::NotHeartbeat => xdp_action::XDP_PASS,
+        _ => xdp_action::XDP_DROP,
     }
 }
 
@@ -132,13 +141,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
             if header[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || header[9] != IPPROTO_UDP || fragment {
                 return Outcome::NotHeartbeat;
             }
-            (
-                l3 + ihl,
-                Source {
-                    offset: l3 + 12,
-                    family: 4,
-                },
-            )
+            (l3 + ihl, Source { offset: l3 + 12, family: 4 })
         }
         ETH_P_IPV6 => {
             let Some(header) = ptr_at::<[u8; 8]>(ctx, l3) else {
@@ -148,13 +151,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
             if unsafe { (*header)[6] } != IPPROTO_UDP {
                 return Outcome::NotHeartbeat;
             }
-            (
-                l3 + IPV6_HLEN,
-                Source {
-                    offset: l3 + 8,
-                    family: 6,
-                },
-            )
+            (l3 + IPV6_HLEN, Source { offset: l3 + 8, family: 6 })
         }
         _ => return Outcome::NotHeartbeat,
     };
@@ -183,17 +180,21 @@ fn classify(ctx: &XdpContext) -> Outcome {
     if heartbeat.node_id == config.own_node_id {
         return Outcome::OwnEcho;
     }
+    let Some(keys) = KEYS.get(0) else {
+        return Outcome::BadTag;
+    };
+    if !verify_tag(keys, &payload, heartbeat.tag) {
+        return Outcome::BadTag;
+    }
     record(ctx, &heartbeat, &source, vlan_id)
 }
 
-/// Updates the peer's record and raises an event if the agent must react now.
+/// Updates the peer's record (unless the heartbeat is a replay) and raises an event if the agent
+/// must react now.
 #[inline(always)]
 fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16) -> Outcome {
     let now = unsafe { bpf_ktime_get_ns() };
-    let key = PeerKey {
-        group: heartbeat.group,
-        node_id: heartbeat.node_id,
-    };
+    let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
 
     let mut src_addr = [0u8; 16];
     if source.family == 4 {
@@ -216,6 +217,11 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
     match PEERS.get_ptr(key) {
         Some(old) => {
             let old = unsafe { &*old };
+            // Senders number their heartbeats in strictly increasing order, across restarts too:
+            // anything else is a replay (or a duplicate) and must not keep a dead peer alive.
+            if heartbeat.sequence <= old.sequence {
+                return Outcome::Replay;
+            }
             packets = old.packets + 1;
             if old.state != heartbeat.state as u8 {
                 changes |= change::STATE;
@@ -256,10 +262,7 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
 
     if changes != 0 {
         if changes & change::NEW_PEER != 0 {
-            debug!(
-                ctx,
-                "new peer {} in group {}", heartbeat.node_id, heartbeat.group
-            );
+            debug!(ctx, "new peer {} in group {}", heartbeat.node_id, heartbeat.group);
         }
         let event = PeerEvent {
             group: heartbeat.group,
@@ -296,6 +299,8 @@ fn count(outcome: &Outcome) {
         Outcome::Rejected(DecodeError::BadField) => stats.bad_field += 1,
         Outcome::WrongGroup => stats.wrong_group += 1,
         Outcome::OwnEcho => stats.own_echo += 1,
+        Outcome::BadTag => stats.bad_tag += 1,
+        Outcome::Replay => stats.replay += 1,
     });
 }
 

@@ -1,35 +1,44 @@
-//! Nanoseconds per frame in the XDP program through BPF_PROG_TEST_RUN, for a valid heartbeat
-//! and for a rejected one (bad magic). Prints one JSON object; `cargo xtask bench` runs it.
+//! Nanoseconds per frame in the XDP program through BPF_PROG_TEST_RUN: a valid authenticated
+//! heartbeat (accepted: a fresh sequence number each run), the same heartbeat replayed, a forged
+//! one (signed with a wrong key), and a forged one while two keys are configured (a key rollout:
+//! two SipHash computations). Prints one JSON object; `cargo xtask bench` runs it.
+//!
+//! BPF_PROG_TEST_RUN repeats one input, so a repeated valid heartbeat is a replay after its first
+//! run. The accepting path is therefore timed one run per call with a new sequence each time,
+//! less the per-call timer overhead, calibrated on a frame that passes (another port) timed both
+//! ways.
 //!
 //! `cargo run --release -p ha-tests --example xdp_cost -- [REPEAT]` (default 1000000; needs root).
 use aya::programs::{TestRun as _, TestRunOptions};
 use ha_agent::bpf::Datapath;
-use ha_common::{Heartbeat, NodeState, XdpConfig, DEFAULT_PORT};
+use ha_common::{sip_key, AuthKeys, Heartbeat, NodeState, XdpConfig, DEFAULT_PORT};
 use ha_tests::frames::ipv4_frame;
 
+fn load(keys: &AuthKeys) -> anyhow::Result<Datapath> {
+    let config = XdpConfig { port: DEFAULT_PORT, group: 1, own_node_id: 99, ..Default::default() };
+    Ok(Datapath::load(&config, keys)?)
+}
+
+/// Mean ns of one run of `frame` over `repeat` runs. The kernel reports the mean of one run.
 fn ns_per_frame(datapath: &Datapath, frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
-    let options = TestRunOptions {
-        data_in: Some(frame),
-        repeat,
-        ..Default::default()
-    };
-    let result = datapath.program().test_run(options)?;
-    // The kernel reports the mean duration of one run.
-    Ok(result.duration.as_nanos() as f64)
+    let options = TestRunOptions { data_in: Some(frame), repeat, ..Default::default() };
+    Ok(datapath.program().test_run(options)?.duration.as_nanos() as f64)
+}
+
+/// Mean ns of single runs, one call each, over `frames`.
+fn ns_single_runs(datapath: &Datapath, frames: &[Vec<u8>]) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for frame in frames {
+        total += ns_per_frame(datapath, frame, 1)?;
+    }
+    Ok(total / frames.len() as f64)
 }
 
 fn main() -> anyhow::Result<()> {
-    let repeat: u32 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(1_000_000);
-    let datapath = Datapath::load(&XdpConfig {
-        port: DEFAULT_PORT,
-        group: 1,
-        own_node_id: 99,
-        ..Default::default()
-    })?;
+    let repeat: u32 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
+    let key = sip_key(&[0x11; 16]);
+    let one_key = AuthKeys { current: key, count: 1, ..Default::default() };
+    let two_keys = AuthKeys { current: key, next: sip_key(&[0x22; 16]), count: 2, _pad0: 0 };
     let heartbeat = Heartbeat {
         state: NodeState::Standby,
         priority: 100,
@@ -40,12 +49,24 @@ fn main() -> anyhow::Result<()> {
         sequence: 1,
         tag: 0,
     };
-    let valid = ipv4_frame(DEFAULT_PORT, &heartbeat.encode(), None);
-    let mut forged = heartbeat.encode();
-    forged[0] = b'X';
-    let rejected = ipv4_frame(DEFAULT_PORT, &forged, None);
-    let valid_ns = ns_per_frame(&datapath, &valid, repeat)?;
-    let rejected_ns = ns_per_frame(&datapath, &rejected, repeat)?;
-    println!("{{\"repeat\":{repeat},\"valid_ns\":{valid_ns},\"rejected_ns\":{rejected_ns}}}");
+    let datapath = load(&one_key)?;
+    let singles = (repeat / 10).clamp(1000, 100_000);
+    let fresh: Vec<Vec<u8>> = (1..=u64::from(singles))
+        .map(|sequence| {
+            ipv4_frame(DEFAULT_PORT, &Heartbeat { sequence, ..heartbeat }.encode_signed(Some(&key)), None)
+        })
+        .collect();
+    let other_port = ipv4_frame(DEFAULT_PORT + 1, &heartbeat.encode_signed(Some(&key)), None);
+    let overhead = ns_single_runs(&datapath, &vec![other_port.clone(); singles as usize])?
+        - ns_per_frame(&datapath, &other_port, repeat)?;
+    let valid_ns = ns_single_runs(&datapath, &fresh)? - overhead;
+    // The last fresh frame, repeated: every run after none is a replay.
+    let replayed_ns = ns_per_frame(&datapath, fresh.last().expect("at least one frame"), repeat)?;
+    let forged = ipv4_frame(DEFAULT_PORT, &heartbeat.encode_signed(Some(&sip_key(&[0x99; 16]))), None);
+    let forged_ns = ns_per_frame(&datapath, &forged, repeat)?;
+    let forged_two_keys_ns = ns_per_frame(&load(&two_keys)?, &forged, repeat)?;
+    println!(
+        "{{\"repeat\":{repeat},\"valid_ns\":{valid_ns:.1},\"replayed_ns\":{replayed_ns},\"forged_ns\":{forged_ns},\"forged_two_keys_ns\":{forged_two_keys_ns},\"timer_overhead_ns\":{overhead:.1}}}"
+    );
     Ok(())
 }

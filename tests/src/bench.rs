@@ -9,7 +9,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -17,7 +17,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
-use crate::{keepalived::Keepalived, longest_gap_ms, Agent, Lan, Prober, VIP, VIP_CIDR};
+use crate::{keepalived::Keepalived, longest_gap_ms, Agent, Lan, Prober, VipMonitor, VIP, VIP_CIDR};
 
 const PRIORITIES: [u8; 3] = [100, 150, 200];
 /// The most worthy node (priority 200), ACTIVE at every trial's start.
@@ -115,11 +115,8 @@ impl Daemon {
             };
             for task in tasks.filter_map(Result::ok) {
                 if let Ok(text) = fs::read_to_string(task.path().join("schedstat")) {
-                    total += text
-                        .split_whitespace()
-                        .next()
-                        .and_then(|ns| ns.parse::<u64>().ok())
-                        .unwrap_or(0);
+                    total +=
+                        text.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
                 }
             }
         }
@@ -137,12 +134,7 @@ struct Fleet<'a> {
 
 impl<'a> Fleet<'a> {
     fn new(lan: &'a Lan, system: System, options: &'a Options) -> Self {
-        Self {
-            lan,
-            system,
-            options,
-            nodes: (0..PRIORITIES.len()).map(|_| None).collect(),
-        }
+        Self { lan, system, options, nodes: (0..PRIORITIES.len()).map(|_| None).collect() }
     }
 
     fn start(&mut self, host: usize) -> anyhow::Result<()> {
@@ -154,21 +146,16 @@ impl<'a> Fleet<'a> {
                 flags.extend(self.options.agent_flags.iter().map(String::as_str));
                 Daemon::Agent(self.lan.start_agent(host, priority, &flags)?)
             }
-            System::Keepalived => Daemon::Keepalived(Keepalived::start(
-                self.lan,
-                host,
-                priority,
-                self.options.interval,
-            )?),
+            System::Keepalived => {
+                Daemon::Keepalived(Keepalived::start(self.lan, host, priority, self.options.interval)?)
+            }
         };
         self.nodes[host] = Some(daemon);
         Ok(())
     }
 
     fn node(&mut self, host: usize) -> anyhow::Result<&mut Daemon> {
-        self.nodes[host]
-            .as_mut()
-            .with_context(|| format!("no daemon runs on h{}", host + 1))
+        self.nodes[host].as_mut().with_context(|| format!("no daemon runs on h{}", host + 1))
     }
 
     /// Brings the LAN back to the starting point: every daemon running, every link up, TOP the
@@ -185,9 +172,7 @@ impl<'a> Fleet<'a> {
         if wait_for(Duration::from_secs(10), || self.lan.vip_holders() == [TOP]).is_err() {
             // A daemon that was killed may have left its copy (keepalived keeps it).
             for host in self.lan.vip_holders().into_iter().filter(|&h| h != TOP) {
-                let _ = self.lan.hosts[host]
-                    .ns
-                    .ip(&["addr", "del", VIP_CIDR, "dev", "eth0"]);
+                let _ = self.lan.hosts[host].ns.ip(&["addr", "del", VIP_CIDR, "dev", "eth0"]);
             }
             wait_for(Duration::from_secs(10), || self.lan.vip_holders() == [TOP])
                 .context("the LAN did not settle with the most worthy node as the only holder")?;
@@ -195,9 +180,7 @@ impl<'a> Fleet<'a> {
         let client = &self.lan.hosts[CLIENT].ns;
         client.ip(&["neigh", "flush", "dev", "eth0"])?;
         wait_for(Duration::from_secs(5), || {
-            client
-                .exec("ping", &["-c", "1", "-W", "0.2", &VIP.to_string()])
-                .is_ok_and(|o| o.status.success())
+            client.exec("ping", &["-c", "1", "-W", "0.2", &VIP.to_string()]).is_ok_and(|o| o.status.success())
         })
         .context("the client cannot reach the VIP after restoring the LAN")?;
         thread::sleep(MARGIN);
@@ -207,10 +190,8 @@ impl<'a> Fleet<'a> {
 
 /// A pseudo-random duration below `interval` (the clock's nanoseconds are random enough here).
 fn random_phase(interval: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     let fraction = (nanos.wrapping_mul(2_654_435_761) % 1_000_000) as f64 / 1_000_000.0;
     interval.mul_f64(fraction)
 }
@@ -225,72 +206,6 @@ fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> anyhow::Res
         thread::sleep(Duration::from_millis(2));
     }
     Ok(start.elapsed())
-}
-
-/// Watches the VIP being added on every node (`ip monitor address`): each addition after the
-/// start is a transition to ACTIVE.
-struct VipMonitor {
-    children: Vec<Child>,
-    files: Vec<PathBuf>,
-}
-
-impl VipMonitor {
-    fn start(lan: &Lan) -> anyhow::Result<Self> {
-        let mut children = Vec::new();
-        let mut files = Vec::new();
-        for (i, host) in lan.hosts.iter().take(PRIORITIES.len()).enumerate() {
-            let file = lan.dir.join(format!("monitor-h{}.log", i + 1));
-            children.push(
-                Command::new("ip")
-                    .args([
-                        "-n",
-                        &host.ns.name,
-                        "-o",
-                        "monitor",
-                        "address",
-                        "dev",
-                        "eth0",
-                    ])
-                    .stdout(fs::File::create(&file)?)
-                    .stderr(Stdio::null())
-                    .spawn()?,
-            );
-            files.push(file);
-        }
-        thread::sleep(Duration::from_millis(100));
-        Ok(Self { children, files })
-    }
-
-    /// Stops watching; returns how many times the VIP was added anywhere.
-    fn stop(mut self) -> anyhow::Result<usize> {
-        self.end();
-        let vip = format!("inet {VIP_CIDR}");
-        let mut added = 0;
-        for file in &self.files {
-            let text = fs::read_to_string(file)?;
-            added += text
-                .lines()
-                .filter(|l| l.contains(&vip) && !l.starts_with("Deleted"))
-                .count();
-        }
-        Ok(added)
-    }
-
-    fn end(&mut self) {
-        for mut child in self.children.drain(..) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for VipMonitor {
-    fn drop(&mut self) {
-        self.end();
-        for file in &self.files {
-            let _ = fs::remove_file(file);
-        }
-    }
 }
 
 /// Median, 95th percentile and maximum of a sample.
@@ -315,18 +230,9 @@ impl Summary {
         let mut sorted = samples.clone();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
-        let median = if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-        };
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
         let rank = ((0.95 * n as f64).ceil() as usize).clamp(1, n);
-        Some(Self {
-            median,
-            p95: sorted[rank - 1],
-            max: sorted[n - 1],
-            samples,
-        })
+        Some(Self { median, p95: sorted[rank - 1], max: sorted[n - 1], samples })
     }
 
     fn to_json(&self) -> Value {
@@ -351,21 +257,12 @@ pub struct Row {
 
 impl Row {
     fn new(key: &'static str, title: &'static str, unit: &'static str, outage: bool) -> Self {
-        Self {
-            key,
-            title,
-            unit,
-            outage,
-            results: Vec::new(),
-        }
+        Self { key, title, unit, outage, results: Vec::new() }
     }
 
     /// The figure of `system`, if measured.
     pub fn of(&self, system: System) -> Option<&Summary> {
-        self.results
-            .iter()
-            .find(|(s, _)| *s == system)
-            .and_then(|(_, summary)| summary.as_ref())
+        self.results.iter().find(|(s, _)| *s == system).and_then(|(_, summary)| summary.as_ref())
     }
 
     /// ha-agent's median over keepalived's, when both are measured and keepalived's is not 0.
@@ -409,19 +306,14 @@ fn measure(
     let start = Instant::now();
     act(fleet)?;
     let lan = fleet.lan;
-    wait_for(Duration::from_secs(10), || settled(lan))
-        .context("the LAN did not reach the expected state")?;
+    wait_for(Duration::from_secs(10), || settled(lan)).context("the LAN did not reach the expected state")?;
     let takeover = start.elapsed().as_secs_f64() * 1000.0;
     thread::sleep(MARGIN);
     let outage = longest_gap_ms(&prober.stop()?);
     Ok((outage, takeover))
 }
 
-fn run_system(
-    system: System,
-    options: &Options,
-    log: &mut dyn FnMut(&str),
-) -> anyhow::Result<Measured> {
+fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Measured> {
     let lan = Lan::new("bench", PRIORITIES.len() + 1)?;
     let mut fleet = Fleet::new(&lan, system, options);
     let mut measured = Measured::new();
@@ -434,11 +326,8 @@ fn run_system(
             trial + 1,
             options.trials
         ));
-        let (outage, takeover) = measure(
-            &mut fleet,
-            |f| f.lan.cut(TOP),
-            |lan| lan.vip_holders().contains(&NEXT),
-        )?;
+        let (outage, takeover) =
+            measure(&mut fleet, |f| f.lan.cut(TOP), |lan| lan.vip_holders().contains(&NEXT))?;
         push(&mut measured, "link_cut", outage);
         push(&mut measured, "link_cut_takeover", takeover);
         fleet.restore()?;
@@ -467,11 +356,7 @@ fn run_system(
         )?;
         push(&mut measured, "planned_stop", outage);
         // The LAN now runs without TOP: its return is the preemption trial.
-        let (outage, _) = measure(
-            &mut fleet,
-            |f| f.start(TOP),
-            |lan| lan.vip_holders() == [TOP],
-        )?;
+        let (outage, _) = measure(&mut fleet, |f| f.start(TOP), |lan| lan.vip_holders() == [TOP])?;
         push(&mut measured, "preemption", outage);
         fleet.restore()?;
     }
@@ -481,12 +366,8 @@ fn run_system(
 
     let stalls = options.trials.clamp(1, 5);
     for trial in 0..stalls {
-        log(&format!(
-            "{}: stall {}/{stalls}: STANDBY stopped for 2 s",
-            system.name(),
-            trial + 1
-        ));
-        let monitor = VipMonitor::start(&lan)?;
+        log(&format!("{}: stall {}/{stalls}: STANDBY stopped for 2 s", system.name(), trial + 1));
+        let monitor = VipMonitor::start(&lan, PRIORITIES.len())?;
         fleet.node(NEXT)?.signal_all(libc::SIGSTOP);
         thread::sleep(Duration::from_secs(2));
         fleet.node(NEXT)?.signal_all(libc::SIGCONT);
@@ -495,11 +376,7 @@ fn run_system(
         fleet.restore()?;
     }
 
-    log(&format!(
-        "{}: 1 % loss for {:?}",
-        system.name(),
-        options.soak
-    ));
+    log(&format!("{}: 1 % loss for {:?}", system.name(), options.soak));
     run_nft(&lan, &["add", "table", "bridge", "ha_loss"])?;
     run_nft(
         &lan,
@@ -515,38 +392,29 @@ fn run_system(
     run_nft(
         &lan,
         &[
-            "add", "rule", "bridge", "ha_loss", "forward", "numgen", "random", "mod", "1000", "<",
-            "10", "drop",
+            "add", "rule", "bridge", "ha_loss", "forward", "numgen", "random", "mod", "1000", "<", "10",
+            "drop",
         ],
     )?;
-    let monitor = VipMonitor::start(&lan)?;
+    let monitor = VipMonitor::start(&lan, PRIORITIES.len())?;
     thread::sleep(options.soak);
     push(&mut measured, "loss", monitor.stop()? as f64);
     run_nft(&lan, &["delete", "table", "bridge", "ha_loss"])?;
     fleet.restore()?;
 
-    log(&format!(
-        "{}: CPU over {:?}",
-        system.name(),
-        options.cost_window
-    ));
+    log(&format!("{}: CPU over {:?}", system.name(), options.cost_window));
     let before = [fleet.node(TOP)?.cpu_time(), fleet.node(LOW)?.cpu_time()];
     thread::sleep(options.cost_window);
     let after = [fleet.node(TOP)?.cpu_time(), fleet.node(LOW)?.cpu_time()];
-    let percent =
-        |i: usize| (after[i] - before[i]).as_secs_f64() / options.cost_window.as_secs_f64() * 100.0;
+    let percent = |i: usize| (after[i] - before[i]).as_secs_f64() / options.cost_window.as_secs_f64() * 100.0;
     push(&mut measured, "cpu_active", percent(0));
     push(&mut measured, "cpu_standby", percent(1));
     Ok(measured)
 }
 
 fn run_nft(lan: &Lan, args: &[&str]) -> anyhow::Result<()> {
-    let status = lan
-        .switch
-        .command("nft")
-        .args(args)
-        .status()
-        .context("running nft (apt-get install nftables)")?;
+    let status =
+        lan.switch.command("nft").args(args).status().context("running nft (apt-get install nftables)")?;
     if !status.success() {
         bail!("nft {} failed", args.join(" "));
     }
@@ -562,12 +430,7 @@ fn rows() -> Vec<Row> {
         Row::new("crash_takeover", "2 crash: takeover", "ms", false),
         Row::new("planned_stop", "3 planned stop: outage", "ms", true),
         Row::new("preemption", "4 preemption: outage", "ms", true),
-        Row::new(
-            "stall",
-            "5 STANDBY stalled 2 s: false transitions",
-            "count",
-            false,
-        ),
+        Row::new("stall", "5 STANDBY stalled 2 s: false transitions", "count", false),
         Row::new("loss", "6 1% loss: false transitions", "count", false),
         Row::new("cpu_active", "7 CPU of the ACTIVE", "% core", false),
         Row::new("cpu_standby", "7 CPU of a STANDBY", "% core", false),
@@ -577,51 +440,28 @@ fn rows() -> Vec<Row> {
 }
 
 /// Runs every scenario for every system. `xdp_cost` is the `xdp_cost` example's binary, if built.
-pub fn run(
-    options: &Options,
-    xdp_cost: Option<&Path>,
-    log: &mut dyn FnMut(&str),
-) -> anyhow::Result<Report> {
+pub fn run(options: &Options, xdp_cost: Option<&Path>, log: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
     let mut rows = rows();
     for &system in &options.systems {
         let mut measured = run_system(system, options, log)?;
         if system == System::HaAgent && !options.quick {
             if let Some(binary) = xdp_cost {
                 log("ha-agent: XDP cost through BPF_PROG_TEST_RUN, 10^6 runs each");
-                let output = Command::new(binary)
-                    .output()
-                    .context("running the xdp_cost example")?;
+                let output = Command::new(binary).output().context("running the xdp_cost example")?;
                 let value: Value = serde_json::from_slice(&output.stdout).with_context(|| {
-                    format!(
-                        "xdp_cost printed {}",
-                        String::from_utf8_lossy(&output.stderr)
-                    )
+                    format!("xdp_cost printed {}", String::from_utf8_lossy(&output.stderr))
                 })?;
-                push(
-                    &mut measured,
-                    "xdp_valid",
-                    value["valid_ns"].as_f64().unwrap_or(f64::NAN),
-                );
-                push(
-                    &mut measured,
-                    "xdp_rejected",
-                    value["rejected_ns"].as_f64().unwrap_or(f64::NAN),
-                );
+                push(&mut measured, "xdp_valid", value["valid_ns"].as_f64().unwrap_or(f64::NAN));
+                push(&mut measured, "xdp_rejected", value["rejected_ns"].as_f64().unwrap_or(f64::NAN));
             }
         }
         for row in &mut rows {
-            let samples = measured
-                .iter()
-                .find(|(k, _)| *k == row.key)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
+            let samples =
+                measured.iter().find(|(k, _)| *k == row.key).map(|(_, v)| v.clone()).unwrap_or_default();
             row.results.push((system, Summary::of(samples)));
         }
     }
-    Ok(Report {
-        options: options.clone(),
-        rows,
-    })
+    Ok(Report { options: options.clone(), rows })
 }
 
 impl Report {
@@ -634,10 +474,7 @@ impl Report {
         );
         let mut header = format!("{:<42}", "scenario");
         for system in &self.options.systems {
-            header.push_str(&format!(
-                " {:>30}",
-                format!("{} median / p95 / max", system.name())
-            ));
+            header.push_str(&format!(" {:>30}", format!("{} median / p95 / max", system.name())));
         }
         if self.options.systems.len() > 1 {
             header.push_str(&format!(" {:>8}", "ratio"));
@@ -657,10 +494,7 @@ impl Report {
                 line.push_str(&format!(" {cell:>30}"));
             }
             if self.options.systems.len() > 1 {
-                line.push_str(&format!(
-                    " {:>8}",
-                    row.ratio().map_or("-".into(), |r| format!("{r:.2}"))
-                ));
+                line.push_str(&format!(" {:>8}", row.ratio().map_or("-".into(), |r| format!("{r:.2}"))));
             }
             out.push_str(&line);
             out.push('\n');

@@ -34,10 +34,7 @@ pub fn ipv4_frame(port: u16, payload: &[u8], vlan: Option<u16>) -> Vec<u8> {
     ip.extend_from_slice(&[0, 0, 0x40, 0, 1, 17, 0, 0]);
     ip.extend_from_slice(&[192, 0, 2, 11]);
     ip.extend_from_slice(&[239, 255, 97, 1]);
-    let sum = ip
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
-        .sum::<u32>();
+    let sum = ip.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u32).sum::<u32>();
     let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let mut frame = ethernet(0x0800, vlan);
@@ -53,12 +50,7 @@ pub fn ipv6_frame(port: u16, payload: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(&[0x60, 0, 0, 0]);
     frame.extend_from_slice(&(udp.len() as u16).to_be_bytes());
     frame.extend_from_slice(&[17, 1]);
-    frame.extend_from_slice(
-        &"2001:db8::11"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets(),
-    );
+    frame.extend_from_slice(&"2001:db8::11".parse::<std::net::Ipv6Addr>().unwrap().octets());
     frame.extend_from_slice(&"ff02::4841".parse::<std::net::Ipv6Addr>().unwrap().octets());
     frame.extend_from_slice(&udp);
     frame

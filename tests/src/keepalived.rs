@@ -31,12 +31,7 @@ pub struct Keepalived {
 impl Keepalived {
     /// Starts keepalived on host `index` with `priority`, advertising every `interval`, for the
     /// same VIP the agents use; waits until its VRRP process runs.
-    pub fn start(
-        lan: &Lan,
-        index: usize,
-        priority: u8,
-        interval: Duration,
-    ) -> anyhow::Result<Self> {
+    pub fn start(lan: &Lan, index: usize, priority: u8, interval: Duration) -> anyhow::Result<Self> {
         let dir = lan.dir.join(format!("keepalived-h{}", index + 1));
         fs::create_dir_all(&dir)?;
         let config = format!(
@@ -62,10 +57,7 @@ impl Keepalived {
             .stderr(log)
             .spawn()
             .context("spawning keepalived (apt-get install keepalived)")?;
-        let keepalived = Self {
-            parent: Some(parent),
-            dir,
-        };
+        let keepalived = Self { parent: Some(parent), dir };
         let start = Instant::now();
         while keepalived.vrrp_pid().is_none() {
             if start.elapsed() > Duration::from_secs(10) {
@@ -77,21 +69,12 @@ impl Keepalived {
     }
 
     fn vrrp_pid(&self) -> Option<u32> {
-        fs::read_to_string(self.dir.join("vrrp.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        fs::read_to_string(self.dir.join("vrrp.pid")).ok()?.trim().parse().ok()
     }
 
     /// The parent's and the VRRP child's process ids.
     pub fn pids(&self) -> Vec<u32> {
-        self.parent
-            .as_ref()
-            .map(Child::id)
-            .into_iter()
-            .chain(self.vrrp_pid())
-            .collect()
+        self.parent.as_ref().map(Child::id).into_iter().chain(self.vrrp_pid()).collect()
     }
 
     /// Sends `signal` to the parent (SIGTERM: it stops the child, which releases the VIP).

@@ -37,11 +37,7 @@ pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
         .output()
         .with_context(|| format!("cannot run {program} (is it installed?)"))?;
     if !output.status.success() {
-        bail!(
-            "{program} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
@@ -60,9 +56,7 @@ pub fn agent_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("HA_AGENT_BIN") {
         return PathBuf::from(path);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent");
     let path = workspace.join("target/debug/ha-agent");
     assert!(
         path.exists(),
@@ -109,9 +103,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
@@ -137,6 +129,8 @@ pub struct Lan {
     pub switch: Netns,
     /// Scratch directory (run dirs, logs), removed on drop.
     pub dir: PathBuf,
+    /// The LAN's heartbeat key, made by `ha-agent keygen`; every agent gets it.
+    pub key_file: PathBuf,
 }
 
 impl Lan {
@@ -149,22 +143,23 @@ impl Lan {
         let switch = Netns::new(format!("{prefix}-sw"))?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         // No multicast snooping: the bridge floods heartbeats like a plain switch.
-        switch.ip(&[
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
+        switch.ip(&["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
-        let mut lan = Self {
-            prefix,
-            hosts: Vec::new(),
-            switch,
-            dir,
-        };
+        // A switch forwards frames without reading them. Where br_netfilter is built in, the
+        // bridge would otherwise check IP headers and drop malformed frames before the hosts see
+        // them (absent sysctls, on kernels without it, are fine to ignore).
+        let _ = switch
+            .command("sysctl")
+            .args(["-q", "-w", "net.bridge.bridge-nf-call-iptables=0"])
+            .args(["net.bridge.bridge-nf-call-ip6tables=0", "net.bridge.bridge-nf-call-arptables=0"])
+            .stderr(Stdio::null())
+            .status();
+        let key_file = dir.join("key");
+        let keygen = Command::new(agent_binary()).arg("keygen").arg("--key-file").arg(&key_file).output()?;
+        if !keygen.status.success() {
+            bail!("ha-agent keygen failed: {}", String::from_utf8_lossy(&keygen.stderr).trim());
+        }
+        let mut lan = Self { prefix, hosts: Vec::new(), switch, dir, key_file };
         for _ in 0..hosts {
             lan.add_host()?;
         }
@@ -193,40 +188,28 @@ impl Lan {
                 &self.switch.name,
             ],
         )?;
-        self.switch
-            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        self.switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
         let addr = Ipv4Addr::new(192, 0, 2, 11 + index as u8);
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         let mac = fs_mac(&ns)?;
-        self.hosts.push(Host {
-            ns,
-            port,
-            addr,
-            mac,
-        });
+        self.hosts.push(Host { ns, port, addr, mac });
         Ok(index)
     }
 
     /// Takes host `index`'s switch port down (its link is cut).
     pub fn cut(&self, index: usize) -> anyhow::Result<()> {
-        self.switch
-            .ip(&["link", "set", &self.hosts[index].port, "down"])
-            .map(drop)
+        self.switch.ip(&["link", "set", &self.hosts[index].port, "down"]).map(drop)
     }
 
     /// Brings host `index`'s switch port back up.
     pub fn heal(&self, index: usize) -> anyhow::Result<()> {
-        self.switch
-            .ip(&["link", "set", &self.hosts[index].port, "up"])
-            .map(drop)
+        self.switch.ip(&["link", "set", &self.hosts[index].port, "up"]).map(drop)
     }
 
     /// Indices of the hosts that have the VIP on their eth0.
     pub fn vip_holders(&self) -> Vec<usize> {
-        (0..self.hosts.len())
-            .filter(|&i| has_address(&self.hosts[i].ns, VIP))
-            .collect()
+        (0..self.hosts.len()).filter(|&i| has_address(&self.hosts[i].ns, VIP)).collect()
     }
 
     /// Waits until exactly one host holds the VIP and returns it, or fails after `limit`.
@@ -253,39 +236,26 @@ impl Lan {
         let priority = priority.to_string();
         let mut command = host.ns.command(agent_binary());
         command
-            .args([
-                "--iface",
-                "eth0",
-                "--vip",
-                VIP_CIDR,
-                "--priority",
-                &priority,
-            ])
+            .args(["--iface", "eth0", "--vip", VIP_CIDR, "--priority", &priority])
             .arg("--run-dir")
             .arg(&run_dir)
             .args(["--pin-dir", &format!("/sys/fs/bpf/{}", host.ns.name)])
+            .arg("--key-file")
+            .arg(&self.key_file)
             .args(extra)
             .env("RUST_LOG", "info,ha_agent=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
         let child = command.spawn().context("spawning ha-agent")?;
-        let agent = Agent {
-            child: Some(child),
-            run_dir,
-            log_path,
-            ns: host.ns.name.clone(),
-        };
+        let agent = Agent { child: Some(child), run_dir, log_path, ns: host.ns.name.clone() };
         agent.wait_ready(Duration::from_secs(10))?;
         Ok(agent)
     }
 
     /// The MAC the client `client` has for the VIP in its neighbour table, if any.
     pub fn neighbour_mac(&self, client: usize) -> Option<String> {
-        let out = self.hosts[client]
-            .ns
-            .ip(&["neigh", "show", &VIP.to_string(), "dev", "eth0"])
-            .ok()?;
+        let out = self.hosts[client].ns.ip(&["neigh", "show", &VIP.to_string(), "dev", "eth0"]).ok()?;
         let mut words = out.split_whitespace();
         words.find(|w| *w == "lladdr")?;
         words.next().map(str::to_string)
@@ -302,10 +272,7 @@ impl Drop for Lan {
 
 fn fs_mac(ns: &Netns) -> anyhow::Result<String> {
     let out = ns.ip(&["-br", "link", "show", "eth0"])?;
-    out.split_whitespace()
-        .nth(2)
-        .map(str::to_string)
-        .context("no MAC in `ip -br link` output")
+    out.split_whitespace().nth(2).map(str::to_string).context("no MAC in `ip -br link` output")
 }
 
 /// Whether `addr` is on the namespace's eth0.
@@ -335,10 +302,7 @@ impl Agent {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        bail!(
-            "the agent did not start within {limit:?}; log:\n{}",
-            self.log()
-        )
+        bail!("the agent did not start within {limit:?}; log:\n{}", self.log())
     }
 
     /// The agent's log so far.
@@ -401,6 +365,62 @@ impl Drop for Agent {
     }
 }
 
+/// Watches the VIP being added on every node (`ip monitor address`): each addition after the
+/// start is a transition to ACTIVE.
+pub struct VipMonitor {
+    children: Vec<Child>,
+    files: Vec<PathBuf>,
+}
+
+impl VipMonitor {
+    /// Starts watching the first `hosts` hosts of `lan`.
+    pub fn start(lan: &Lan, hosts: usize) -> anyhow::Result<Self> {
+        let mut children = Vec::new();
+        let mut files = Vec::new();
+        for (i, host) in lan.hosts.iter().take(hosts).enumerate() {
+            let file = lan.dir.join(format!("monitor-h{}.log", i + 1));
+            children.push(
+                Command::new("ip")
+                    .args(["-n", &host.ns.name, "-o", "monitor", "address", "dev", "eth0"])
+                    .stdout(fs::File::create(&file)?)
+                    .stderr(Stdio::null())
+                    .spawn()?,
+            );
+            files.push(file);
+        }
+        thread::sleep(Duration::from_millis(100));
+        Ok(Self { children, files })
+    }
+
+    /// Stops watching; returns how many times the VIP was added anywhere.
+    pub fn stop(mut self) -> anyhow::Result<usize> {
+        self.end();
+        let vip = format!("inet {VIP_CIDR}");
+        let mut added = 0;
+        for file in &self.files {
+            let text = fs::read_to_string(file)?;
+            added += text.lines().filter(|l| l.contains(&vip) && !l.starts_with("Deleted")).count();
+        }
+        Ok(added)
+    }
+
+    fn end(&mut self) {
+        for mut child in self.children.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for VipMonitor {
+    fn drop(&mut self) {
+        self.end();
+        for file in &self.files {
+            let _ = fs::remove_file(file);
+        }
+    }
+}
+
 /// A client pinging the VIP every few ms in the background; [`Prober::stop`] returns the
 /// reply times, from which the outage (the longest gap between replies) follows.
 pub struct Prober {
@@ -416,10 +436,8 @@ impl Prober {
 
     /// Starts pinging the VIP from host `client` every `interval` seconds (ping's `-i`).
     pub fn start_every(lan: &Lan, client: usize, interval: &str) -> anyhow::Result<Self> {
-        let output = lan.dir.join(format!(
-            "ping-{client}-{}.log",
-            LAN_COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
+        let output =
+            lan.dir.join(format!("ping-{client}-{}.log", LAN_COUNTER.fetch_add(1, Ordering::SeqCst)));
         let file = fs::File::create(&output)?;
         let child = lan.hosts[client]
             .ns
@@ -429,21 +447,29 @@ impl Prober {
             .stderr(Stdio::null())
             .spawn()
             .context("spawning ping (apt-get install iputils-ping)")?;
-        Ok(Self {
-            child: Some(child),
-            output,
-        })
+        Ok(Self { child: Some(child), output })
     }
 
     /// Stops pinging; returns the reply timestamps in seconds.
-    pub fn stop(mut self) -> anyhow::Result<Vec<f64>> {
+    pub fn stop(self) -> anyhow::Result<Vec<f64>> {
+        Ok(self.stop_with_counts()?.0)
+    }
+
+    /// Stops pinging; returns the reply timestamps and ping's own count of requests sent and
+    /// replies received.
+    pub fn stop_with_counts(mut self) -> anyhow::Result<(Vec<f64>, u64, u64)> {
         self.end();
         let text = fs::read_to_string(&self.output)?;
-        Ok(text
+        let replies = text
             .lines()
             .filter(|l| l.contains("bytes from"))
             .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-            .collect())
+            .collect();
+        // "N packets transmitted, M received, …"
+        let summary = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or("");
+        let mut numbers = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse::<u64>().ok());
+        let (sent, received) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        Ok((replies, sent, received))
     }
 
     fn end(&mut self) {
@@ -464,8 +490,5 @@ impl Drop for Prober {
 
 /// The longest gap between consecutive replies after `since` (seconds, ping's clock), in ms.
 pub fn longest_gap_ms(replies: &[f64]) -> f64 {
-    replies
-        .windows(2)
-        .map(|w| (w[1] - w[0]) * 1000.0)
-        .fold(0.0, f64::max)
+    replies.windows(2).map(|w| (w[1] - w[0]) * 1000.0).fold(0.0, f64::max)
 }

@@ -19,10 +19,7 @@ fn three_agents(tag: &str) -> (Lan, Vec<ha_tests::Agent>) {
     let agents = [100u8, 150, 200]
         .iter()
         .enumerate()
-        .map(|(i, &priority)| {
-            lan.start_agent(i, priority, &[])
-                .expect("starting an agent")
-        })
+        .map(|(i, &priority)| lan.start_agent(i, priority, &[]).expect("starting an agent"))
         .collect();
     (lan, agents)
 }
@@ -39,10 +36,7 @@ fn client_ping_answered(lan: &Lan) -> bool {
 fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !condition() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
+        assert!(start.elapsed() < limit, "{what} did not happen within {limit:?}");
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -51,27 +45,16 @@ fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) 
 fn most_worthy_wins_and_answers_the_client() {
     let (lan, agents) = three_agents("win");
     let holder = lan.wait_single_holder(FIRST_ELECTION).unwrap();
-    assert_eq!(
-        holder, 2,
-        "the priority-200 node must win the first election"
-    );
-    assert!(
-        client_ping_answered(&lan),
-        "the client's ping to the VIP is not answered"
-    );
-    assert_eq!(
-        lan.neighbour_mac(CLIENT).as_deref(),
-        Some(lan.hosts[2].mac.as_str())
-    );
+    assert_eq!(holder, 2, "the priority-200 node must win the first election");
+    assert!(client_ping_answered(&lan), "the client's ping to the VIP is not answered");
+    assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[2].mac.as_str()));
 
     let status = agents[2].status().expect("status of the ACTIVE");
     assert_eq!(status["state"], "ACTIVE");
     assert_eq!(status["vips_present"][0], "192.0.2.100/24");
     let peers = status["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 2, "the ACTIVE hears both STANDBYs: {status}");
-    assert!(peers
-        .iter()
-        .all(|p| p["live"] == true && p["state"] == "STANDBY"));
+    assert!(peers.iter().all(|p| p["live"] == true && p["state"] == "STANDBY"));
     let standby = agents[0].status().unwrap();
     assert_eq!(standby["state"], "STANDBY");
     assert!(standby["vips_present"].as_array().unwrap().is_empty());
@@ -90,34 +73,21 @@ fn link_cut_fails_over_and_heal_leaves_one_active() {
     thread::sleep(Duration::from_millis(300));
     lan.cut(2).unwrap();
     // Host 1 (priority 150) takes over; host 2 keeps its copy behind the cut link.
-    wait_until(ONE_SECOND, "takeover by host 1", || {
-        lan.vip_holders().contains(&1)
+    wait_until(ONE_SECOND, "takeover by host 1", || lan.vip_holders().contains(&1));
+    wait_until(ONE_SECOND, "the client's ARP entry moving to host 1", || {
+        lan.neighbour_mac(CLIENT).as_deref() == Some(lan.hosts[1].mac.as_str())
     });
-    wait_until(
-        ONE_SECOND,
-        "the client's ARP entry moving to host 1",
-        || lan.neighbour_mac(CLIENT).as_deref() == Some(lan.hosts[1].mac.as_str()),
-    );
     thread::sleep(Duration::from_millis(300));
     let replies = prober.stop().unwrap();
     let outage = longest_gap_ms(&replies);
-    assert!(
-        outage < 1000.0,
-        "the client saw an outage of {outage:.0} ms"
-    );
+    assert!(outage < 1000.0, "the client saw an outage of {outage:.0} ms");
     assert!(client_ping_answered(&lan));
 
     lan.heal(2).unwrap();
     // Both ACTIVE hear each other: the less worthy (host 1) steps down at once.
-    wait_until(ONE_SECOND, "exactly one ACTIVE after healing", || {
-        lan.vip_holders() == vec![2]
-    });
+    wait_until(ONE_SECOND, "exactly one ACTIVE after healing", || lan.vip_holders() == vec![2]);
     thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        lan.vip_holders(),
-        vec![2],
-        "the healed LAN must stay with one holder"
-    );
+    assert_eq!(lan.vip_holders(), vec![2], "the healed LAN must stay with one holder");
     assert!(client_ping_answered(&lan));
 }
 
@@ -131,27 +101,13 @@ fn sigterm_on_the_active_hands_over() {
 
     agents[2].signal(libc::SIGTERM);
     let code = agents[2].wait_exit(Duration::from_secs(3)).unwrap();
-    assert_eq!(
-        code,
-        Some(0),
-        "SIGTERM must exit 0; log:\n{}",
-        agents[2].log()
-    );
-    wait_until(ONE_SECOND, "host 1 holding the VIP alone", || {
-        lan.vip_holders() == vec![1]
-    });
+    assert_eq!(code, Some(0), "SIGTERM must exit 0; log:\n{}", agents[2].log());
+    wait_until(ONE_SECOND, "host 1 holding the VIP alone", || lan.vip_holders() == vec![1]);
     thread::sleep(Duration::from_millis(300));
     let replies = prober.stop().unwrap();
-    assert!(
-        replies.len() > 50,
-        "the client got only {} replies",
-        replies.len()
-    );
+    assert!(replies.len() > 50, "the client got only {} replies", replies.len());
     assert!(longest_gap_ms(&replies) < 1000.0);
-    assert_eq!(
-        lan.neighbour_mac(CLIENT).as_deref(),
-        Some(lan.hosts[1].mac.as_str())
-    );
+    assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[1].mac.as_str()));
 }
 
 #[test]
@@ -162,16 +118,9 @@ fn a_more_worthy_node_that_joins_takes_over() {
     let _mid = lan.start_agent(1, 150, &[]).unwrap();
     assert_eq!(lan.wait_single_holder(FIRST_ELECTION).unwrap(), 1);
     let _high = lan.start_agent(2, 200, &[]).unwrap();
-    wait_until(
-        FIRST_ELECTION,
-        "the joining node holding the VIP alone",
-        || lan.vip_holders() == vec![2],
-    );
+    wait_until(FIRST_ELECTION, "the joining node holding the VIP alone", || lan.vip_holders() == vec![2]);
     assert!(client_ping_answered(&lan));
-    assert_eq!(
-        lan.neighbour_mac(CLIENT).as_deref(),
-        Some(lan.hosts[2].mac.as_str())
-    );
+    assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[2].mac.as_str()));
 }
 
 #[test]
@@ -181,17 +130,10 @@ fn a_stale_vip_is_removed_at_start() {
     let _active = lan.start_agent(0, 200, &[]).unwrap();
     assert_eq!(lan.wait_single_holder(FIRST_ELECTION).unwrap(), 0);
     // What a crashed agent leaves behind: the VIP still on host 1's interface.
-    lan.hosts[1]
-        .ns
-        .ip(&["addr", "add", "192.0.2.100/24", "dev", "eth0"])
-        .unwrap();
+    lan.hosts[1].ns.ip(&["addr", "add", "192.0.2.100/24", "dev", "eth0"]).unwrap();
     assert_eq!(lan.vip_holders(), vec![0, 1]);
     let _restarted = lan.start_agent(1, 100, &[]).unwrap();
-    assert_eq!(
-        lan.vip_holders(),
-        vec![0],
-        "the restarted STANDBY must have removed its stale VIP"
-    );
+    assert_eq!(lan.vip_holders(), vec![0], "the restarted STANDBY must have removed its stale VIP");
     thread::sleep(Duration::from_millis(600));
     assert_eq!(lan.vip_holders(), vec![0]);
 }
@@ -208,32 +150,14 @@ fn unicast_peers_instead_of_multicast() {
     };
     let args0 = peers(0);
     let args1 = peers(1);
-    let _a = lan
-        .start_agent(
-            0,
-            100,
-            &args0.iter().map(String::as_str).collect::<Vec<_>>(),
-        )
-        .unwrap();
-    let b = lan
-        .start_agent(
-            1,
-            200,
-            &args1.iter().map(String::as_str).collect::<Vec<_>>(),
-        )
-        .unwrap();
+    let _a = lan.start_agent(0, 100, &args0.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    let b = lan.start_agent(1, 200, &args1.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
     assert_eq!(lan.wait_single_holder(FIRST_ELECTION).unwrap(), 1);
     thread::sleep(Duration::from_millis(300));
     let status = b.status().unwrap();
-    assert_eq!(
-        status["peers"].as_array().map(Vec::len),
-        Some(1),
-        "{status}"
-    );
+    assert_eq!(status["peers"].as_array().map(Vec::len), Some(1), "{status}");
     lan.cut(1).unwrap();
-    wait_until(ONE_SECOND, "takeover by host 0", || {
-        lan.vip_holders().contains(&0)
-    });
+    wait_until(ONE_SECOND, "takeover by host 0", || lan.vip_holders().contains(&0));
 }
 
 #[test]
@@ -241,16 +165,7 @@ fn ipv6_multicast_heartbeats() {
     require_root();
     let lan = Lan::new("v6", 3).unwrap();
     for (i, host) in lan.hosts.iter().enumerate() {
-        host.ns
-            .ip(&[
-                "addr",
-                "add",
-                &format!("2001:db8::{}/64", i + 11),
-                "dev",
-                "eth0",
-                "nodad",
-            ])
-            .unwrap();
+        host.ns.ip(&["addr", "add", &format!("2001:db8::{}/64", i + 11), "dev", "eth0", "nodad"]).unwrap();
     }
     let extra = ["--mcast-group", "ff02::4841"];
     let _a = lan.start_agent(0, 100, &extra).unwrap();
@@ -258,14 +173,9 @@ fn ipv6_multicast_heartbeats() {
     assert_eq!(lan.wait_single_holder(FIRST_ELECTION).unwrap(), 1);
     let status = b.status().unwrap();
     let peer = &status["peers"][0];
-    assert!(
-        peer["address"].as_str().unwrap().contains(':'),
-        "IPv6 source expected: {status}"
-    );
+    assert!(peer["address"].as_str().unwrap().contains(':'), "IPv6 source expected: {status}");
     lan.cut(1).unwrap();
-    wait_until(ONE_SECOND, "takeover by host 0", || {
-        lan.vip_holders().contains(&0)
-    });
+    wait_until(ONE_SECOND, "takeover by host 0", || lan.vip_holders().contains(&0));
     assert!(lan.hosts[2]
         .ns
         .exec("ping", &["-c", "1", "-W", "1", &VIP.to_string()])
@@ -278,51 +188,24 @@ fn ipv6_multicast_heartbeats() {
 fn bad_flags_give_one_line_errors() {
     require_root();
     let bin = ha_tests::agent_binary();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--iface", "eth0"], "no VIP configured"),
+        (&["--iface", "eth0", "--vip", "192.0.2.300/24"], "bad VIP '192.0.2.300/24'"),
         (
-            &["--iface", "eth0", "--vip", "192.0.2.300/24"],
-            "bad VIP '192.0.2.300/24'",
-        ),
-        (
-            &[
-                "--iface",
-                "eth0",
-                "--vip",
-                "192.0.2.1/24",
-                "--config",
-                "/nonexistent.toml",
-            ],
+            &["--iface", "eth0", "--vip", "192.0.2.1/24", "--config", "/nonexistent.toml"],
             "cannot read config file",
         ),
         (
-            &[
-                "--iface",
-                "no-such-if0",
-                "--vip",
-                "192.0.2.1/24",
-                "--run-dir",
-                "/tmp/ha-none",
-            ],
+            &["--iface", "no-such-if0", "--vip", "192.0.2.1/24", "--run-dir", "/tmp/ha-none"],
             "unknown interface no-such-if0",
         ),
     ];
     for (args, expected) in cases {
-        let output = std::process::Command::new(&bin)
-            .args(args)
-            .output()
-            .unwrap();
+        let output = std::process::Command::new(&bin).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} must fail");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{args:?}: expected one line, got {stderr:?}"
-        );
-        assert!(
-            lines[0].contains(expected),
-            "{args:?}: {stderr:?} should say {expected:?}"
-        );
+        assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr:?}");
+        assert!(lines[0].contains(expected), "{args:?}: {stderr:?} should say {expected:?}");
     }
 }

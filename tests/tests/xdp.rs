@@ -3,7 +3,10 @@
 
 use aya::programs::{TestRun as _, TestRunOptions};
 use ha_agent::bpf::Datapath;
-use ha_common::{change, Heartbeat, NodeState, PeerEvent, PeerKey, XdpConfig, XdpStats};
+use ha_common::{
+    change, sip_key, AuthKeys, Heartbeat, NodeState, PeerEvent, PeerKey, SipKey, XdpConfig, XdpStats,
+    HEARTBEAT_LEN,
+};
 use ha_tests::{
     frames::{ethernet, ipv4_frame, ipv6_frame, SRC_MAC},
     require_root,
@@ -15,40 +18,41 @@ const PORT: u16 = 9740;
 const GROUP: u32 = 7;
 const OWN_ID: u32 = 0x99;
 
+const KEY: [u8; 16] = [0x11; 16];
+const NEXT_KEY: [u8; 16] = [0x22; 16];
+
 fn heartbeat(node_id: u32, priority: u8, state: NodeState) -> Heartbeat {
-    Heartbeat {
-        state,
-        priority,
-        flags: 0,
-        group: GROUP,
-        node_id,
-        interval_ms: 100,
-        sequence: 1,
-        tag: 0,
+    Heartbeat { state, priority, flags: 0, group: GROUP, node_id, interval_ms: 100, sequence: 1, tag: 0 }
+}
+
+/// `hb` with sequence `sequence`, signed with `key`.
+fn signed(hb: Heartbeat, sequence: u64, key: &[u8; 16]) -> [u8; HEARTBEAT_LEN] {
+    let key: SipKey = sip_key(key);
+    Heartbeat { sequence, ..hb }.encode_signed(Some(&key))
+}
+
+fn keys(next: bool) -> AuthKeys {
+    AuthKeys {
+        current: sip_key(&KEY),
+        next: if next { sip_key(&NEXT_KEY) } else { [0, 0] },
+        count: if next { 2 } else { 1 },
+        _pad0: 0,
     }
 }
 
-fn load() -> Datapath {
+fn load_with(keys: AuthKeys) -> Datapath {
     require_root();
-    Datapath::load(&XdpConfig {
-        port: PORT,
-        group: GROUP,
-        own_node_id: OWN_ID,
-        ..Default::default()
-    })
-    .expect("the XDP object loads and passes the verifier")
+    Datapath::load(&XdpConfig { port: PORT, group: GROUP, own_node_id: OWN_ID, ..Default::default() }, &keys)
+        .expect("the XDP object loads and passes the verifier")
+}
+
+fn load() -> Datapath {
+    load_with(keys(false))
 }
 
 fn verdict(datapath: &Datapath, frame: &[u8]) -> u32 {
-    let options = TestRunOptions {
-        data_in: Some(frame),
-        ..Default::default()
-    };
-    datapath
-        .program()
-        .test_run(options)
-        .expect("BPF_PROG_TEST_RUN")
-        .return_value
+    let options = TestRunOptions { data_in: Some(frame), ..Default::default() };
+    datapath.program().test_run(options).expect("BPF_PROG_TEST_RUN").return_value
 }
 
 fn stats(datapath: &Datapath) -> XdpStats {
@@ -58,131 +62,85 @@ fn stats(datapath: &Datapath) -> XdpStats {
 #[test]
 fn valid_ipv4_heartbeat_is_recorded_and_dropped() {
     let datapath = load();
-    let frame = ipv4_frame(PORT, &heartbeat(5, 150, NodeState::Active).encode(), None);
+    let frame = ipv4_frame(PORT, &signed(heartbeat(5, 150, NodeState::Active), 1, &KEY), None);
     assert_eq!(verdict(&datapath, &frame), XDP_DROP);
     let peers = datapath.peers().unwrap();
     assert_eq!(peers.len(), 1);
     let (key, record) = peers[0];
-    assert_eq!(
-        key,
-        PeerKey {
-            group: GROUP,
-            node_id: 5
-        }
-    );
-    assert_eq!(
-        (record.priority, record.state, record.family),
-        (150, NodeState::Active as u8, 4)
-    );
+    assert_eq!(key, PeerKey { group: GROUP, node_id: 5 });
+    assert_eq!((record.priority, record.state, record.family), (150, NodeState::Active as u8, 4));
     assert_eq!(&record.src_addr[..4], &[192, 0, 2, 11]);
     assert_eq!(record.src_mac, SRC_MAC);
-    assert_eq!(
-        (
-            record.interval_ms,
-            record.sequence,
-            record.packets,
-            record.vlan_id
-        ),
-        (100, 1, 1, 0)
-    );
+    assert_eq!((record.interval_ms, record.sequence, record.packets, record.vlan_id), (100, 1, 1, 0));
     assert!(record.last_seen_ns > 0);
     assert_eq!(stats(&datapath).accepted, 1);
 
-    assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    let next = ipv4_frame(PORT, &signed(heartbeat(5, 150, NodeState::Active), 2, &KEY), None);
+    assert_eq!(verdict(&datapath, &next), XDP_DROP);
     assert_eq!(datapath.peers().unwrap()[0].1.packets, 2);
 }
 
 #[test]
 fn valid_ipv6_heartbeat_is_recorded_and_dropped() {
     let datapath = load();
-    let frame = ipv6_frame(PORT, &heartbeat(6, 100, NodeState::Standby).encode());
+    let frame = ipv6_frame(PORT, &signed(heartbeat(6, 100, NodeState::Standby), 1, &KEY));
     assert_eq!(verdict(&datapath, &frame), XDP_DROP);
     let (_, record) = datapath.peers().unwrap()[0];
     assert_eq!(record.family, 6);
-    assert_eq!(
-        record.src_addr,
-        "2001:db8::11"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets()
-    );
+    assert_eq!(record.src_addr, "2001:db8::11".parse::<std::net::Ipv6Addr>().unwrap().octets());
 }
 
 #[test]
 fn vlan_tagged_heartbeat_is_recorded_with_its_vlan() {
     let datapath = load();
-    let frame = ipv4_frame(
-        PORT,
-        &heartbeat(8, 100, NodeState::Standby).encode(),
-        Some(42),
-    );
+    let frame = ipv4_frame(PORT, &signed(heartbeat(8, 100, NodeState::Standby), 1, &KEY), Some(42));
     assert_eq!(verdict(&datapath, &frame), XDP_DROP);
     assert_eq!(datapath.peers().unwrap()[0].1.vlan_id, 42);
 }
 
 #[test]
-fn rejected_frames_pass_unrecorded_and_are_counted() {
+fn rejected_frames_are_counted_and_dropped_unrecorded() {
     let datapath = load();
-    let good = heartbeat(9, 100, NodeState::Standby).encode();
+    let good = signed(heartbeat(9, 100, NodeState::Standby), 1, &KEY);
     let mut bad_magic = good;
     bad_magic[0] = b'X';
     let mut bad_version = good;
     bad_version[4] = 9;
     let mut bad_state = good;
     bad_state[5] = 7;
-    let mut other_group = heartbeat(9, 100, NodeState::Standby);
-    other_group.group = GROUP + 1;
-    let own = heartbeat(OWN_ID, 100, NodeState::Standby);
+    let other_group = Heartbeat { group: GROUP + 1, ..heartbeat(9, 100, NodeState::Standby) };
+    let own = signed(heartbeat(OWN_ID, 100, NodeState::Standby), 1, &KEY);
+    let forged = signed(heartbeat(9, 255, NodeState::Active), 1, &[0x99; 16]);
+    let unsigned = heartbeat(9, 255, NodeState::Active).encode();
     let full = ipv4_frame(PORT, &good, None);
     let mut arp = ethernet(0x0806, None);
     arp.extend_from_slice(&[0; 28]);
 
-    let cases: Vec<(&str, Vec<u8>, fn(&XdpStats) -> u64)> = vec![
-        ("wrong port", ipv4_frame(PORT + 1, &good, None), |s| {
-            s.passed
-        }),
-        ("not IP", arp, |s| s.passed),
-        ("bad magic", ipv4_frame(PORT, &bad_magic, None), |s| {
-            s.bad_magic
-        }),
-        ("bad version", ipv4_frame(PORT, &bad_version, None), |s| {
-            s.bad_version
-        }),
-        ("undefined state", ipv4_frame(PORT, &bad_state, None), |s| {
-            s.bad_field
-        }),
-        ("short payload", ipv4_frame(PORT, &good[..30], None), |s| {
-            s.bad_length
-        }),
-        (
-            "oversized payload",
-            ipv4_frame(PORT, &[0u8; 200], None),
-            |s| s.bad_length,
-        ),
-        ("truncated frame", full[..full.len() - 10].to_vec(), |s| {
-            s.truncated
-        }),
-        (
-            "other group",
-            ipv4_frame(PORT, &other_group.encode(), None),
-            |s| s.wrong_group,
-        ),
-        ("own node id", ipv4_frame(PORT, &own.encode(), None), |s| {
-            s.own_echo
-        }),
+    let passed: Vec<(&str, Vec<u8>)> =
+        vec![("wrong port", ipv4_frame(PORT + 1, &good, None)), ("not IP", arp)];
+    for (name, frame) in passed {
+        let before = stats(&datapath).passed;
+        assert_eq!(verdict(&datapath, &frame), XDP_PASS, "{name} must pass untouched");
+        assert_eq!(stats(&datapath).passed, before + 1, "{name} must be counted");
+    }
+    type Counter = fn(&XdpStats) -> u64;
+    let cases: Vec<(&str, Vec<u8>, Counter)> = vec![
+        ("forged tag", ipv4_frame(PORT, &forged, None), |s| s.bad_tag),
+        ("no tag", ipv4_frame(PORT, &unsigned, None), |s| s.bad_tag),
+        ("bad magic", ipv4_frame(PORT, &bad_magic, None), |s| s.bad_magic),
+        ("bad version", ipv4_frame(PORT, &bad_version, None), |s| s.bad_version),
+        ("undefined state", ipv4_frame(PORT, &bad_state, None), |s| s.bad_field),
+        ("short payload", ipv4_frame(PORT, &good[..30], None), |s| s.bad_length),
+        ("oversized payload", ipv4_frame(PORT, &[0u8; 200], None), |s| s.bad_length),
+        ("truncated frame", full[..full.len() - 10].to_vec(), |s| s.truncated),
+        ("other group", ipv4_frame(PORT, &signed(other_group, 1, &KEY), None), |s| s.wrong_group),
+        ("own node id", ipv4_frame(PORT, &own, None), |s| s.own_echo),
     ];
     for (name, frame, counter) in cases {
         let before = counter(&stats(&datapath));
-        assert_eq!(verdict(&datapath, &frame), XDP_PASS, "{name} must pass");
-        assert_eq!(
-            counter(&stats(&datapath)),
-            before + 1,
-            "{name} must be counted"
-        );
-        assert!(
-            datapath.peers().unwrap().is_empty(),
-            "{name} must not be recorded"
-        );
+        assert_eq!(verdict(&datapath, &frame), XDP_DROP, "{name} must be dropped at XDP");
+        assert_eq!(counter(&stats(&datapath)), before + 1, "{name} must be counted");
+        assert!(datapath.peers().unwrap().is_empty(), "{name} must not be recorded");
     }
     assert_eq!(stats(&datapath).accepted, 0);
 }
@@ -191,30 +149,60 @@ fn rejected_frames_pass_unrecorded_and_are_counted() {
 fn events_only_for_changes_that_need_a_reaction() {
     let mut datapath = load();
     let mut events = datapath.take_events().unwrap();
-    let mut next_event = || {
-        events
-            .next()
-            .map(|item| unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PeerEvent>()) })
+    let mut next_event =
+        || events.next().map(|item| unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PeerEvent>()) });
+    let frame = |priority, state, sequence| {
+        ipv4_frame(PORT, &signed(heartbeat(3, priority, state), sequence, &KEY), None)
     };
 
-    let standby = ipv4_frame(PORT, &heartbeat(3, 100, NodeState::Standby).encode(), None);
-    assert_eq!(verdict(&datapath, &standby), XDP_DROP);
+    assert_eq!(verdict(&datapath, &frame(100, NodeState::Standby, 1)), XDP_DROP);
     let event = next_event().expect("a new peer raises an event");
     assert_eq!((event.node_id, event.changes), (3, change::NEW_PEER));
     assert!(next_event().is_none());
 
-    assert_eq!(verdict(&datapath, &standby), XDP_DROP);
-    assert!(
-        next_event().is_none(),
-        "an unchanged heartbeat raises no event"
-    );
+    assert_eq!(verdict(&datapath, &frame(100, NodeState::Standby, 2)), XDP_DROP);
+    assert!(next_event().is_none(), "an unchanged heartbeat raises no event");
 
-    let active = ipv4_frame(PORT, &heartbeat(3, 100, NodeState::Active).encode(), None);
-    assert_eq!(verdict(&datapath, &active), XDP_DROP);
+    assert_eq!(verdict(&datapath, &frame(100, NodeState::Active, 3)), XDP_DROP);
     assert_eq!(next_event().map(|e| e.changes), Some(change::STATE));
 
-    let released = ipv4_frame(PORT, &heartbeat(3, 0, NodeState::Active).encode(), None);
-    assert_eq!(verdict(&datapath, &released), XDP_DROP);
+    assert_eq!(verdict(&datapath, &frame(0, NodeState::Active, 4)), XDP_DROP);
     let event = next_event().unwrap();
     assert_eq!((event.changes, event.priority), (change::PRIORITY, 0));
+}
+
+#[test]
+fn replays_and_duplicates_change_nothing() {
+    let datapath = load();
+    let hb = heartbeat(4, 100, NodeState::Active);
+    assert_eq!(verdict(&datapath, &ipv4_frame(PORT, &signed(hb, 10, &KEY), None)), XDP_DROP);
+    let recorded = datapath.peers().unwrap()[0].1;
+    for (name, sequence) in [("duplicate", 10), ("older", 9), ("much older", 1)] {
+        let replayed = Heartbeat { priority: 50, ..hb };
+        assert_eq!(verdict(&datapath, &ipv4_frame(PORT, &signed(replayed, sequence, &KEY), None)), XDP_DROP);
+        assert_eq!(datapath.peers().unwrap()[0].1, recorded, "a {name} heartbeat must not touch the record");
+    }
+    assert_eq!(stats(&datapath).replay, 3);
+    assert_eq!(verdict(&datapath, &ipv4_frame(PORT, &signed(hb, 11, &KEY), None)), XDP_DROP);
+    assert_eq!(datapath.peers().unwrap()[0].1.sequence, 11);
+}
+
+#[test]
+fn the_next_key_is_accepted_during_a_rollout() {
+    let frame = ipv4_frame(PORT, &signed(heartbeat(6, 100, NodeState::Standby), 1, &NEXT_KEY), None);
+    let before = load();
+    assert_eq!(verdict(&before, &frame), XDP_DROP);
+    assert!(before.peers().unwrap().is_empty(), "the next key is not accepted before it is configured");
+    assert_eq!(stats(&before).bad_tag, 1);
+    let during = load_with(keys(true));
+    assert_eq!(verdict(&during, &frame), XDP_DROP);
+    assert_eq!(during.peers().unwrap().len(), 1);
+}
+
+#[test]
+fn without_keys_every_tag_is_accepted() {
+    let datapath = load_with(AuthKeys::default());
+    let frame = ipv4_frame(PORT, &heartbeat(6, 100, NodeState::Standby).encode(), None);
+    assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    assert_eq!(datapath.peers().unwrap().len(), 1);
 }

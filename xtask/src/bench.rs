@@ -70,15 +70,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if keepalived {
         systems.push(System::Keepalived);
     } else if !args.no_keepalived {
-        eprintln!("keepalived is not installed: measuring ha-agent alone (apt-get install keepalived to compare)");
+        eprintln!(
+            "keepalived is not installed: measuring ha-agent alone (apt-get install keepalived to compare)"
+        );
     }
     let options = Options {
-        trials: if args.quick {
-            args.trials.min(3)
-        } else {
-            args.trials
-        }
-        .max(1),
+        trials: if args.quick { args.trials.min(3) } else { args.trials }.max(1),
         interval: duration(&args.interval, "interval")?,
         soak: duration(&args.soak, "soak")?,
         cost_window: duration(&args.cost, "cost")?,
@@ -87,20 +84,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         agent_flags: Vec::new(),
     };
     let xdp_cost = workspace().join("target/release/examples/xdp_cost");
-    let report = bench::run(&options, Some(&xdp_cost), &mut |line| {
-        eprintln!("bench: {line}")
-    })?;
+    let report = bench::run(&options, Some(&xdp_cost), &mut |line| eprintln!("bench: {line}"))?;
     println!("{}", report.table());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("JSON: {}", path.display());
     }
-    let chart = if args.chart.is_absolute() {
-        args.chart.clone()
-    } else {
-        workspace().join(&args.chart)
-    };
+    let chart = if args.chart.is_absolute() { args.chart.clone() } else { workspace().join(&args.chart) };
     if let Some(dir) = chart.parent() {
         std::fs::create_dir_all(dir)?;
     }

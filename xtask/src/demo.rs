@@ -21,11 +21,7 @@ fn name(index: usize) -> String {
 }
 
 /// Waits until `condition` holds; returns how long that took.
-fn wait_for(
-    limit: Duration,
-    what: &str,
-    mut condition: impl FnMut() -> bool,
-) -> anyhow::Result<Duration> {
+fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<Duration> {
     let start = Instant::now();
     while !condition() {
         if start.elapsed() > limit {
@@ -41,11 +37,7 @@ fn describe_holders(lan: &Lan) -> String {
     if holders.is_empty() {
         return "nobody".into();
     }
-    holders
-        .iter()
-        .map(|&i| format!("{} ({})", name(i), lan.hosts[i].mac))
-        .collect::<Vec<_>>()
-        .join(", ")
+    holders.iter().map(|&i| format!("{} ({})", name(i), lan.hosts[i].mac)).collect::<Vec<_>>().join(", ")
 }
 
 /// Runs the demo.
@@ -62,21 +54,17 @@ pub fn run() -> anyhow::Result<()> {
     let binary = workspace().join("target/release/ha-agent");
     // SAFETY: single-threaded at this point; the fixtures read it when they spawn agents.
     unsafe { std::env::set_var("HA_AGENT_BIN", &binary) };
-    println!("ha-agent demo: a LAN in network namespaces: a switch, three agents sharing {VIP_CIDR}, and a client");
+    println!(
+        "ha-agent demo: a LAN in network namespaces: a switch, three agents sharing {VIP_CIDR}, and a client"
+    );
 
     let lan = Lan::new("demo", 4).context("building the LAN")?;
     let mut agents = Vec::new();
     for (i, &priority) in PRIORITIES.iter().enumerate() {
         agents.push(lan.start_agent(i, priority, &[])?);
-        println!(
-            "  started the agent on {} ({}) with priority {priority}",
-            name(i),
-            lan.hosts[i].addr
-        );
+        println!("  started the agent on {} ({}) with priority {priority}", name(i), lan.hosts[i].addr);
     }
-    let took = wait_for(Duration::from_secs(5), "the first election", || {
-        lan.vip_holders().len() == 1
-    })?;
+    let took = wait_for(Duration::from_secs(5), "the first election", || lan.vip_holders().len() == 1)?;
     let active = lan.vip_holders()[0];
     println!(
         "\n1. first election, {:.0} ms after start: {} is ACTIVE",
@@ -101,43 +89,22 @@ pub fn run() -> anyhow::Result<()> {
     let prober = Prober::start(&lan, CLIENT)?;
     thread::sleep(Duration::from_millis(500));
     lan.cut(active)?;
-    wait_for(Duration::from_secs(3), "a takeover", || {
-        lan.vip_holders().iter().any(|&i| i != active)
-    })?;
+    wait_for(Duration::from_secs(3), "a takeover", || lan.vip_holders().iter().any(|&i| i != active))?;
     thread::sleep(Duration::from_millis(500));
     let outage = longest_gap_ms(&prober.stop()?);
-    let successor = *lan
-        .vip_holders()
-        .iter()
-        .find(|&&i| i != active)
-        .expect("checked above");
-    println!(
-        "   {} took over; the client's longest gap between answers: {outage:.0} ms",
-        name(successor)
-    );
-    println!(
-        "   the client's ARP entry for the VIP: {}",
-        lan.neighbour_mac(CLIENT).unwrap_or_default()
-    );
-    println!(
-        "   VIP held by: {} (the cut-off node keeps its copy, unreachable)",
-        describe_holders(&lan)
-    );
+    let successor = *lan.vip_holders().iter().find(|&&i| i != active).expect("checked above");
+    println!("   {} took over; the client's longest gap between answers: {outage:.0} ms", name(successor));
+    println!("   the client's ARP entry for the VIP: {}", lan.neighbour_mac(CLIENT).unwrap_or_default());
+    println!("   VIP held by: {} (the cut-off node keeps its copy, unreachable)", describe_holders(&lan));
 
     println!("\n3. healing {}'s link", name(active));
     let prober = Prober::start(&lan, CLIENT)?;
     lan.heal(active)?;
-    let took = wait_for(Duration::from_secs(3), "a single holder", || {
-        lan.vip_holders().len() == 1
-    })?;
+    let took = wait_for(Duration::from_secs(3), "a single holder", || lan.vip_holders().len() == 1)?;
     thread::sleep(Duration::from_millis(500));
     let outage = longest_gap_ms(&prober.stop()?);
     let holder = lan.vip_holders()[0];
-    println!(
-        "   exactly one holder after {:.0} ms: {}",
-        took.as_secs_f64() * 1000.0,
-        describe_holders(&lan)
-    );
+    println!("   exactly one holder after {:.0} ms: {}", took.as_secs_f64() * 1000.0, describe_holders(&lan));
     println!("   the client's longest gap between answers meanwhile: {outage:.0} ms");
 
     println!("\n4. planned stop: SIGTERM to {}", name(holder));

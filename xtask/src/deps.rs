@@ -9,12 +9,8 @@ use std::{
 use anyhow::{bail, Context as _};
 
 /// Commands the tests and the demo call, and the Debian package that has each.
-const APT_COMMANDS: [(&str, &str); 4] = [
-    ("ip", "iproute2"),
-    ("ping", "iputils-ping"),
-    ("bpftool", "bpftool"),
-    ("nft", "nftables"),
-];
+const APT_COMMANDS: [(&str, &str); 4] =
+    [("ip", "iproute2"), ("ping", "iputils-ping"), ("bpftool", "bpftool"), ("nft", "nftables")];
 
 /// The bpf-linker that works with this nightly's LLVM (newer ones want a newer LLVM).
 const BPF_LINKER_VERSION: &str = "0.10.3";
@@ -29,24 +25,15 @@ pub fn which(command: &str) -> Option<PathBuf> {
 }
 
 fn succeeds(command: &mut Command) -> bool {
-    command
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    command.output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 fn nightly_has_rust_src() -> bool {
-    let Ok(output) = Command::new("rustc")
-        .args(["+nightly", "--print", "sysroot"])
-        .output()
-    else {
+    let Ok(output) = Command::new("rustc").args(["+nightly", "--print", "sysroot"]).output() else {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    output.status.success()
-        && Path::new(&sysroot)
-            .join("lib/rustlib/src/rust/library/core")
-            .is_dir()
+    output.status.success() && Path::new(&sysroot).join("lib/rustlib/src/rust/library/core").is_dir()
 }
 
 fn bpf_linker_ok() -> bool {
@@ -59,11 +46,8 @@ fn bpf_linker_ok() -> bool {
 
 /// Installs what is missing (`install`), or fails naming what to run.
 pub fn ensure(install: bool) -> anyhow::Result<()> {
-    let missing_packages: Vec<&str> = APT_COMMANDS
-        .iter()
-        .filter(|(cmd, _)| which(cmd).is_none())
-        .map(|(_, pkg)| *pkg)
-        .collect();
+    let missing_packages: Vec<&str> =
+        APT_COMMANDS.iter().filter(|(cmd, _)| which(cmd).is_none()).map(|(_, pkg)| *pkg).collect();
     let rust_src = nightly_has_rust_src();
     let linker = bpf_linker_ok();
     if missing_packages.is_empty() && rust_src && linker {
@@ -78,22 +62,13 @@ pub fn ensure(install: bool) -> anyhow::Result<()> {
             steps.push("rustup component add rust-src --toolchain nightly".into());
         }
         if !linker {
-            steps.push(format!(
-                "cargo install bpf-linker@{BPF_LINKER_VERSION} --locked"
-            ));
+            steps.push(format!("cargo install bpf-linker@{BPF_LINKER_VERSION} --locked"));
         }
-        bail!(
-            "missing prerequisites; run `cargo xtask install-deps` or: {}",
-            steps.join("; ")
-        );
+        bail!("missing prerequisites; run `cargo xtask install-deps` or: {}", steps.join("; "));
     }
     if !missing_packages.is_empty() {
         eprintln!("xtask: installing {}", missing_packages.join(" "));
-        if !succeeds(
-            Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        ) {
+        if !succeeds(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive")) {
             bail!("apt-get update failed (root needed)");
         }
         let status = Command::new("apt-get")
@@ -108,25 +83,15 @@ pub fn ensure(install: bool) -> anyhow::Result<()> {
     }
     if !rust_src {
         eprintln!("xtask: adding rust-src to the nightly toolchain");
-        if !succeeds(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ])) {
+        if !succeeds(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+        {
             bail!("`rustup component add rust-src --toolchain nightly` failed");
         }
     }
     if !linker {
         eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
         let status = Command::new("cargo")
-            .args([
-                "install",
-                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
-                "--locked",
-                "--force",
-            ])
+            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked", "--force"])
             .status()
             .context("running cargo install")?;
         if !status.success() {

@@ -66,18 +66,13 @@ fn main() {
 
 /// The workspace root (xtask's parent directory).
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
 }
 
 /// Runs a command in the workspace, failing if it fails.
 fn run_in_workspace(command: &mut Command) -> anyhow::Result<()> {
-    let status = command
-        .current_dir(workspace())
-        .status()
-        .with_context(|| format!("cannot run {command:?}"))?;
+    let status =
+        command.current_dir(workspace()).status().with_context(|| format!("cannot run {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed ({status})");
     }
@@ -96,31 +91,11 @@ fn require_root(task: &str) -> anyhow::Result<()> {
 fn build_ebpf() -> anyhow::Result<PathBuf> {
     deps::ensure(false)?;
     let target_dir = workspace().join("target/ebpf");
-    let rustflags = [
-        "--cfg=bpf_target_arch=\"x86_64\"",
-        "-Cdebuginfo=2",
-        "-Clink-arg=--btf",
-    ]
-    .join("\x1f");
+    let rustflags = ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f");
     run_in_workspace(
         Command::new("rustup")
-            .args([
-                "run",
-                "nightly",
-                "cargo",
-                "build",
-                "--package",
-                "ha-ebpf",
-                "--bins",
-                "--release",
-            ])
-            .args([
-                "--target",
-                "bpfel-unknown-none",
-                "-Z",
-                "build-std=core",
-                "--target-dir",
-            ])
+            .args(["run", "nightly", "cargo", "build", "--package", "ha-ebpf", "--bins", "--release"])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--target-dir"])
             .arg(&target_dir)
             .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
             .env_remove("RUSTC")
@@ -136,10 +111,5 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     deps::ensure(false)?;
     run_in_workspace(Command::new("cargo").args(["build", "--package", "ha-agent"]))?;
     let binary = workspace().join("target/debug/ha-agent");
-    run_in_workspace(
-        Command::new("cargo")
-            .arg("test")
-            .args(extra)
-            .env("HA_AGENT_BIN", &binary),
-    )
+    run_in_workspace(Command::new("cargo").arg("test").args(extra).env("HA_AGENT_BIN", &binary))
 }

@@ -10,38 +10,18 @@ fn ms(value: u64) -> Duration {
 }
 
 fn node(node_id: u32, priority: u8) -> Election {
-    Election::new(
-        Settings {
-            node_id,
-            priority,
-            dead_time: DEAD,
-        },
-        ms(0),
-    )
+    Election::new(Settings { node_id, priority, dead_time: DEAD }, ms(0))
 }
 
 fn peer(node_id: u32, priority: u8, state: NodeState, last_seen_ms: u64) -> PeerView {
-    PeerView {
-        node_id,
-        priority,
-        state,
-        last_seen: ms(last_seen_ms),
-        yielded: false,
-    }
+    PeerView { node_id, priority, state, last_seen: ms(last_seen_ms), yielded: false }
 }
 
 fn tick(election: &mut Election, now_ms: u64, peers: &[PeerView]) -> Output {
-    election.handle(Event::Tick {
-        now: ms(now_ms),
-        peers,
-    })
+    election.handle(Event::Tick { now: ms(now_ms), peers })
 }
 
-const PROMOTE: [Action; 3] = [
-    Action::AddVips,
-    Action::SendGratuitousArp,
-    Action::SendHeartbeat,
-];
+const PROMOTE: [Action; 3] = [Action::AddVips, Action::SendGratuitousArp, Action::SendHeartbeat];
 const DEMOTE: [Action; 2] = [Action::RemoveVips, Action::SendHeartbeat];
 
 #[test]
@@ -67,20 +47,8 @@ fn table_of_standby_decisions() {
             350,
             true,
         ),
-        (
-            "more worthy live peer: stay",
-            100,
-            vec![peer(2, 200, S, 340)],
-            400,
-            false,
-        ),
-        (
-            "more worthy peer dead for the dead time: take over",
-            100,
-            vec![peer(2, 200, A, 100)],
-            450,
-            true,
-        ),
+        ("more worthy live peer: stay", 100, vec![peer(2, 200, S, 340)], 400, false),
+        ("more worthy peer dead for the dead time: take over", 100, vec![peer(2, 200, A, 100)], 450, true),
         (
             "more worthy peer dead for less than the dead time: wait",
             100,
@@ -88,27 +56,9 @@ fn table_of_standby_decisions() {
             449,
             false,
         ),
-        (
-            "more worthy peer released: take over at once",
-            100,
-            vec![peer(2, 0, A, 399)],
-            400,
-            true,
-        ),
-        (
-            "equal priority, higher node id: stay",
-            100,
-            vec![peer(2, 100, S, 390)],
-            400,
-            false,
-        ),
-        (
-            "equal priority, lower node id: take over",
-            100,
-            vec![peer(0, 100, A, 390)],
-            400,
-            true,
-        ),
+        ("more worthy peer released: take over at once", 100, vec![peer(2, 0, A, 399)], 400, true),
+        ("equal priority, higher node id: stay", 100, vec![peer(2, 100, S, 390)], 400, false),
+        ("equal priority, lower node id: take over", 100, vec![peer(0, 100, A, 390)], 400, true),
         (
             "release of one, a second more worthy live: stay",
             100,
@@ -147,11 +97,7 @@ fn active_steps_down_for_a_more_worthy_active_at_once() {
     let out = tick(&mut n, 400, &[peer(2, 200, NodeState::Active, 399)]);
     assert_eq!(out.actions, DEMOTE);
     assert_eq!(n.state(), State::Standby);
-    assert!(out
-        .transition
-        .unwrap()
-        .reason
-        .contains("more worthy ACTIVE"));
+    assert!(out.transition.unwrap().reason.contains("more worthy ACTIVE"));
 }
 
 #[test]
@@ -171,41 +117,21 @@ fn active_keeps_the_vip_for_less_worthy_or_standby_or_dead_peers() {
 #[test]
 fn active_reannounces_to_claimants_at_most_once_per_dead_time() {
     use NodeState::{Active as A, Standby as S};
-    let yielded = |at| PeerView {
-        yielded: true,
-        ..peer(2, 100, S, at)
-    };
+    let yielded = |at| PeerView { yielded: true, ..peer(2, 100, S, at) };
     // A less worthy ACTIVE (it took over while we were apart), or one that already yielded (it
     // heard us first): either may have pointed the LAN's caches at itself.
     for claimant in [peer(2, 100, A, 999), yielded(999)] {
         let mut n = active_node(1, 200);
         let out = tick(&mut n, 1000, &[claimant]);
-        assert_eq!(
-            out.actions,
-            [Action::SendGratuitousArp, Action::SendHeartbeat],
-            "{claimant:?}"
-        );
+        assert_eq!(out.actions, [Action::SendGratuitousArp, Action::SendHeartbeat], "{claimant:?}");
         assert_eq!(out.transition, None);
-        assert_eq!(
-            tick(&mut n, 1010, &[claimant]),
-            Output::default(),
-            "not one per tick"
-        );
-        let still = PeerView {
-            last_seen: ms(1349),
-            ..claimant
-        };
-        assert_eq!(
-            tick(&mut n, 1350, &[still]).actions,
-            [Action::SendGratuitousArp, Action::SendHeartbeat]
-        );
+        assert_eq!(tick(&mut n, 1010, &[claimant]), Output::default(), "not one per tick");
+        let still = PeerView { last_seen: ms(1349), ..claimant };
+        assert_eq!(tick(&mut n, 1350, &[still]).actions, [Action::SendGratuitousArp, Action::SendHeartbeat]);
     }
     // A plain STANDBY claims nothing.
     let mut n = active_node(1, 200);
-    assert_eq!(
-        tick(&mut n, 1000, &[peer(2, 100, S, 999)]),
-        Output::default()
-    );
+    assert_eq!(tick(&mut n, 1000, &[peer(2, 100, S, 999)]), Output::default());
 }
 
 #[test]
@@ -323,27 +249,14 @@ impl Lan {
             .iter()
             .enumerate()
             .map(|(i, &priority)| SimNode {
-                election: Election::new(
-                    Settings {
-                        node_id: i as u32 + 1,
-                        priority,
-                        dead_time: DEAD,
-                    },
-                    ms(0),
-                ),
+                election: Election::new(Settings { node_id: i as u32 + 1, priority, dead_time: DEAD }, ms(0)),
                 table: Vec::new(),
                 running: true,
                 connected: true,
                 next_heartbeat: rng.below(INTERVAL),
             })
             .collect();
-        Self {
-            nodes,
-            priorities: priorities.to_vec(),
-            loss_per_mille: 0,
-            now: 0,
-            arp_owner: None,
-        }
+        Self { nodes, priorities: priorities.to_vec(), loss_per_mille: 0, now: 0, arp_owner: None }
     }
 
     fn deliver(&mut self, from: usize, rng: &mut Rng) {
@@ -396,10 +309,7 @@ impl Lan {
             }
             let now = ms(self.now);
             let node = &mut self.nodes[i];
-            let out = node.election.handle(Event::Tick {
-                now,
-                peers: &node.table,
-            });
+            let out = node.election.handle(Event::Tick { now, peers: &node.table });
             self.apply(i, out, rng);
         }
     }
@@ -415,10 +325,7 @@ impl Lan {
         (0..self.nodes.len())
             .filter(|&i| {
                 self.nodes[i].running
-                    && matches!(
-                        self.nodes[i].election.state(),
-                        State::Active | State::Releasing
-                    )
+                    && matches!(self.nodes[i].election.state(), State::Active | State::Releasing)
             })
             .collect()
     }
@@ -446,16 +353,8 @@ const SETTLE: u64 = 350 + 2 * INTERVAL;
 
 fn assert_one_most_worthy_active(lan: &Lan, seed: u64, what: &str) {
     let active = lan.active();
-    assert_eq!(
-        active.len(),
-        1,
-        "seed {seed}: after {what}, ACTIVE nodes {active:?}"
-    );
-    assert_eq!(
-        Some(active[0]),
-        lan.most_worthy_running(),
-        "seed {seed}: after {what}"
-    );
+    assert_eq!(active.len(), 1, "seed {seed}: after {what}, ACTIVE nodes {active:?}");
+    assert_eq!(Some(active[0]), lan.most_worthy_running(), "seed {seed}: after {what}");
     assert_eq!(
         lan.arp_owner,
         Some(active[0]),
@@ -466,22 +365,13 @@ fn assert_one_most_worthy_active(lan: &Lan, seed: u64, what: &str) {
 #[test]
 fn simulator_converges_through_random_disturbances() {
     // 1500 LANs by default; HA_SIM_SEEDS=20000 for a longer soak.
-    let seeds: u64 = std::env::var("HA_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1500);
+    let seeds: u64 = std::env::var("HA_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1500);
     for seed in 1..=seeds {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let count = 2 + rng.below(4) as usize;
         // Distinct priorities half the time, ties (broken by node id) the other half.
         let priorities: Vec<u8> = (0..count)
-            .map(|i| {
-                if seed % 2 == 0 {
-                    10 + rng.below(240) as u8
-                } else {
-                    100 + (i as u8 % 2)
-                }
-            })
+            .map(|i| if seed % 2 == 0 { 10 + rng.below(240) as u8 } else { 100 + (i as u8 % 2) })
             .collect();
         let mut lan = Lan::new(&priorities, &mut rng);
         lan.run_for(SETTLE + 200, &mut rng);
@@ -512,10 +402,7 @@ fn simulator_converges_through_random_disturbances() {
                     let out = lan.nodes[victim].election.handle(Event::Shutdown { now });
                     lan.apply(victim, out, &mut rng);
                     lan.run_for(SETTLE, &mut rng);
-                    assert!(
-                        !lan.nodes[victim].running,
-                        "seed {seed}: the stopped node exits"
-                    );
+                    assert!(!lan.nodes[victim].running, "seed {seed}: the stopped node exits");
                     if lan.nodes.len() > 1 {
                         assert_one_most_worthy_active(&lan, seed, "a planned stop");
                     }
@@ -529,13 +416,8 @@ fn simulator_converges_through_random_disturbances() {
                 }
             }
             lan.run_for(SETTLE + 200, &mut rng);
-            let what =
-                ["a link cut", "a crash", "a planned stop", "heavy loss"][disturbance as usize];
-            assert_one_most_worthy_active(
-                &lan,
-                seed,
-                &format!("healing from {what} of node {victim}"),
-            );
+            let what = ["a link cut", "a crash", "a planned stop", "heavy loss"][disturbance as usize];
+            assert_one_most_worthy_active(&lan, seed, &format!("healing from {what} of node {victim}"));
         }
     }
 }
@@ -560,8 +442,5 @@ fn simulator_no_false_transition_at_one_percent_loss() {
             }
         }
     }
-    assert!(
-        transitions <= 4,
-        "{transitions} transitions in 200 simulated minutes at 1% loss"
-    );
+    assert!(transitions <= 4, "{transitions} transitions in 200 simulated minutes at 1% loss");
 }
