@@ -387,8 +387,10 @@ async fn main_loop(
         let mut shutdown = false;
         tokio::select! {
             _ = heartbeat.tick() => {
+                // Evaluate now and restart the poll period: at the default 100 ms interval the
+                // heartbeat and the poll share one wake-up instead of two.
                 agent.send_heartbeat().await;
-                continue;
+                poll.reset();
             }
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {

@@ -27,6 +27,8 @@ const NEXT: usize = 1;
 /// A STANDBY that is not the next in line (priority 100).
 const LOW: usize = 0;
 const CLIENT: usize = 3;
+/// The attacker that floods forged heartbeats (a host of its own, so the client's link is free).
+const ATTACKER: usize = 4;
 /// The client's ping interval: 2 ms, the resolution of every outage figure.
 const PING_INTERVAL: &str = "0.002";
 /// Time the prober runs before and after each event, so that the gap is fully inside its window.
@@ -68,6 +70,8 @@ pub struct Options {
     pub systems: Vec<System>,
     /// Extra flags for every ha-agent.
     pub agent_flags: Vec<String>,
+    /// The `hbtool` binary, for the forged-flood scenario (skipped without it).
+    pub hbtool: Option<PathBuf>,
 }
 
 /// One daemon on a node.
@@ -314,7 +318,7 @@ fn measure(
 }
 
 fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Measured> {
-    let lan = Lan::new("bench", PRIORITIES.len() + 1)?;
+    let lan = Lan::new("bench", PRIORITIES.len() + 2)?;
     let mut fleet = Fleet::new(&lan, system, options);
     let mut measured = Measured::new();
     fleet.restore()?;
@@ -362,6 +366,11 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
     }
     if options.quick {
         return Ok(measured);
+    }
+    if system == System::HaAgent {
+        if let Some(hbtool) = &options.hbtool {
+            flood_scenario(&mut fleet, options, hbtool, &mut measured, log)?;
+        }
     }
 
     let stalls = options.trials.clamp(1, 5);
@@ -412,6 +421,48 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
     Ok(measured)
 }
 
+/// A flood of forged heartbeats (highest worthiness, wrong key) from the attacker host, as fast
+/// as it can send: the false transitions it causes on a quiet LAN, and a link cut during it.
+fn flood_scenario(
+    fleet: &mut Fleet<'_>,
+    options: &Options,
+    hbtool: &Path,
+    measured: &mut Measured,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let lan = fleet.lan;
+    let port = ha_common::DEFAULT_PORT.to_string();
+    let flood = |seconds: f64| -> anyhow::Result<std::process::Child> {
+        Ok(lan.hosts[ATTACKER]
+            .ns
+            .command(hbtool)
+            .args(["flood", "eth0", &port, &seconds.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?)
+    };
+    let rate = |child: std::process::Child| -> anyhow::Result<f64> {
+        let output = child.wait_with_output()?;
+        let value: Value = serde_json::from_slice(&output.stdout).context("hbtool flood output")?;
+        Ok(value["sent"].as_f64().unwrap_or(0.0) / value["seconds"].as_f64().unwrap_or(1.0))
+    };
+    let trials = options.trials.clamp(1, 5);
+    for trial in 0..trials {
+        log(&format!("ha-agent: forged flood {}/{trials}: quiet LAN, then a link cut", trial + 1));
+        let monitor = VipMonitor::start(lan, PRIORITIES.len())?;
+        let attacker = flood(2.0)?;
+        push(measured, "flood_rate", rate(attacker)?);
+        push(measured, "flood_transitions", monitor.stop()? as f64);
+        fleet.restore()?;
+        let attacker = flood(2.5)?;
+        let (outage, takeover) = measure(fleet, |f| f.lan.cut(TOP), |lan| lan.vip_holders().contains(&NEXT))?;
+        rate(attacker)?;
+        push(measured, "flood_link_cut", outage);
+        push(measured, "flood_link_cut_takeover", takeover);
+        fleet.restore()?;
+    }
+    Ok(())
+}
+
 fn run_nft(lan: &Lan, args: &[&str]) -> anyhow::Result<()> {
     let status =
         lan.switch.command("nft").args(args).status().context("running nft (apt-get install nftables)")?;
@@ -434,25 +485,47 @@ fn rows() -> Vec<Row> {
         Row::new("loss", "6 1% loss: false transitions", "count", false),
         Row::new("cpu_active", "7 CPU of the ACTIVE", "% core", false),
         Row::new("cpu_standby", "7 CPU of a STANDBY", "% core", false),
-        Row::new("xdp_valid", "8 XDP per valid heartbeat", "ns", false),
-        Row::new("xdp_rejected", "8 XDP per rejected frame", "ns", false),
+        Row::new("xdp_valid", "8 XDP per valid signed heartbeat", "ns", false),
+        Row::new("xdp_replayed", "8 XDP per replayed heartbeat", "ns", false),
+        Row::new("xdp_forged", "8 XDP per forged heartbeat", "ns", false),
+        Row::new("xdp_forged_two_keys", "8 XDP per forged, during a key rollout", "ns", false),
+        Row::new("flood_rate", "9 forged flood: rate sent", "pkt/s", false),
+        Row::new("flood_transitions", "9 forged flood: false transitions", "count", false),
+        Row::new("flood_link_cut", "9 link cut under forged flood: outage", "ms", true),
+        Row::new("flood_link_cut_takeover", "9 link cut under forged flood: takeover", "ms", false),
+        Row::new("fuzz_cases", "10 fuzz decode+verify: cases without panic", "cases", false),
     ]
 }
 
-/// Runs every scenario for every system. `xdp_cost` is the `xdp_cost` example's binary, if built.
-pub fn run(options: &Options, xdp_cost: Option<&Path>, log: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
+/// Runs every scenario for every system. `xdp_cost` is the `xdp_cost` example's binary, if
+/// built; `fuzz_cases`, how many fuzz cases the caller ran without a panic, if it did.
+pub fn run(
+    options: &Options,
+    xdp_cost: Option<&Path>,
+    fuzz_cases: Option<u64>,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<Report> {
     let mut rows = rows();
     for &system in &options.systems {
         let mut measured = run_system(system, options, log)?;
         if system == System::HaAgent && !options.quick {
+            if let Some(cases) = fuzz_cases {
+                push(&mut measured, "fuzz_cases", cases as f64);
+            }
             if let Some(binary) = xdp_cost {
-                log("ha-agent: XDP cost through BPF_PROG_TEST_RUN, 10^6 runs each");
+                log("ha-agent: XDP cost through BPF_PROG_TEST_RUN");
                 let output = Command::new(binary).output().context("running the xdp_cost example")?;
                 let value: Value = serde_json::from_slice(&output.stdout).with_context(|| {
                     format!("xdp_cost printed {}", String::from_utf8_lossy(&output.stderr))
                 })?;
-                push(&mut measured, "xdp_valid", value["valid_ns"].as_f64().unwrap_or(f64::NAN));
-                push(&mut measured, "xdp_rejected", value["rejected_ns"].as_f64().unwrap_or(f64::NAN));
+                for (key, field) in [
+                    ("xdp_valid", "valid_ns"),
+                    ("xdp_replayed", "replayed_ns"),
+                    ("xdp_forged", "forged_ns"),
+                    ("xdp_forged_two_keys", "forged_two_keys_ns"),
+                ] {
+                    push(&mut measured, key, value[field].as_f64().unwrap_or(f64::NAN));
+                }
             }
         }
         for row in &mut rows {

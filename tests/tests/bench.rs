@@ -16,8 +16,9 @@ fn quick_benchmark_runs_and_reports() {
         quick: true,
         systems: vec![System::HaAgent],
         agent_flags: Vec::new(),
+        hbtool: None,
     };
-    let report = bench::run(&options, None, &mut |_| {}).expect("the quick benchmark runs");
+    let report = bench::run(&options, None, None, &mut |_| {}).expect("the quick benchmark runs");
     for key in ["link_cut", "link_cut_takeover", "crash", "crash_takeover", "planned_stop", "preemption"] {
         let row = report.rows.iter().find(|r| r.key == key).expect("every scenario has a row");
         let summary = row.of(System::HaAgent).unwrap_or_else(|| panic!("{key} was not measured"));

@@ -188,6 +188,9 @@ fn ipv6_multicast_heartbeats() {
 fn bad_flags_give_one_line_errors() {
     require_root();
     let bin = ha_tests::agent_binary();
+    // In a namespace of its own, so that even a case that got further than it should could only
+    // touch that namespace's loopback.
+    let scratch = ha_tests::Netns::new(format!("ha{}-flags", std::process::id())).unwrap();
     let cases: [(&[&str], &str); 5] = [
         (&["--iface", "eth0"], "no VIP configured"),
         (&["--iface", "eth0", "--vip", "192.0.2.300/24"], "bad VIP '192.0.2.300/24'"),
@@ -199,9 +202,13 @@ fn bad_flags_give_one_line_errors() {
             &["--iface", "no-such-if0", "--vip", "192.0.2.1/24", "--run-dir", "/tmp/ha-none"],
             "unknown interface no-such-if0",
         ),
+        (
+            &["--iface", "lo", "--node-id", "1", "--vip", "192.0.2.1/24", "--key-file", "/nonexistent/key"],
+            "no key file /nonexistent/key",
+        ),
     ];
     for (args, expected) in cases {
-        let output = std::process::Command::new(&bin).args(args).output().unwrap();
+        let output = scratch.command(&bin).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} must fail");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();

@@ -43,6 +43,21 @@ fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
         .ok_or_else(|| anyhow!("bad {what} '{text}': expected e.g. 100ms, 30s or 5m"))
 }
 
+/// Cases of the decoder-and-verifier fuzz target in a full run.
+const FUZZ_CASES: u64 = 1_000_000;
+
+/// Runs the proptest fuzz target over the decoder and the verifier with `cases` cases; returns
+/// them once it has passed (a panic fails the whole benchmark).
+fn fuzz(cases: u64) -> anyhow::Result<u64> {
+    eprintln!("bench: fuzzing the decoder and the verifier with {cases} cases");
+    run_in_workspace(
+        std::process::Command::new("cargo")
+            .args(["test", "--release", "--quiet", "--package", "ha-common", "--lib", "fuzz_decode_and_verify"])
+            .env("PROPTEST_CASES", cases.to_string()),
+    )?;
+    Ok(cases)
+}
+
 /// Runs the benchmark.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     require_root("bench")?;
@@ -82,9 +97,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         quick: args.quick,
         systems,
         agent_flags: Vec::new(),
+        hbtool: Some(workspace().join("target/release/hbtool")),
     };
+    let fuzz_cases = if args.quick { None } else { Some(fuzz(FUZZ_CASES)?) };
     let xdp_cost = workspace().join("target/release/examples/xdp_cost");
-    let report = bench::run(&options, Some(&xdp_cost), &mut |line| eprintln!("bench: {line}"))?;
+    let report = bench::run(&options, Some(&xdp_cost), fuzz_cases, &mut |line| eprintln!("bench: {line}"))?;
     println!("{}", report.table());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)
