@@ -3,7 +3,6 @@
 //! and carries out the actions it returns.
 
 use std::{
-    io::{Read as _, Write as _},
     os::unix::net::UnixListener as StdUnixListener,
     path::{Path, PathBuf},
     sync::{
@@ -268,19 +267,14 @@ fn drain_events(ring: &mut RingBuf<MapData>) -> usize {
     count
 }
 
-/// Answers one status request on an accepted connection.
-async fn serve_status(agent: &Agent, stream: tokio::net::UnixStream) {
+/// Answers a connection to the control socket with the status report, then closes it. Nothing
+/// is read: a client that connects and stays silent must not hold up the loop (and with it the
+/// heartbeats), and the write gives up after 100 ms for the same reason.
+async fn serve_status(agent: &Agent, mut stream: tokio::net::UnixStream) {
     let report = agent.report().await;
-    let Ok(stream) = stream.into_std() else {
-        return;
-    };
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut stream = stream;
-    let mut request = [0u8; 64];
-    let _ = stream.read(&mut request);
     if let Ok(json) = serde_json::to_vec(&report) {
-        let _ = stream.write_all(&json);
+        let write = tokio::io::AsyncWriteExt::write_all(&mut stream, &json);
+        let _ = tokio::time::timeout(Duration::from_millis(100), write).await;
     }
 }
 

@@ -3,7 +3,7 @@
 //! that another `ip netns exec` of the same namespace (which shares /run) reaches it too.
 
 use std::{
-    io::{Read as _, Write as _},
+    io::Read as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
@@ -122,7 +122,6 @@ pub fn fetch(run_dir: &Path) -> anyhow::Result<StatusReport> {
         format!("no agent answers on {} (is it running with this --run-dir?)", path.display())
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"status\n")?;
     let mut text = String::new();
     stream.read_to_string(&mut text).context("reading the agent's answer")?;
     serde_json::from_str(&text).context("the agent's answer is not a status report")

@@ -17,7 +17,9 @@ use std::{
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
-use crate::{keepalived::Keepalived, longest_gap_ms, Agent, Lan, Prober, VipMonitor, VIP, VIP_CIDR};
+use crate::{
+    keepalived::Keepalived, longest_gap_ms, wait_for, Agent, Lan, Prober, VipMonitor, VIP, VIP_CIDR,
+};
 
 const PRIORITIES: [u8; 3] = [100, 150, 200];
 /// The most worthy node (priority 200), ACTIVE at every trial's start.
@@ -173,20 +175,20 @@ impl<'a> Fleet<'a> {
                 self.start(host)?;
             }
         }
-        if wait_for(Duration::from_secs(10), || self.lan.vip_holders() == [TOP]).is_err() {
+        if wait_for(Duration::from_secs(10), "settling", || self.lan.vip_holders() == [TOP]).is_err() {
             // A daemon that was killed may have left its copy (keepalived keeps it).
             for host in self.lan.vip_holders().into_iter().filter(|&h| h != TOP) {
                 let _ = self.lan.hosts[host].ns.ip(&["addr", "del", VIP_CIDR, "dev", "eth0"]);
             }
-            wait_for(Duration::from_secs(10), || self.lan.vip_holders() == [TOP])
-                .context("the LAN did not settle with the most worthy node as the only holder")?;
+            wait_for(Duration::from_secs(10), "the most worthy node as the only holder", || {
+                self.lan.vip_holders() == [TOP]
+            })?;
         }
         let client = &self.lan.hosts[CLIENT].ns;
         client.ip(&["neigh", "flush", "dev", "eth0"])?;
-        wait_for(Duration::from_secs(5), || {
+        wait_for(Duration::from_secs(5), "the client reaching the VIP", || {
             client.exec("ping", &["-c", "1", "-W", "0.2", &VIP.to_string()]).is_ok_and(|o| o.status.success())
-        })
-        .context("the client cannot reach the VIP after restoring the LAN")?;
+        })?;
         thread::sleep(MARGIN);
         Ok(())
     }
@@ -198,18 +200,6 @@ fn random_phase(interval: Duration) -> Duration {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     let fraction = (nanos.wrapping_mul(2_654_435_761) % 1_000_000) as f64 / 1_000_000.0;
     interval.mul_f64(fraction)
-}
-
-/// Polls `condition` every 2 ms; returns how long it took.
-fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while !condition() {
-        if start.elapsed() > limit {
-            bail!("condition not met within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-    Ok(start.elapsed())
 }
 
 /// Median, 95th percentile and maximum of a sample.
@@ -310,7 +300,7 @@ fn measure(
     let start = Instant::now();
     act(fleet)?;
     let lan = fleet.lan;
-    wait_for(Duration::from_secs(10), || settled(lan)).context("the LAN did not reach the expected state")?;
+    wait_for(Duration::from_secs(10), "the expected state", || settled(lan))?;
     let takeover = start.elapsed().as_secs_f64() * 1000.0;
     thread::sleep(MARGIN);
     let outage = longest_gap_ms(&prober.stop()?);

@@ -42,6 +42,23 @@ pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Polls `condition` every 2 ms until it holds; returns how long that took, or fails naming
+/// `what` after `limit`.
+pub fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    while !condition() {
+        if start.elapsed() > limit {
+            bail!("{what} did not happen within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Ok(start.elapsed())
+}
+
 /// Panics with a clear message unless the process runs as root (the tests need namespaces,
 /// XDP and BPF_PROG_TEST_RUN).
 pub fn require_root() {

@@ -33,12 +33,8 @@ fn client_ping_answered(lan: &Lan) -> bool {
         .unwrap_or(false)
 }
 
-fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < limit, "{what} did not happen within {limit:?}");
-        thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
+    ha_tests::wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
 }
 
 #[test]
@@ -207,6 +203,24 @@ fn bad_flags_give_one_line_errors() {
             "no key file /nonexistent/key",
         ),
     ];
+    // Not root: the agent needs root for XDP and addresses, and must say so. A copy in a fresh
+    // world-readable directory, since the checkout may sit where `nobody` cannot reach it.
+    let unprivileged_dir = std::env::temp_dir().join(format!("ha{}-nobody", std::process::id()));
+    std::fs::create_dir_all(&unprivileged_dir).unwrap();
+    let unprivileged_bin = unprivileged_dir.join("ha-agent");
+    std::fs::copy(&bin, &unprivileged_bin).unwrap();
+    let output = scratch
+        .command("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&unprivileged_bin)
+        .args(["--iface", "lo", "--vip", "192.0.2.1/24", "--node-id", "1", "--insecure-no-auth"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(stderr.contains("must run as root"), "{stderr:?}");
+    std::fs::remove_dir_all(&unprivileged_dir).unwrap();
     for (args, expected) in cases {
         let output = scratch.command(&bin).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);

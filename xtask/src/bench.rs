@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context as _};
 use clap::Args;
 use ha_tests::bench::{self, Options, System};
 
-use crate::{deps, require_root, run_in_workspace, workspace};
+use crate::{require_root, run_in_workspace, use_release_agent, workspace};
 
 /// Flags of `cargo xtask bench`.
 #[derive(Args)]
@@ -52,7 +52,15 @@ fn fuzz(cases: u64) -> anyhow::Result<u64> {
     eprintln!("bench: fuzzing the decoder and the verifier with {cases} cases");
     run_in_workspace(
         std::process::Command::new("cargo")
-            .args(["test", "--release", "--quiet", "--package", "ha-common", "--lib", "fuzz_decode_and_verify"])
+            .args([
+                "test",
+                "--release",
+                "--quiet",
+                "--package",
+                "ha-common",
+                "--lib",
+                "fuzz_decode_and_verify",
+            ])
             .env("PROPTEST_CASES", cases.to_string()),
     )?;
     Ok(cases)
@@ -61,24 +69,24 @@ fn fuzz(cases: u64) -> anyhow::Result<u64> {
 /// Runs the benchmark.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     require_root("bench")?;
-    deps::ensure(true)?;
-    eprintln!("building ha-agent and the XDP cost probe (release)…");
-    run_in_workspace(std::process::Command::new("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "ha-agent",
-    ]))?;
-    run_in_workspace(std::process::Command::new("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "ha-tests",
-        "--example",
-        "xdp_cost",
-    ]))?;
-    // SAFETY: single-threaded at this point; the fixtures read it when they spawn agents.
-    unsafe { std::env::set_var("HA_AGENT_BIN", workspace().join("target/release/ha-agent")) };
+    use_release_agent()?;
+    eprintln!("building the XDP cost probe and hbtool (release)…");
+    run_in_workspace(
+        std::process::Command::new("cargo").args(["build", "--release", "--package", "ha-tests"]).args([
+            "--example",
+            "xdp_cost",
+            "--bin",
+            "hbtool",
+        ]),
+    )?;
+    let xdp_cost = workspace().join("target/release/examples/xdp_cost");
+    let hbtool = workspace().join("target/release/hbtool");
+    // Fail now rather than after the first half hour of trials.
+    for helper in [&xdp_cost, &hbtool] {
+        if !helper.is_file() {
+            return Err(anyhow!("{} was not built", helper.display()));
+        }
+    }
 
     let mut systems = vec![System::HaAgent];
     let keepalived = !args.no_keepalived && ha_tests::keepalived::available();
@@ -97,10 +105,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         quick: args.quick,
         systems,
         agent_flags: Vec::new(),
-        hbtool: Some(workspace().join("target/release/hbtool")),
+        hbtool: Some(hbtool),
     };
     let fuzz_cases = if args.quick { None } else { Some(fuzz(FUZZ_CASES)?) };
-    let xdp_cost = workspace().join("target/release/examples/xdp_cost");
     let report = bench::run(&options, Some(&xdp_cost), fuzz_cases, &mut |line| eprintln!("bench: {line}"))?;
     println!("{}", report.table());
     if let Some(path) = &args.json {

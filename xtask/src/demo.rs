@@ -9,27 +9,15 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use ha_tests::{agent_binary, longest_gap_ms, Lan, Prober, VIP_CIDR};
+use ha_tests::{agent_binary, longest_gap_ms, wait_for, Lan, Prober, VIP_CIDR};
 
-use crate::{deps, require_root, run_in_workspace, workspace};
+use crate::{require_root, use_release_agent};
 
 const CLIENT: usize = 3;
 const PRIORITIES: [u8; 3] = [100, 150, 200];
 
 fn name(index: usize) -> String {
     format!("h{}", index + 1)
-}
-
-/// Waits until `condition` holds; returns how long that took.
-fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    while !condition() {
-        if start.elapsed() > limit {
-            bail!("{what} did not happen within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    Ok(start.elapsed())
 }
 
 fn describe_holders(lan: &Lan) -> String {
@@ -43,17 +31,7 @@ fn describe_holders(lan: &Lan) -> String {
 /// Runs the demo.
 pub fn run() -> anyhow::Result<()> {
     require_root("demo")?;
-    deps::ensure(true)?;
-    eprintln!("building ha-agent (release)…");
-    run_in_workspace(std::process::Command::new("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "ha-agent",
-    ]))?;
-    let binary = workspace().join("target/release/ha-agent");
-    // SAFETY: single-threaded at this point; the fixtures read it when they spawn agents.
-    unsafe { std::env::set_var("HA_AGENT_BIN", &binary) };
+    use_release_agent()?;
     println!(
         "ha-agent demo: a LAN in network namespaces: a switch, three agents sharing {VIP_CIDR}, and a client"
     );

@@ -87,6 +87,16 @@ fn require_root(task: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs what is missing, builds the release agent, and points the test-LAN fixtures at it.
+fn use_release_agent() -> anyhow::Result<()> {
+    deps::ensure(true)?;
+    eprintln!("building ha-agent (release)…");
+    run_in_workspace(Command::new("cargo").args(["build", "--release", "--package", "ha-agent"]))?;
+    // SAFETY: single-threaded at this point; the fixtures read it when they spawn agents.
+    unsafe { std::env::set_var("HA_AGENT_BIN", workspace().join("target/release/ha-agent")) };
+    Ok(())
+}
+
 /// Builds the XDP object exactly as ha-agent's build.rs (aya-build) does, into target/ebpf.
 fn build_ebpf() -> anyhow::Result<PathBuf> {
     deps::ensure(false)?;
