@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Leave keepalived out even if it is installed.
     #[arg(long)]
     no_keepalived: bool,
+    /// An extra flag for every ha-agent, e.g. --agent-flag=--dead-time=250ms (repeatable).
+    #[arg(long = "agent-flag", allow_hyphen_values = true)]
+    agent_flags: Vec<String>,
 }
 
 fn duration(text: &str, what: &str) -> anyhow::Result<Duration> {
@@ -104,7 +107,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         cost_window: duration(&args.cost, "cost")?,
         quick: args.quick,
         systems,
-        agent_flags: Vec::new(),
+        agent_flags: args.agent_flags.clone(),
         hbtool: Some(hbtool),
     };
     let fuzz_cases = if args.quick { None } else { Some(fuzz(FUZZ_CASES)?) };
