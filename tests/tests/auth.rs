@@ -111,3 +111,48 @@ fn garbage_to_the_heartbeat_port_is_counted_and_dropped() {
         assert!(agent.status().is_ok(), "every agent still answers");
     }
 }
+
+/// Writes `keys` (hex lines) into the LAN's key file, keeping its mode 0600.
+fn write_keys(lan: &Lan, keys: &[&str]) {
+    std::fs::write(&lan.key_file, keys.iter().map(|k| format!("{k}\n")).collect::<String>()).unwrap();
+}
+
+#[test]
+fn a_new_key_rolls_out_with_sighup_and_no_flag_day() {
+    let (lan, agents) = three_agents("rotate");
+    let old = std::fs::read_to_string(&lan.key_file).unwrap().trim().to_string();
+    let new = "00112233445566778899aabbccddeeff";
+    let monitor = VipMonitor::start(&lan, 3).unwrap();
+    let reload_one_by_one = || {
+        for agent in &agents {
+            agent.signal(libc::SIGHUP);
+            thread::sleep(Duration::from_millis(300));
+        }
+    };
+    // 1: every node accepts the new key too; 2: one after the other they sign with it;
+    // 3: the old key goes. At no step may a heartbeat be rejected.
+    write_keys(&lan, &[&old, new]);
+    reload_one_by_one();
+    write_keys(&lan, &[new, &old]);
+    reload_one_by_one();
+    write_keys(&lan, &[new]);
+    reload_one_by_one();
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(monitor.stop().unwrap(), 0, "the rollout caused a transition");
+    assert_eq!(lan.vip_holders(), vec![2]);
+    for agent in &agents {
+        let status = agent.status().unwrap();
+        assert_eq!(status["auth"], "on (1 key)");
+        let peers = status["peers"].as_array().unwrap();
+        assert!(peers.len() == 2 && peers.iter().all(|p| p["live"] == true), "{status}");
+    }
+    // The old key is gone everywhere: its heartbeats are now forgeries.
+    let before = counter(&agents[0], "bad_tag");
+    write_keys(&lan, &[&old]);
+    agents[2].signal(libc::SIGHUP);
+    let start = Instant::now();
+    while counter(&agents[0], "bad_tag") == before {
+        assert!(start.elapsed() < Duration::from_secs(2), "old-key heartbeats must be rejected");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
