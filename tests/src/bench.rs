@@ -160,6 +160,11 @@ impl<'a> Fleet<'a> {
         Ok(())
     }
 
+    /// Removes the daemon of `host` from the fleet, for a trial that stops or kills it.
+    fn take(&mut self, host: usize) -> anyhow::Result<Daemon> {
+        self.nodes[host].take().with_context(|| format!("no daemon runs on h{}", host + 1))
+    }
+
     fn node(&mut self, host: usize) -> anyhow::Result<&mut Daemon> {
         self.nodes[host].as_mut().with_context(|| format!("no daemon runs on h{}", host + 1))
     }
@@ -329,8 +334,7 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
         let (outage, takeover) = measure(
             &mut fleet,
             |f| {
-                f.node(TOP)?.signal_all(libc::SIGKILL);
-                f.nodes[TOP] = None;
+                f.take(TOP)?.signal_all(libc::SIGKILL);
                 Ok(())
             },
             |lan| lan.vip_holders().contains(&NEXT),
@@ -339,15 +343,8 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
         push(&mut measured, "crash_takeover", takeover);
         fleet.restore()?;
 
-        let (outage, _) = measure(
-            &mut fleet,
-            |f| {
-                f.node(TOP)?.terminate()?;
-                f.nodes[TOP] = None;
-                Ok(())
-            },
-            |lan| lan.vip_holders() == [NEXT],
-        )?;
+        let (outage, _) =
+            measure(&mut fleet, |f| f.take(TOP)?.terminate(), |lan| lan.vip_holders() == [NEXT])?;
         push(&mut measured, "planned_stop", outage);
         // The LAN now runs without TOP: its return is the preemption trial.
         let (outage, _) = measure(&mut fleet, |f| f.start(TOP), |lan| lan.vip_holders() == [TOP])?;

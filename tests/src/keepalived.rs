@@ -4,13 +4,12 @@ use std::{
     fs,
     path::PathBuf,
     process::{Child, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
-use crate::{Lan, VIP_CIDR};
+use crate::{wait_for, Lan, VIP_CIDR};
 
 /// Whether keepalived is installed (`apt-get install keepalived`).
 pub fn available() -> bool {
@@ -58,13 +57,7 @@ impl Keepalived {
             .spawn()
             .context("spawning keepalived (apt-get install keepalived)")?;
         let keepalived = Self { parent: Some(parent), dir };
-        let start = Instant::now();
-        while keepalived.vrrp_pid().is_none() {
-            if start.elapsed() > Duration::from_secs(10) {
-                bail!("keepalived did not start its VRRP process within 10 s");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_for(Duration::from_secs(10), "keepalived's VRRP process", || keepalived.vrrp_pid().is_some())?;
         Ok(keepalived)
     }
 
@@ -96,13 +89,7 @@ impl Keepalived {
     /// Waits for the parent to exit.
     pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<()> {
         let parent = self.parent.as_mut().context("already reaped")?;
-        let start = Instant::now();
-        while parent.try_wait()?.is_none() {
-            if start.elapsed() > limit {
-                bail!("keepalived did not exit within {limit:?}");
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
+        wait_for(limit, "keepalived's exit", || matches!(parent.try_wait(), Ok(Some(_))))?;
         self.parent = None;
         Ok(())
     }

@@ -231,17 +231,24 @@ impl Lan {
 
     /// Waits until exactly one host holds the VIP and returns it, or fails after `limit`.
     pub fn wait_single_holder(&self, limit: Duration) -> anyhow::Result<usize> {
-        let start = Instant::now();
-        loop {
-            let holders = self.vip_holders();
-            if holders.len() == 1 {
-                return Ok(holders[0]);
-            }
-            if start.elapsed() > limit {
-                bail!("after {limit:?} the VIP is held by hosts {holders:?}, not by exactly one");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_for(limit, "exactly one VIP holder", || self.vip_holders().len() == 1)
+            .map_err(|err| anyhow::anyhow!("{err}: the VIP is held by hosts {:?}", self.vip_holders()))?;
+        Ok(self.vip_holders()[0])
+    }
+
+    /// Three agents (hosts 0-2, priorities 100, 150, 200) on a LAN of `hosts` hosts, after the
+    /// first election: host 2 holds the VIP. Panics with a message if that does not happen.
+    pub fn with_three_agents(tag: &str, hosts: usize) -> (Self, Vec<Agent>) {
+        require_root();
+        let lan = Self::new(tag, hosts).expect("building the test LAN");
+        let agents = [100u8, 150, 200]
+            .iter()
+            .enumerate()
+            .map(|(i, &priority)| lan.start_agent(i, priority, &[]).expect("starting an agent"))
+            .collect();
+        let holder = lan.wait_single_holder(Duration::from_secs(5)).expect("the first election");
+        assert_eq!(holder, 2, "the priority-200 node must win the first election");
+        (lan, agents)
     }
 
     /// Starts an agent on host `index` with `priority` and any extra flags.
@@ -312,14 +319,9 @@ pub struct Agent {
 
 impl Agent {
     fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.run_dir.join("control.sock").exists() {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        bail!("the agent did not start within {limit:?}; log:\n{}", self.log())
+        wait_for(limit, "the agent's start", || self.run_dir.join("control.sock").exists())
+            .map(drop)
+            .map_err(|err| anyhow::anyhow!("{err}; log:\n{}", self.log()))
     }
 
     /// The agent's log so far.
@@ -358,17 +360,16 @@ impl Agent {
     /// Waits for the agent to exit and returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
         let child = self.child.as_mut().context("already reaped")?;
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                return Ok(status.code());
+        let mut code = None;
+        wait_for(limit, "the agent's exit", || match child.try_wait() {
+            Ok(Some(status)) => {
+                code = Some(status.code());
+                true
             }
-            if start.elapsed() > limit {
-                bail!("the agent did not exit within {limit:?}");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+            _ => false,
+        })?;
+        self.child = None;
+        Ok(code.flatten())
     }
 }
 

@@ -10,22 +10,10 @@ use std::{
 };
 
 use ha_common::DEFAULT_PORT;
-use ha_tests::{require_root, Agent, Lan, Prober, VipMonitor};
+use ha_tests::{Agent, Lan, Prober, VipMonitor};
 
 const CLIENT: usize = 3;
 const HBTOOL: &str = env!("CARGO_BIN_EXE_hbtool");
-
-fn three_agents(tag: &str) -> (Lan, Vec<Agent>) {
-    require_root();
-    let lan = Lan::new(tag, 4).expect("building the test LAN");
-    let agents: Vec<Agent> = [100u8, 150, 200]
-        .iter()
-        .enumerate()
-        .map(|(i, &priority)| lan.start_agent(i, priority, &[]).expect("starting an agent"))
-        .collect();
-    assert_eq!(lan.wait_single_holder(Duration::from_secs(5)).unwrap(), 2);
-    (lan, agents)
-}
 
 fn hbtool(lan: &Lan, host: usize, args: &[&str]) -> Output {
     let output = lan.hosts[host].ns.command(HBTOOL).args(args).output().expect("running hbtool");
@@ -49,7 +37,7 @@ fn counter(agent: &Agent, name: &str) -> u64 {
 
 #[test]
 fn a_forged_flood_moves_nothing_and_costs_no_ping() {
-    let (lan, agents) = three_agents("flood");
+    let (lan, agents) = Lan::with_three_agents("flood", 4);
     let monitor = VipMonitor::start(&lan, 3).unwrap();
     let prober = Prober::start(&lan, CLIENT).unwrap();
     let port = DEFAULT_PORT.to_string();
@@ -71,7 +59,7 @@ fn a_forged_flood_moves_nothing_and_costs_no_ping() {
 
 #[test]
 fn a_replayed_capture_does_not_keep_a_dead_active_alive() {
-    let (lan, agents) = three_agents("replay");
+    let (lan, agents) = Lan::with_three_agents("replay", 4);
     let active_id = agents[2].status().unwrap()["node_id"].as_u64().unwrap().to_string();
     let capture = lan.dir.join("active.cap");
     let capture = capture.to_str().unwrap();
@@ -93,7 +81,7 @@ fn a_replayed_capture_does_not_keep_a_dead_active_alive() {
 
 #[test]
 fn garbage_to_the_heartbeat_port_is_counted_and_dropped() {
-    let (lan, agents) = three_agents("junk");
+    let (lan, agents) = Lan::with_three_agents("junk", 4);
     let names = ["bad_length", "truncated", "bad_magic"];
     let before: Vec<u64> = names.iter().map(|n| counter(&agents[0], n)).collect();
     let monitor = VipMonitor::start(&lan, 3).unwrap();
@@ -119,7 +107,7 @@ fn write_keys(lan: &Lan, keys: &[&str]) {
 
 #[test]
 fn a_new_key_rolls_out_with_sighup_and_no_flag_day() {
-    let (lan, agents) = three_agents("rotate");
+    let (lan, agents) = Lan::with_three_agents("rotate", 4);
     let old = std::fs::read_to_string(&lan.key_file).unwrap().trim().to_string();
     let new = "00112233445566778899aabbccddeeff";
     let monitor = VipMonitor::start(&lan, 3).unwrap();

@@ -13,16 +13,6 @@ const ONE_SECOND: Duration = Duration::from_secs(1);
 const FIRST_ELECTION: Duration = Duration::from_secs(5);
 
 /// A LAN of three agents with priorities 100, 150, 200 and a client; waits for the first election.
-fn three_agents(tag: &str) -> (Lan, Vec<ha_tests::Agent>) {
-    require_root();
-    let lan = Lan::new(tag, 4).expect("building the test LAN");
-    let agents = [100u8, 150, 200]
-        .iter()
-        .enumerate()
-        .map(|(i, &priority)| lan.start_agent(i, priority, &[]).expect("starting an agent"))
-        .collect();
-    (lan, agents)
-}
 
 fn client_ping_answered(lan: &Lan) -> bool {
     let vip = VIP.to_string();
@@ -39,7 +29,7 @@ fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
 
 #[test]
 fn most_worthy_wins_and_answers_the_client() {
-    let (lan, agents) = three_agents("win");
+    let (lan, agents) = Lan::with_three_agents("win", 4);
     let holder = lan.wait_single_holder(FIRST_ELECTION).unwrap();
     assert_eq!(holder, 2, "the priority-200 node must win the first election");
     assert!(client_ping_answered(&lan), "the client's ping to the VIP is not answered");
@@ -61,7 +51,7 @@ fn most_worthy_wins_and_answers_the_client() {
 
 #[test]
 fn link_cut_fails_over_and_heal_leaves_one_active() {
-    let (lan, _agents) = three_agents("cut");
+    let (lan, _agents) = Lan::with_three_agents("cut", 4);
     assert_eq!(lan.wait_single_holder(FIRST_ELECTION).unwrap(), 2);
     assert!(client_ping_answered(&lan));
 
@@ -89,7 +79,7 @@ fn link_cut_fails_over_and_heal_leaves_one_active() {
 
 #[test]
 fn sigterm_on_the_active_hands_over() {
-    let (lan, mut agents) = three_agents("term");
+    let (lan, mut agents) = Lan::with_three_agents("term", 4);
     assert_eq!(lan.wait_single_holder(FIRST_ELECTION).unwrap(), 2);
     assert!(client_ping_answered(&lan));
     let prober = Prober::start(&lan, CLIENT).unwrap();
