@@ -3,12 +3,9 @@
 //! the VIP every 5 ms), heals, shows that exactly one node holds the VIP, stops the ACTIVE with
 //! SIGTERM, and cleans everything up.
 
-use std::{
-    thread,
-    time::{Duration, Instant},
-};
+use std::{thread, time::Duration};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use ha_tests::{agent_binary, longest_gap_ms, wait_for, Lan, Prober, VIP_CIDR};
 
 use crate::{require_root, use_release_agent};
