@@ -18,21 +18,36 @@
 //!   loss), it announces the VIP again at once and then at most once per dead time. The flag
 //!   outlives the claimant's last announcement by the dead time, so ours comes after it;
 //! - on shutdown an ACTIVE announces priority 0 and keeps the VIP until a peer is ACTIVE (or the
-//!   dead time has passed, or there is no live peer), so a planned stop has no gap.
+//!   dead time has passed, or there is no live peer), so a planned stop has no gap;
+//! - an ACTIVE whose VIPs did not all go on ([`Event::AddVipsFailed`]) tries again after the dead
+//!   time, then at doubling delays up to [`MAX_ADD_RETRY`];
+//! - an ACTIVE with a refresh period announces the VIPs again each period after its last
+//!   announcement.
 
 use std::{fmt, time::Duration};
 
 use ha_common::NodeState;
 
+use crate::ids::NodeId;
+
+mod peer;
+
+pub use peer::{group_peers, PeerView};
+
+/// The longest wait between two tries to put the VIPs on after a failure.
+pub const MAX_ADD_RETRY: Duration = Duration::from_secs(10);
+
 /// This node's fixed election settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// This node's id.
-    pub node_id: u32,
+    pub node_id: NodeId,
     /// This node's worthiness, 1 to 255.
     pub priority: u8,
     /// How long a peer may stay silent before it is dead.
     pub dead_time: Duration,
+    /// How often an ACTIVE announces the VIPs again when nothing else made it; `None`: never.
+    pub garp_refresh: Option<Duration>,
 }
 
 /// The node's own state.
@@ -66,21 +81,6 @@ impl fmt::Display for State {
     }
 }
 
-/// What the election needs to know of one peer (from the XDP program's peer map).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerView {
-    /// The peer's node id.
-    pub node_id: u32,
-    /// The peer's advertised worthiness; 0 while it releases.
-    pub priority: u8,
-    /// The peer's advertised state.
-    pub state: NodeState,
-    /// When its last valid heartbeat arrived, on the monotonic clock.
-    pub last_seen: Duration,
-    /// Its last heartbeat said it recently gave the VIP up.
-    pub yielded: bool,
-}
-
 /// What this node's heartbeats say right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Advert {
@@ -107,6 +107,16 @@ pub enum Event<'a> {
         /// Now, on the monotonic clock.
         now: Duration,
     },
+    /// [`Action::AddVips`] put every VIP on the interface.
+    VipsAdded {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
+    /// [`Action::AddVips`] failed for at least one VIP.
+    AddVipsFailed {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
 }
 
 /// A side effect for the I/O layer.
@@ -116,8 +126,11 @@ pub enum Action {
     AddVips,
     /// Take the VIPs off the interface.
     RemoveVips,
-    /// Announce the VIPs' new MAC (gratuitous ARP / unsolicited neighbour advertisement).
+    /// Announce the VIPs' new MAC (gratuitous ARP / unsolicited neighbour advertisement): the
+    /// configured burst.
     SendGratuitousArp,
+    /// Announce the VIPs once more (the periodic refresh): one round.
+    RefreshGratuitousArp,
     /// Send a heartbeat now, out of turn, so that peers learn the new state at once.
     SendHeartbeat,
     /// Leave the main loop.
@@ -153,8 +166,10 @@ pub struct Election {
     releasing_since: Duration,
     /// Until when this node's heartbeats say it yielded the VIP.
     yielded_until: Duration,
-    /// When this node last announced the VIP (promotion or answer to a claimant).
+    /// When this node last announced the VIP (promotion, answer to a claimant, refresh).
     last_announced: Duration,
+    /// While the VIPs are not all on: when to try again, and the wait after that.
+    add_retry: Option<(Duration, Duration)>,
 }
 
 impl Election {
@@ -167,6 +182,7 @@ impl Election {
             releasing_since: Duration::ZERO,
             yielded_until: Duration::ZERO,
             last_announced: Duration::ZERO,
+            add_retry: None,
         }
     }
 
@@ -196,21 +212,38 @@ impl Election {
         match event {
             Event::Tick { now, peers } => self.tick(now, peers),
             Event::Shutdown { now } => self.shutdown(now),
+            Event::VipsAdded { .. } => {
+                self.add_retry = None;
+                Output::default()
+            }
+            Event::AddVipsFailed { now } => {
+                if self.state == State::Active {
+                    let delay = self.add_retry.map_or(self.settings.dead_time, |(_, delay)| delay);
+                    self.add_retry = Some((now + delay, (delay * 2).min(MAX_ADD_RETRY)));
+                }
+                Output::default()
+            }
         }
     }
 
     /// When the election must be re-evaluated even if no heartbeat changes anything: the moment a
-    /// STANDBY's more worthy peers will all have been silent for the dead time, or a release
-    /// times out. `None` when only a heartbeat can change the outcome.
+    /// STANDBY's more worthy peers will all have been silent for the dead time, a release times
+    /// out, an ACTIVE's refresh or VIP retry is due. `None` when only a heartbeat can change the
+    /// outcome.
     pub fn next_deadline(&self, peers: &[PeerView]) -> Option<Duration> {
         match self.state {
             State::Standby => Some(self.last_heard_better(peers) + self.settings.dead_time),
             State::Releasing => Some(self.releasing_since + self.settings.dead_time),
-            State::Active | State::Stopped => None,
+            State::Active => {
+                let refresh = self.settings.garp_refresh.map(|period| self.last_announced + period);
+                let retry = self.add_retry.map(|(at, _)| at);
+                refresh.into_iter().chain(retry).min()
+            }
+            State::Stopped => None,
         }
     }
 
-    fn worth(&self) -> (u8, u32) {
+    fn worth(&self) -> (u8, NodeId) {
         (self.settings.priority, self.settings.node_id)
     }
 
@@ -218,12 +251,8 @@ impl Election {
         peer.priority > 0 && (peer.priority, peer.node_id) > self.worth()
     }
 
-    fn heard_recently(&self, peer: &PeerView, now: Duration) -> bool {
-        now.saturating_sub(peer.last_seen) <= self.settings.dead_time
-    }
-
     fn is_live(&self, peer: &PeerView, now: Duration) -> bool {
-        peer.priority > 0 && self.heard_recently(peer, now)
+        peer.is_live(now, self.settings.dead_time)
     }
 
     /// The later of this node's start and the last heartbeat of a more worthy, non-releasing peer.
@@ -238,6 +267,9 @@ impl Election {
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
         let from = self.state;
         self.state = to;
+        if to != State::Active {
+            self.add_retry = None;
+        }
         Output { actions, transition: Some(Transition { from, to, reason }) }
     }
 
@@ -248,9 +280,9 @@ impl Election {
                 if now.saturating_sub(quiet_since) < self.settings.dead_time {
                     return Output::default();
                 }
-                let released: Vec<u32> = peers
+                let released: Vec<NodeId> = peers
                     .iter()
-                    .filter(|p| p.priority == 0 && self.heard_recently(p, now))
+                    .filter(|p| p.priority == 0 && p.heard_within(now, self.settings.dead_time))
                     .map(|p| p.node_id)
                     .collect();
                 let reason = if released.is_empty() {
@@ -287,20 +319,20 @@ impl Election {
                         self.go(
                             State::Standby,
                             format!(
-                                "more worthy ACTIVE peer {:#x} (priority {}) heard",
+                                "more worthy ACTIVE peer {} (priority {}) heard",
                                 peer.node_id, peer.priority
                             ),
                             vec![Action::RemoveVips, Action::SendHeartbeat],
                         )
                     }
-                    None => Output::default(),
+                    None => self.upkeep(now),
                 }
             }
             State::Releasing => {
                 let successor = peers.iter().find(|p| p.state == NodeState::Active && self.is_live(p, now));
                 let any_live = peers.iter().any(|p| self.is_live(p, now));
                 let reason = if let Some(peer) = successor {
-                    format!("peer {:#x} took over", peer.node_id)
+                    format!("peer {} took over", peer.node_id)
                 } else if !any_live {
                     "no live peer to hand over to".to_string()
                 } else if now.saturating_sub(self.releasing_since) >= self.settings.dead_time {
@@ -312,6 +344,24 @@ impl Election {
             }
             State::Stopped => Output::default(),
         }
+    }
+
+    /// What an ACTIVE with nothing to decide still owes: a VIP retry, a refresh, when due.
+    fn upkeep(&mut self, now: Duration) -> Output {
+        let mut actions = Vec::new();
+        if let Some((at, delay)) = self.add_retry {
+            if now >= at {
+                // Kept until the I/O layer reports the outcome; pushed back meanwhile so that
+                // this tick's retry is the only one.
+                self.add_retry = Some((now + delay, delay));
+                actions.push(Action::AddVips);
+            }
+        }
+        if self.settings.garp_refresh.is_some_and(|period| now >= self.last_announced + period) {
+            self.last_announced = now;
+            actions.push(Action::RefreshGratuitousArp);
+        }
+        Output { actions, transition: None }
     }
 
     fn shutdown(&mut self, now: Duration) -> Output {
@@ -340,8 +390,8 @@ impl Election {
     }
 }
 
-fn fmt_ids(ids: &[u32]) -> String {
-    ids.iter().map(|id| format!("{id:#x}")).collect::<Vec<_>>().join(", ")
+fn fmt_ids(ids: &[NodeId]) -> String {
+    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! Gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6) for the VIPs, so that
 //! every host on the LAN points the VIP at this node's MAC at once.
 //!
-//! Frames are built by pure functions (tested with byte fixtures); [`announce`] sends them through
+//! Frames are built by pure functions (tested with byte fixtures); an [`Announcer`] sends them through
 //! a pnet datalink channel opened for the burst and closed after it, so that no raw socket sits
 //! open copying every frame of the interface while nothing is being announced.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -20,7 +24,18 @@ use pnet::{
     util::MacAddr,
 };
 
-use crate::config::Vip;
+use crate::vip::Vip;
+
+/// Gratuitous ARP settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GarpSettings {
+    /// How many announcements on promotion.
+    pub count: u32,
+    /// Time between them.
+    pub spacing: Duration,
+    /// Period of the refresh while ACTIVE; `None` for no refresh.
+    pub refresh: Option<Duration>,
+}
 
 /// Length of an Ethernet + ARP frame.
 pub const ARP_FRAME_LEN: usize = 14 + 28;
@@ -111,9 +126,8 @@ impl Announcer {
             .mac
             .ok_or_else(|| std::io::Error::other(format!("{} has no MAC address", interface.name)))?;
         let config = datalink::Config { read_timeout: Some(Duration::from_millis(1)), ..Default::default() };
-        let tx = match datalink::channel(interface, config)? {
-            Channel::Ethernet(tx, _rx) => tx,
-            _ => return Err(std::io::Error::other("pnet returned a non-Ethernet channel")),
+        let Channel::Ethernet(tx, _rx) = datalink::channel(interface, config)? else {
+            return Err(std::io::Error::other("pnet returned a non-Ethernet channel"));
         };
         Ok(Self { tx, frames: announcement_frames(mac.octets(), vips) })
     }
@@ -148,6 +162,46 @@ impl Announcer {
         }
         Ok(())
     }
+}
+
+/// Counts how often this node gave the VIPs up. A burst started while holding them stops as
+/// soon as the count moves: a node that steps down mid-burst must not pull the LAN back.
+#[derive(Clone, Debug, Default)]
+pub struct Holding(Arc<AtomicU64>);
+
+impl Holding {
+    /// Records that the VIPs are given up: bursts under way stop at their next round.
+    pub fn released(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Announces `vips` from `interface`: the first round now, inline, and `rounds - 1` more
+/// `spacing` apart off the runtime thread, while `holding` says the VIPs are still ours.
+/// Needs a tokio runtime. A failure of a later round is logged, not returned.
+pub fn announce(
+    interface: &NetworkInterface,
+    vips: &[Vip],
+    rounds: u32,
+    spacing: Duration,
+    holding: &Holding,
+) -> std::io::Result<()> {
+    let mut announcer = Announcer::open(interface, vips)?;
+    announcer.send_round()?;
+    if rounds > 1 {
+        let holding = holding.clone();
+        let started_in = holding.count();
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = announcer.repeat(rounds - 1, spacing, || holding.count() == started_in) {
+                tracing::warn!(error = &err as &dyn std::error::Error, "gratuitous ARP failed");
+            }
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

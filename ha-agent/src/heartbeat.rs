@@ -6,21 +6,60 @@ use std::{
     io,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     os::fd::AsRawFd as _,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use ha_common::{Heartbeat, SipKey, FLAG_YIELDED};
+use pnet::datalink::NetworkInterface;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{config::Destination, election::Advert};
+use crate::{
+    election::Advert,
+    ids::{GroupId, NodeId},
+};
+
+/// Where heartbeats go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// One multicast group.
+    Multicast(SocketAddr),
+    /// Each of these unicast peers.
+    Unicast(Vec<SocketAddr>),
+}
+
+impl Destination {
+    /// Whether heartbeats travel over IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        match self {
+            Self::Multicast(group) => group.is_ipv6(),
+            Self::Unicast(peers) => peers.first().is_some_and(SocketAddr::is_ipv6),
+        }
+    }
+
+    fn addresses(&self) -> Vec<SocketAddr> {
+        match self {
+            Self::Multicast(group) => vec![*group],
+            Self::Unicast(peers) => peers.clone(),
+        }
+    }
+}
+
+/// Who sends: what every heartbeat of this node says besides its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The VIP group.
+    pub group: GroupId,
+    /// This node.
+    pub node_id: NodeId,
+    /// How often it sends (peers may use it to judge its silence).
+    pub interval: Duration,
+}
 
 /// Sends heartbeats and numbers them.
 pub struct HeartbeatSender {
     socket: tokio::net::UdpSocket,
     destinations: Vec<SocketAddr>,
-    group: u32,
-    node_id: u32,
-    interval_ms: u32,
+    origin: Origin,
     next_sequence: u64,
     key: Option<SipKey>,
 }
@@ -32,19 +71,9 @@ pub fn initial_sequence() -> u64 {
 }
 
 impl HeartbeatSender {
-    /// Opens the socket on interface `iface` (index `ifindex`). Needs a tokio runtime.
-    pub fn new(
-        iface: &str,
-        ifindex: u32,
-        destination: &Destination,
-        group: u32,
-        node_id: u32,
-        interval_ms: u32,
-    ) -> io::Result<Self> {
-        let (ipv6, destinations) = match destination {
-            Destination::Multicast(group) => (group.is_ipv6(), vec![*group]),
-            Destination::Unicast(peers) => (destination.is_ipv6(), peers.clone()),
-        };
+    /// Opens the socket on `interface`. Needs a tokio runtime.
+    pub fn open(interface: &NetworkInterface, destination: &Destination, origin: Origin) -> io::Result<Self> {
+        let (iface, ifindex, ipv6) = (&interface.name, interface.index, destination.is_ipv6());
         let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
         let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
         socket.bind_device(Some(iface.as_bytes()))?;
@@ -66,10 +95,8 @@ impl HeartbeatSender {
         let socket = tokio::net::UdpSocket::from_std(socket.into())?;
         Ok(Self {
             socket,
-            destinations,
-            group,
-            node_id,
-            interval_ms,
+            destinations: destination.addresses(),
+            origin,
             next_sequence: initial_sequence(),
             key: None,
         })
@@ -86,9 +113,9 @@ impl HeartbeatSender {
             state: advert.state,
             priority: advert.priority,
             flags: if advert.yielded { FLAG_YIELDED } else { 0 },
-            group: self.group,
-            node_id: self.node_id,
-            interval_ms: self.interval_ms,
+            group: self.origin.group.0,
+            node_id: self.origin.node_id.0,
+            interval_ms: u32::try_from(self.origin.interval.as_millis()).unwrap_or(u32::MAX),
             sequence: self.next_sequence,
             tag: 0,
         };
@@ -111,7 +138,7 @@ fn set_multicast_ifindex_v4(socket: &Socket, ifindex: u32) -> io::Result<()> {
     let request = libc::ip_mreqn {
         imr_multiaddr: libc::in_addr { s_addr: 0 },
         imr_address: libc::in_addr { s_addr: 0 },
-        imr_ifindex: ifindex as i32,
+        imr_ifindex: ifindex.cast_signed(),
     };
     // SAFETY: a valid fd and a pointer to a live ip_mreqn of the size given.
     let rc = unsafe {
@@ -119,8 +146,8 @@ fn set_multicast_ifindex_v4(socket: &Socket, ifindex: u32) -> io::Result<()> {
             socket.as_raw_fd(),
             libc::IPPROTO_IP,
             libc::IP_MULTICAST_IF,
-            &request as *const libc::ip_mreqn as *const libc::c_void,
-            std::mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
+            (&raw const request).cast::<libc::c_void>(),
+            size_of::<libc::ip_mreqn>() as libc::socklen_t,
         )
     };
     if rc == 0 {

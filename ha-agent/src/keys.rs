@@ -7,10 +7,11 @@
 //! docs/SECURITY.md). The file must not be readable by group or others.
 
 use std::{
-    fs,
+    fmt::Write as _,
+    fs, io,
     io::Write as _,
     os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use ha_common::{sip_key, AuthKeys, SipKey};
@@ -18,10 +19,71 @@ use ha_common::{sip_key, AuthKeys, SipKey};
 /// Where the agent looks for its key when `--key-file` is not given.
 pub const DEFAULT_KEY_FILE: &str = "/etc/ha-agent/key";
 
-/// A key problem, as one line.
+/// A key problem. Its message (with its source, `{err:#}`) is one line.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct KeyError(String);
+pub enum KeyError {
+    /// No key file.
+    #[error(
+        "no key file {0}: create one with `ha-agent keygen --key-file {0}` and copy it to every node, \
+         or run without authentication (--insecure-no-auth)"
+    )]
+    Missing(Shown),
+    /// The key file could not be read, written or created.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// read, write, create or chmod.
+        action: &'static str,
+        /// The file or directory.
+        path: Shown,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The key file is readable by group or others.
+    #[error("key file {path} is readable by others (mode {mode:03o}): run chmod 600 {path}")]
+    Readable {
+        /// The file.
+        path: Shown,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A line that is no key.
+    #[error("key file {path} line {line}: expected a key of 32 hex digits")]
+    BadLine {
+        /// The file.
+        path: Shown,
+        /// The line, 1-based.
+        line: usize,
+    },
+    /// No key, or more than two.
+    #[error("key file {path} holds {count} keys; it must hold one or two (current, next)")]
+    Count {
+        /// The file.
+        path: Shown,
+        /// How many it holds.
+        count: usize,
+    },
+    /// keygen would overwrite a key.
+    #[error("{0} exists; give --force to replace it (every node needs the same key)")]
+    Exists(Shown),
+    /// The kernel's random generator failed.
+    #[error("getrandom")]
+    Random(#[source] io::Error),
+}
+
+/// A path as error messages show it.
+#[derive(Debug)]
+pub struct Shown(PathBuf);
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
+fn shown(path: &Path) -> Shown {
+    Shown(path.to_path_buf())
+}
 
 /// The keys of a key file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,43 +124,32 @@ fn parse_key(text: &str) -> Option<[u8; 16]> {
 
 /// Reads and checks a key file.
 pub fn load(path: &Path) -> Result<Keys, KeyError> {
-    let shown = path.display();
+    let io_err = |action| move |source| KeyError::Io { action, path: shown(path), source };
     let metadata = fs::metadata(path).map_err(|err| {
-        if err.kind() == std::io::ErrorKind::NotFound {
-            KeyError(format!(
-                "no key file {shown}: create one with `ha-agent keygen --key-file {shown}` and copy it to every node, \
-                 or run without authentication (--insecure-no-auth)"
-            ))
+        if err.kind() == io::ErrorKind::NotFound {
+            KeyError::Missing(shown(path))
         } else {
-            KeyError(format!("cannot read key file {shown}: {err}"))
+            io_err("read")(err)
         }
     })?;
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyError(format!(
-            "key file {shown} is readable by others (mode {mode:03o}): run chmod 600 {shown}"
-        )));
+        return Err(KeyError::Readable { path: shown(path), mode });
     }
-    let text =
-        fs::read_to_string(path).map_err(|err| KeyError(format!("cannot read key file {shown}: {err}")))?;
+    let text = fs::read_to_string(path).map_err(io_err("read"))?;
     let mut keys = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
         }
-        let key = parse_key(line).ok_or_else(|| {
-            KeyError(format!("key file {shown} line {}: expected a key of 32 hex digits", number + 1))
-        })?;
+        let key = parse_key(line).ok_or_else(|| KeyError::BadLine { path: shown(path), line: number + 1 })?;
         keys.push(key);
     }
     match keys.as_slice() {
         [current] => Ok(Keys { current: *current, next: None }),
         [current, next] => Ok(Keys { current: *current, next: Some(*next) }),
-        [] => Err(KeyError(format!("key file {shown} holds no key"))),
-        _ => {
-            Err(KeyError(format!("key file {shown} holds {} keys; at most two (current, next)", keys.len())))
-        }
+        _ => Err(KeyError::Count { path: shown(path), count: keys.len() }),
     }
 }
 
@@ -107,19 +158,25 @@ fn random_key() -> Result<[u8; 16], KeyError> {
     let mut key = [0u8; 16];
     // SAFETY: the buffer is valid for 16 bytes; getrandom fills at most that many.
     let filled = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
-    if filled != key.len() as isize {
-        return Err(KeyError(format!("getrandom: {}", std::io::Error::last_os_error())));
+    if filled != key.len().cast_signed() {
+        return Err(KeyError::Random(io::Error::last_os_error()));
     }
     Ok(key)
 }
 
 /// Writes a new random key to `path` with mode 0600; refuses to replace a file unless `force`.
 pub fn generate(path: &Path, force: bool) -> Result<(), KeyError> {
-    let shown = path.display();
+    let io_err = |action, at: &Path| {
+        let at = shown(at);
+        move |source| KeyError::Io { action, path: at, source }
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|err| KeyError(format!("cannot create {}: {err}", dir.display())))?;
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     }
-    let hex: String = random_key()?.iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = random_key()?.iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     let mut options = fs::OpenOptions::new();
     options.write(true).mode(0o600);
     if force {
@@ -128,16 +185,15 @@ pub fn generate(path: &Path, force: bool) -> Result<(), KeyError> {
         options.create_new(true);
     }
     let mut file = options.open(path).map_err(|err| {
-        if err.kind() == std::io::ErrorKind::AlreadyExists {
-            KeyError(format!("{shown} exists; give --force to replace it (every node needs the same key)"))
+        if err.kind() == io::ErrorKind::AlreadyExists {
+            KeyError::Exists(shown(path))
         } else {
-            KeyError(format!("cannot write {shown}: {err}"))
+            io_err("write", path)(err)
         }
     })?;
     // A file that existed keeps its old mode through truncate: set it explicitly.
-    file.set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(|err| KeyError(format!("cannot chmod {shown}: {err}")))?;
-    writeln!(file, "{hex}").map_err(|err| KeyError(format!("cannot write {shown}: {err}")))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io_err("chmod", path))?;
+    writeln!(file, "{hex}").map_err(io_err("write", path))?;
     Ok(())
 }
 
@@ -145,7 +201,7 @@ pub fn generate(path: &Path, force: bool) -> Result<(), KeyError> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> std::path::PathBuf {
+    fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ha-agent-keys-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
@@ -197,7 +253,7 @@ mod tests {
             (good, 0o644, "readable by others (mode 644): run chmod 600"),
             ("0001020304\n", 0o600, "line 1: expected a key of 32 hex digits"),
             ("zz0102030405060708090a0b0c0d0e0f\n", 0o600, "line 1: expected"),
-            ("\n# nothing\n", 0o600, "holds no key"),
+            ("\n# nothing\n", 0o600, "holds 0 keys"),
             (&good.repeat(3), 0o600, "holds 3 keys"),
         ];
         for (text, mode, expected) in cases {

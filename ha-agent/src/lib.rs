@@ -4,16 +4,20 @@
 //! (`ha-ebpf`) checks heartbeats in the kernel and records each peer in a BPF map; this library
 //! polls that map (and wakes on ring-buffer events), runs the [`election`], and moves the VIP.
 //!
-//! The election is pure; everything that touches the system sits at the edges:
-//! [`bpf`] (XDP and maps), [`vip`] (rtnetlink), [`garp`] (pnet), [`heartbeat`] (UDP),
-//! [`keys`] (key files), [`status`] (control socket). [`daemon`] wires them together.
+//! The election is pure (time and the peer table passed in, actions out); everything that
+//! touches the system sits at the edges, each with its own error type: [`bpf`] (XDP and maps),
+//! [`vip`] (rtnetlink), [`garp`] (pnet), [`heartbeat`] (UDP), [`keys`] (key files), [`status`]
+//! (control socket). [`daemon`] wires them together. [`cli`] is the command line, [`config`]
+//! the file and flags checked into one [`config::Config`], [`ids`] the node and group ids.
 
 pub mod bpf;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod election;
 pub mod garp;
 pub mod heartbeat;
+pub mod ids;
 pub mod keys;
 pub mod status;
 pub mod vip;

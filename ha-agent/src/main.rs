@@ -1,20 +1,21 @@
-//! The `ha-agent` binary: parses the command line and hands over to the library.
+//! The `ha-agent` binary: parses the command line and hands over to the library. The only place
+//! that uses anyhow: every error arrives here typed and leaves as one line on stderr.
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use ha_agent::{
-    config::{self, Cli, Command, Config, StatusArgs},
-    daemon, status,
+    cli::{Cli, Command, RunArgs, StatusArgs},
+    config, daemon, keys, status,
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Status(args)) => show_status(&args),
-        Some(Command::Keygen(args)) => ha_agent::keys::generate(&args.key_file, args.force)
+        Some(Command::Keygen(args)) => keys::generate(&args.key_file, args.force)
             .map(|()| {
-                println!("wrote a new key to {} (mode 0600); copy it to every node", args.key_file.display())
+                println!("wrote a new key to {} (mode 0600); copy it to every node", args.key_file.display());
             })
             .map_err(Into::into),
         None => run_agent(&cli.run),
@@ -22,15 +23,25 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ha-agent: error: {err:#}");
+            eprintln!("ha-agent: error: {}", one_line(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run_agent(args: &config::RunArgs) -> anyhow::Result<()> {
-    let file = config::read_file(args.config.as_deref())?;
-    let config = Config::resolve(args, file)?;
+/// The error chain on one line. Only the verifier's log spans lines: its first line says what
+/// failed and its last why, and `bpftool prog load` gives the whole log to whoever needs it.
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
+    match (lines.next(), lines.next_back()) {
+        (Some(first), Some(last)) => format!("{first} … {last}"),
+        (Some(first), None) => first.to_string(),
+        (None, _) => String::new(),
+    }
+}
+
+fn run_agent(args: &RunArgs) -> anyhow::Result<()> {
+    let config = config::load(args)?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -40,7 +51,7 @@ fn run_agent(args: &config::RunArgs) -> anyhow::Result<()> {
         .init();
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(daemon::run(config))
+    Ok(runtime.block_on(daemon::run(config))?)
 }
 
 fn show_status(args: &StatusArgs) -> anyhow::Result<()> {
@@ -74,5 +85,20 @@ fn only_run_dir() -> anyhow::Result<PathBuf> {
         [one] => Ok(one.clone()),
         [] => anyhow::bail!("no agent found under {}: give --run-dir or --iface", root.display()),
         _ => anyhow::bail!("several agents run under {}: give --run-dir or --iface", root.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn errors_leave_as_one_line() {
+        assert_eq!(one_line("a: b"), "a: b");
+        assert_eq!(
+            one_line("load failed: verifier:\n0: r1 = r2\n\n1: invalid access\n"),
+            "load failed: verifier: … 1: invalid access"
+        );
+        assert_eq!(one_line(""), "");
     }
 }

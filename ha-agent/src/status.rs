@@ -1,9 +1,10 @@
-//! `ha-agent status`: the report the running agent serves on its control socket
-//! (`RUN_DIR/control.sock`), and the client that fetches and prints it. A filesystem socket, so
-//! that another `ip netns exec` of the same namespace (which shares /run) reaches it too.
+//! `ha-agent status`: the control socket (`RUN_DIR/control.sock`), the report the running agent
+//! serves on it, and the client that fetches and prints it. A filesystem socket, so that another
+//! `ip netns exec` of the same namespace (which shares /run) reaches it too.
 
 use std::{
-    io::Read as _,
+    fmt::Write as _,
+    io::{self, Read as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
@@ -12,6 +13,12 @@ use std::{
 
 use ha_common::{NodeState, PeerKey, PeerRecord, XdpStats};
 use serde::{Deserialize, Serialize};
+use tokio::net::UnixListener;
+
+use crate::{
+    election::PeerView,
+    ids::{GroupId, NodeId},
+};
 
 /// File name of the control socket inside the run directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -21,15 +28,87 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
     run_dir.join(SOCKET_NAME)
 }
 
+/// Errors of the control socket, on either side.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Another agent answers on the socket.
+    #[error("another agent is running with run dir {} (give each instance its own --run-dir)", .0.display())]
+    InUse(PathBuf),
+    /// The run directory or the socket could not be set up.
+    #[error("cannot {action} {}", path.display())]
+    Setup {
+        /// create or bind.
+        action: &'static str,
+        /// The directory or socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// No agent answers.
+    #[error("no agent answers on {} (is it running with this --run-dir?)", .0.display())]
+    NoAgent(PathBuf, #[source] io::Error),
+    /// The answer could not be read.
+    #[error("reading the agent's answer")]
+    Read(#[source] io::Error),
+    /// The answer is not a report.
+    #[error("the agent's answer is not a status report")]
+    Parse(#[source] serde_json::Error),
+}
+
+/// The agent's end of the control socket; the socket file goes when it is dropped.
+pub struct ControlSocket {
+    /// Accepts the clients.
+    pub listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds `RUN_DIR/control.sock`, refusing to steal it from a live agent that still answers
+    /// there (a stale file of a crashed one is replaced). Needs a tokio runtime.
+    pub fn bind(run_dir: &Path) -> Result<Self, StatusError> {
+        let setup = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StatusError::Setup { action, path, source }
+        };
+        std::fs::create_dir_all(run_dir).map_err(setup("create", run_dir))?;
+        let path = socket_path(run_dir);
+        if UnixStream::connect(&path).is_ok() {
+            return Err(StatusError::InUse(run_dir.to_path_buf()));
+        }
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(setup("bind", &path))?;
+        listener.set_nonblocking(true).map_err(setup("bind", &path))?;
+        let listener = UnixListener::from_std(listener).map_err(setup("bind", &path))?;
+        Ok(Self { listener, path })
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Answers one client with `report`, then closes. Nothing is read: a client that connects and
+/// stays silent must not hold up the agent's loop (and with it the heartbeats), and the write
+/// gives up after 100 ms for the same reason.
+pub async fn serve(mut stream: tokio::net::UnixStream, report: &StatusReport) {
+    if let Ok(json) = serde_json::to_vec(report) {
+        let write = tokio::io::AsyncWriteExt::write_all(&mut stream, &json);
+        let _ = tokio::time::timeout(Duration::from_millis(100), write).await;
+    }
+}
+
 /// Everything `ha-agent status` shows.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
     /// Interface.
     pub iface: String,
     /// This node's id.
-    pub node_id: u32,
+    pub node_id: NodeId,
     /// VIP group.
-    pub group: u32,
+    pub group: GroupId,
     /// This node's worthiness.
     pub priority: u8,
     /// STANDBY, ACTIVE, RELEASING or STOPPED.
@@ -58,7 +137,7 @@ pub struct StatusReport {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerStatus {
     /// Node id.
-    pub node_id: u32,
+    pub node_id: NodeId,
     /// Source IP address of its heartbeats.
     pub address: String,
     /// Source MAC address.
@@ -85,13 +164,13 @@ impl PeerStatus {
         let ago = now.saturating_sub(Duration::from_nanos(record.last_seen_ns));
         let m = record.src_mac;
         Self {
-            node_id: key.node_id,
+            node_id: NodeId(key.node_id),
             address: source_address(record).to_string(),
             mac: format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]),
             priority: record.priority,
             state: NodeState::from_u8(record.state).map_or("?", NodeState::as_str).to_string(),
             last_seen_ms_ago: ago.as_millis() as u64,
-            live: record.priority > 0 && ago <= dead_time,
+            live: PeerView::from_record(key, record).is_some_and(|peer| peer.is_live(now, dead_time)),
             interval_ms: record.interval_ms,
             packets: record.packets,
             sequence: record.sequence,
@@ -115,30 +194,28 @@ pub fn named_stats(stats: &XdpStats) -> Vec<(String, u64)> {
 }
 
 /// Fetches the report from a running agent.
-pub fn fetch(run_dir: &Path) -> anyhow::Result<StatusReport> {
-    use anyhow::Context as _;
+pub fn fetch(run_dir: &Path) -> Result<StatusReport, StatusError> {
     let path = socket_path(run_dir);
-    let mut stream = UnixStream::connect(&path).with_context(|| {
-        format!("no agent answers on {} (is it running with this --run-dir?)", path.display())
-    })?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut stream = UnixStream::connect(&path).map_err(|err| StatusError::NoAgent(path, err))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(StatusError::Read)?;
     let mut text = String::new();
-    stream.read_to_string(&mut text).context("reading the agent's answer")?;
-    serde_json::from_str(&text).context("the agent's answer is not a status report")
+    stream.read_to_string(&mut text).map_err(StatusError::Read)?;
+    serde_json::from_str(&text).map_err(StatusError::Parse)
 }
 
 /// Renders the report for a terminal.
 pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
-    out.push_str(&format!(
-        "ha-agent on {}: node {:#010x}, group {}, priority {}: {} for {:.1} s\n",
+    let _ = writeln!(
+        out,
+        "ha-agent on {}: node {:#010x}, group {}, priority {}: {} for {:.1} s",
         report.iface,
-        report.node_id,
+        report.node_id.0,
         report.group,
         report.priority,
         report.state,
         report.state_for_ms as f64 / 1000.0
-    ));
+    );
     let present: Vec<String> = report
         .vips
         .iter()
@@ -150,26 +227,29 @@ pub fn render(report: &StatusReport) -> String {
             }
         })
         .collect();
-    out.push_str(&format!("VIPs: {}\n", present.join(", ")));
-    out.push_str(&format!(
-        "heartbeat every {} ms, dead after {} ms, XDP in {} mode, authentication {}\n",
+    let _ = writeln!(out, "VIPs: {}", present.join(", "));
+    let _ = writeln!(
+        out,
+        "heartbeat every {} ms, dead after {} ms, XDP in {} mode, authentication {}",
         report.interval_ms, report.dead_time_ms, report.xdp_mode, report.auth
-    ));
+    );
     let counters: Vec<String> =
         report.xdp_stats.iter().map(|(name, value)| format!("{name} {value}")).collect();
-    out.push_str(&format!("XDP: {}\n", counters.join(", ")));
+    let _ = writeln!(out, "XDP: {}", counters.join(", "));
     if report.peers.is_empty() {
         out.push_str("no peers heard\n");
         return out;
     }
-    out.push_str(&format!(
-        "{:<12} {:<26} {:<17} {:>4} {:<8} {:>12} {:>9}\n",
+    let _ = writeln!(
+        out,
+        "{:<12} {:<26} {:<17} {:>4} {:<8} {:>12} {:>9}",
         "NODE", "ADDRESS", "MAC", "PRIO", "STATE", "LAST SEEN", "PACKETS"
-    ));
+    );
     for peer in &report.peers {
-        out.push_str(&format!(
-            "{:<12} {:<26} {:<17} {:>4} {:<8} {:>9} ms{} {:>9}\n",
-            format!("{:#010x}", peer.node_id),
+        let _ = writeln!(
+            out,
+            "{:<12} {:<26} {:<17} {:>4} {:<8} {:>9} ms{} {:>9}",
+            format!("{:#010x}", peer.node_id.0),
             peer.address,
             peer.mac,
             peer.priority,
@@ -177,7 +257,7 @@ pub fn render(report: &StatusReport) -> String {
             peer.last_seen_ms_ago,
             if peer.live { " " } else { "!" },
             peer.packets
-        ));
+        );
     }
     out
 }

@@ -1,7 +1,7 @@
 //! Types shared by the ha-agent XDP program (`ha-ebpf`) and user space (`ha-agent`).
 //!
 //! Everything here is `no_std` and allocation-free so that the very same decoder runs inside the
-//! XDP program and in the agent's tests. Two parts:
+//! XDP program and in the agent's tests. Four parts:
 //!
 //! - [`wire`]: the heartbeat packet (protocol v1, see `docs/PROTOCOL.md`), its encoder and the one
 //!   decoder both sides use.

@@ -195,13 +195,20 @@ pub struct PeerEvent {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all of these are repr(C), made only of integers and byte arrays, with every
-    // padding byte an explicit field: any bit pattern is a valid value.
+    // All of these are repr(C), made only of integers and byte arrays, with every padding byte
+    // an explicit field: any bit pattern is a valid value, which is what Pod asks.
+
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::PeerKey {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::PeerRecord {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::XdpConfig {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::XdpStats {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::PeerEvent {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::AuthKeys {}
 }
 

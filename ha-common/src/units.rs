@@ -30,7 +30,7 @@ mod tests {
         assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_mins(5)));
         assert_eq!(parse_duration("-1s"), None);
         assert_eq!(parse_duration("1h"), None);
         assert_eq!(parse_duration("fast"), None);

@@ -136,6 +136,7 @@ impl Heartbeat {
     ///
     /// This is the form the XDP program calls: a fixed-size array copied from the packet keeps
     /// every access provably in bounds for the verifier.
+    #[allow(clippy::inline_always, reason = "the XDP program needs it inlined to keep the verifier's bounds")]
     #[inline(always)]
     pub fn decode_array(buf: &[u8; HEARTBEAT_LEN]) -> Result<Self, DecodeError> {
         if u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) != MAGIC {
@@ -144,9 +145,8 @@ impl Heartbeat {
         if buf[4] != VERSION {
             return Err(DecodeError::BadVersion);
         }
-        let state = match NodeState::from_u8(buf[5]) {
-            Some(state) => state,
-            None => return Err(DecodeError::BadField),
+        let Some(state) = NodeState::from_u8(buf[5]) else {
+            return Err(DecodeError::BadField);
         };
         if buf[7] & !KNOWN_FLAGS != 0 || buf[20] | buf[21] | buf[22] | buf[23] != 0 {
             return Err(DecodeError::BadField);

@@ -10,6 +10,12 @@
 //! untouched. Every verdict and rejection is counted in the per-CPU `STATS` map.
 #![no_std]
 #![no_main]
+// The `#[xdp]` macro wraps the entry point in a generated function without a doc comment,
+// and takes the context by value.
+#![allow(missing_docs, clippy::needless_pass_by_value)]
+// Every helper is inlined on purpose: BPF-to-BPF calls would cost a frame each on the hot
+// path, and the verifier tracks packet bounds best within one function.
+#![allow(clippy::inline_always)]
 
 use core::mem::size_of;
 
@@ -26,7 +32,9 @@ use ha_common::{
     XdpStats, HEARTBEAT_LEN, MAX_PEERS,
 };
 
-/// Peers by (group, node id). Written only here; read and pruned by the agent.
+/// Peers by (group, node id). Written only here; read by the agent. Entries are never removed:
+/// a peer that leaves keeps its last record (the agent judges it by its age), and the map's
+/// size bounds how many there can be.
 #[btf_map]
 static PEERS: HashMap<PeerKey, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
 
@@ -80,6 +88,8 @@ struct Source {
     family: u8,
 }
 
+/// The program's entry point: classifies the frame, counts the outcome, and drops every frame
+/// to the heartbeat port.
 #[xdp]
 pub fn ha_xdp(ctx: XdpContext) -> u32 {
     let outcome = classify(&ctx);
@@ -90,22 +100,27 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Bounds-checked pointer to a `T` at `offset` bytes into the frame.
+/// A copy of the `T` at `offset` bytes into the frame, or `None` if the frame is too short.
+///
+/// Every read of the packet goes through here, so the bounds check the verifier insists on is
+/// written once. `T` is a byte array in every use (alignment 1, any bit pattern valid).
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+fn read_at<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
         return None;
     }
-    Some((start + offset) as *const T)
+    // SAFETY: the check above keeps `offset .. offset + size_of::<T>()` inside the packet, which
+    // the kernel keeps mapped and unchanged for the program's run; read_unaligned needs no
+    // alignment, and the callers only read byte arrays, for which any bytes are valid.
+    Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
 }
 
 /// Reads a big-endian u16 at `offset`.
 #[inline(always)]
 fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    let bytes: [u8; 2] = unsafe { *ptr_at::<[u8; 2]>(ctx, offset)? };
-    Some(u16::from_be_bytes(bytes))
+    read_at::<[u8; 2]>(ctx, offset).map(u16::from_be_bytes)
 }
 
 #[inline(always)]
@@ -131,10 +146,9 @@ fn classify(ctx: &XdpContext) -> Outcome {
 
     let (l4, source) = match ethertype {
         ETH_P_IP => {
-            let Some(header) = ptr_at::<[u8; IPV4_MIN_HLEN]>(ctx, l3) else {
+            let Some(header) = read_at::<[u8; IPV4_MIN_HLEN]>(ctx, l3) else {
                 return Outcome::NotHeartbeat;
             };
-            let header = unsafe { *header };
             let ihl = ((header[0] & 0x0f) as usize) * 4;
             // Fragments (MF set or a non-zero offset) never hold a whole heartbeat.
             let fragment = u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0;
@@ -144,11 +158,11 @@ fn classify(ctx: &XdpContext) -> Outcome {
             (l3 + ihl, Source { offset: l3 + 12, family: 4 })
         }
         ETH_P_IPV6 => {
-            let Some(header) = ptr_at::<[u8; 8]>(ctx, l3) else {
+            let Some(header) = read_at::<[u8; 8]>(ctx, l3) else {
                 return Outcome::NotHeartbeat;
             };
             // Heartbeats carry no extension headers: next header must be UDP itself.
-            if unsafe { (*header)[6] } != IPPROTO_UDP {
+            if header[6] != IPPROTO_UDP {
                 return Outcome::NotHeartbeat;
             }
             (l3 + IPV6_HLEN, Source { offset: l3 + 8, family: 6 })
@@ -156,20 +170,19 @@ fn classify(ctx: &XdpContext) -> Outcome {
         _ => return Outcome::NotHeartbeat,
     };
 
-    let Some(udp) = ptr_at::<[u8; UDP_HLEN]>(ctx, l4) else {
+    let Some(udp) = read_at::<[u8; UDP_HLEN]>(ctx, l4) else {
         return Outcome::NotHeartbeat;
     };
-    let udp = unsafe { *udp };
     if u16::from_be_bytes([udp[2], udp[3]]) != config.port {
         return Outcome::NotHeartbeat;
     }
     if u16::from_be_bytes([udp[4], udp[5]]) as usize != UDP_HLEN + HEARTBEAT_LEN {
         return Outcome::Rejected(DecodeError::BadLength);
     }
-    let Some(payload) = ptr_at::<[u8; HEARTBEAT_LEN]>(ctx, l4 + UDP_HLEN) else {
+    // Copied into a fixed-size array: the decoder's every access is then in bounds by its type.
+    let Some(payload) = read_at::<[u8; HEARTBEAT_LEN]>(ctx, l4 + UDP_HLEN) else {
         return Outcome::Truncated;
     };
-    let payload = unsafe { core::ptr::read_unaligned(payload) };
     let heartbeat = match Heartbeat::decode_array(&payload) {
         Ok(heartbeat) => heartbeat,
         Err(reason) => return Outcome::Rejected(reason),
@@ -193,22 +206,23 @@ fn classify(ctx: &XdpContext) -> Outcome {
 /// must react now.
 #[inline(always)]
 fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16) -> Outcome {
+    // SAFETY: a helper without arguments, callable from any program.
     let now = unsafe { bpf_ktime_get_ns() };
     let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
 
     let mut src_addr = [0u8; 16];
     if source.family == 4 {
-        let Some(addr) = ptr_at::<[u8; 4]>(ctx, source.offset) else {
+        let Some(addr) = read_at::<[u8; 4]>(ctx, source.offset) else {
             return Outcome::Truncated;
         };
-        src_addr[..4].copy_from_slice(unsafe { &*addr });
+        src_addr[..4].copy_from_slice(&addr);
     } else {
-        let Some(addr) = ptr_at::<[u8; 16]>(ctx, source.offset) else {
+        let Some(addr) = read_at::<[u8; 16]>(ctx, source.offset) else {
             return Outcome::Truncated;
         };
-        src_addr = unsafe { *addr };
+        src_addr = addr;
     }
-    let Some(src_mac) = ptr_at::<[u8; 6]>(ctx, 6) else {
+    let Some(src_mac) = read_at::<[u8; 6]>(ctx, 6) else {
         return Outcome::Truncated;
     };
 
@@ -216,6 +230,9 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
     let mut packets = 1u64;
     match PEERS.get_ptr(key) {
         Some(old) => {
+            // SAFETY: a pointer the map lookup returned points at a live, aligned value; another
+            // CPU may update the entry meanwhile, which at worst gives a torn copy of one peer's
+            // counters, and the record written below replaces it whole.
             let old = unsafe { &*old };
             // Senders number their heartbeats in strictly increasing order, across restarts too:
             // anything else is a replay (or a duplicate) and must not keep a dead peer alive.
@@ -235,7 +252,7 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
             // Silent for more than two of its intervals: it may come back from a partition as a
             // second ACTIVE, which must be resolved now rather than at the next poll.
             let silence_ns = now.saturating_sub(old.last_seen_ns);
-            if silence_ns > 2 * 1_000_000 * old.interval_ms as u64 {
+            if silence_ns > 2 * 1_000_000 * u64::from(old.interval_ms) {
                 changes |= change::REVIVED;
             }
         }
@@ -251,7 +268,7 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
         family: source.family,
         flags: heartbeat.flags,
         src_addr,
-        src_mac: unsafe { *src_mac },
+        src_mac,
         priority: heartbeat.priority,
         state: heartbeat.state as u8,
     };
@@ -283,6 +300,8 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
 #[inline(always)]
 fn bump(f: impl FnOnce(&mut XdpStats)) {
     if let Some(stats) = STATS.get_ptr_mut(0) {
+        // SAFETY: slot 0 of a per-CPU array is this CPU's own value, and XDP does not preempt
+        // itself on one CPU: nothing else holds a reference to it while `f` runs.
         f(unsafe { &mut *stats });
     }
 }

@@ -34,7 +34,7 @@ pub fn ipv4_frame(port: u16, payload: &[u8], vlan: Option<u16>) -> Vec<u8> {
     ip.extend_from_slice(&[0, 0, 0x40, 0, 1, 17, 0, 0]);
     ip.extend_from_slice(&[192, 0, 2, 11]);
     ip.extend_from_slice(&[239, 255, 97, 1]);
-    let sum = ip.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u32).sum::<u32>();
+    let sum = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum::<u32>();
     let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let mut frame = ethernet(0x0800, vlan);

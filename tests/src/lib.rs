@@ -18,10 +18,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-pub mod bench;
-pub mod chart;
 pub mod frames;
-pub mod keepalived;
 
 /// The VIP the test LANs share.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -62,10 +59,9 @@ pub fn wait_for(
 /// Panics with a clear message unless the process runs as root (the tests need namespaces,
 /// XDP and BPF_PROG_TEST_RUN).
 pub fn require_root() {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!("this test needs root (network namespaces, XDP, BPF): run it through `sudo cargo xtask test`");
-    }
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert!(uid == 0, "this test needs root (network namespaces, XDP, BPF): run `cargo xtask test` as root");
 }
 
 /// Path of the ha-agent binary under test: `HA_AGENT_BIN`, or the workspace's debug build.
@@ -303,8 +299,7 @@ fn fs_mac(ns: &Netns) -> anyhow::Result<String> {
 pub fn has_address(ns: &Netns, addr: Ipv4Addr) -> bool {
     let wanted = format!("{addr}/");
     ns.ip(&["-4", "-br", "addr", "show", "dev", "eth0"])
-        .map(|out| out.split_whitespace().any(|w| w.starts_with(&wanted)))
-        .unwrap_or(false)
+        .is_ok_and(|out| out.split_whitespace().any(|w| w.starts_with(&wanted)))
 }
 
 /// A running agent, killed on drop.

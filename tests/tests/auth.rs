@@ -102,7 +102,8 @@ fn garbage_to_the_heartbeat_port_is_counted_and_dropped() {
 
 /// Writes `keys` (hex lines) into the LAN's key file, keeping its mode 0600.
 fn write_keys(lan: &Lan, keys: &[&str]) {
-    std::fs::write(&lan.key_file, keys.iter().map(|k| format!("{k}\n")).collect::<String>()).unwrap();
+    let text: String = keys.iter().flat_map(|k| [k, "\n"]).collect();
+    std::fs::write(&lan.key_file, text).unwrap();
 }
 
 #[test]

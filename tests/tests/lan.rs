@@ -12,15 +12,9 @@ const ONE_SECOND: Duration = Duration::from_secs(1);
 /// First election: the dead time after start-up, plus start-up itself.
 const FIRST_ELECTION: Duration = Duration::from_secs(5);
 
-/// A LAN of three agents with priorities 100, 150, 200 and a client; waits for the first election.
-
 fn client_ping_answered(lan: &Lan) -> bool {
     let vip = VIP.to_string();
-    lan.hosts[CLIENT]
-        .ns
-        .exec("ping", &["-c", "1", "-W", "1", &vip])
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    lan.hosts[CLIENT].ns.exec("ping", &["-c", "1", "-W", "1", &vip]).is_ok_and(|o| o.status.success())
 }
 
 fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {

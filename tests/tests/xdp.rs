@@ -100,6 +100,7 @@ fn vlan_tagged_heartbeat_is_recorded_with_its_vlan() {
 
 #[test]
 fn rejected_frames_are_counted_and_dropped_unrecorded() {
+    type Counter = fn(&XdpStats) -> u64;
     let datapath = load();
     let good = signed(heartbeat(9, 100, NodeState::Standby), 1, &KEY);
     let mut bad_magic = good;
@@ -123,7 +124,6 @@ fn rejected_frames_are_counted_and_dropped_unrecorded() {
         assert_eq!(verdict(&datapath, &frame), XDP_PASS, "{name} must pass untouched");
         assert_eq!(stats(&datapath).passed, before + 1, "{name} must be counted");
     }
-    type Counter = fn(&XdpStats) -> u64;
     let cases: Vec<(&str, Vec<u8>, Counter)> = vec![
         ("forged tag", ipv4_frame(PORT, &forged, None), |s| s.bad_tag),
         ("no tag", ipv4_frame(PORT, &unsigned, None), |s| s.bad_tag),
@@ -150,6 +150,7 @@ fn events_only_for_changes_that_need_a_reaction() {
     let mut datapath = load();
     let mut events = datapath.take_events().unwrap();
     let mut next_event =
+        // SAFETY: the program writes whole PeerEvents; read_unaligned copes with any offset.
         || events.next().map(|item| unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PeerEvent>()) });
     let frame = |priority, state, sequence| {
         ipv4_frame(PORT, &signed(heartbeat(3, priority, state), sequence, &KEY), None)

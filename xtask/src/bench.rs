@@ -1,11 +1,11 @@
 //! `cargo xtask bench`: builds the release agent and the XDP cost probe, runs
-//! `ha_tests::bench`, prints the table, writes JSON and a PNG chart.
+//! `ha_bench::run`, prints the table, writes JSON and a PNG chart.
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use ha_tests::bench::{self, Options, System};
+use ha_bench::{Options, System};
 
 use crate::{require_root, run_in_workspace, use_release_agent, workspace};
 
@@ -70,17 +70,14 @@ fn fuzz(cases: u64) -> anyhow::Result<u64> {
 }
 
 /// Runs the benchmark.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     require_root("bench")?;
     use_release_agent()?;
     eprintln!("building the XDP cost probe and hbtool (release)…");
     run_in_workspace(
-        std::process::Command::new("cargo").args(["build", "--release", "--package", "ha-tests"]).args([
-            "--example",
-            "xdp_cost",
-            "--bin",
-            "hbtool",
-        ]),
+        std::process::Command::new("cargo")
+            .args(["build", "--release", "--package", "ha-bench", "--example", "xdp_cost"])
+            .args(["--package", "ha-tests", "--bin", "hbtool"]),
     )?;
     let xdp_cost = workspace().join("target/release/examples/xdp_cost");
     let hbtool = workspace().join("target/release/hbtool");
@@ -92,7 +89,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let mut systems = vec![System::HaAgent];
-    let keepalived = !args.no_keepalived && ha_tests::keepalived::available();
+    let keepalived = !args.no_keepalived && ha_bench::keepalived::available();
     if keepalived {
         systems.push(System::Keepalived);
     } else if !args.no_keepalived {
@@ -111,7 +108,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         hbtool: Some(hbtool),
     };
     let fuzz_cases = if args.quick { None } else { Some(fuzz(FUZZ_CASES)?) };
-    let report = bench::run(&options, Some(&xdp_cost), fuzz_cases, &mut |line| eprintln!("bench: {line}"))?;
+    let report =
+        ha_bench::run(&options, Some(&xdp_cost), fuzz_cases, &mut |line| eprintln!("bench: {line}"))?;
     println!("{}", report.table());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)
@@ -122,7 +120,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(dir) = chart.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    match ha_tests::chart::draw(&report, &chart) {
+    match ha_bench::chart::draw(&report, &chart) {
         Ok(()) => println!("chart: {}", chart.display()),
         Err(err) => eprintln!("bench: no chart: {err:#}"),
     }

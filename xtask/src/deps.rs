@@ -25,7 +25,7 @@ pub fn which(command: &str) -> Option<PathBuf> {
 }
 
 fn succeeds(command: &mut Command) -> bool {
-    command.output().map(|o| o.status.success()).unwrap_or(false)
+    command.output().is_ok_and(|o| o.status.success())
 }
 
 fn nightly_has_rust_src() -> bool {
@@ -40,8 +40,7 @@ fn bpf_linker_ok() -> bool {
     Command::new("bpf-linker")
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
-        .unwrap_or(false)
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
 }
 
 /// Installs what is missing (`install`), or fails naming what to run.

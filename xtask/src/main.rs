@@ -56,7 +56,7 @@ fn main() {
         Task::BuildEbpf => build_ebpf().map(|path| println!("{}", path.display())),
         Task::Demo => demo::run(),
         Task::Test { args } => test(&args),
-        Task::Bench(args) => bench::run(args),
+        Task::Bench(args) => bench::run(&args),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");
@@ -82,7 +82,7 @@ fn run_in_workspace(command: &mut Command) -> anyhow::Result<()> {
 fn require_root(task: &str) -> anyhow::Result<()> {
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("`cargo xtask {task}` needs root (network namespaces, XDP): run it with sudo -E");
+        bail!("`cargo xtask {task}` needs root (network namespaces, XDP): run it as root, or with sudo -E");
     }
     Ok(())
 }

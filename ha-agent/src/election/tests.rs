@@ -9,12 +9,16 @@ fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
 }
 
+fn settings(node_id: u32, priority: u8) -> Settings {
+    Settings { node_id: NodeId(node_id), priority, dead_time: DEAD, garp_refresh: None }
+}
+
 fn node(node_id: u32, priority: u8) -> Election {
-    Election::new(Settings { node_id, priority, dead_time: DEAD }, ms(0))
+    Election::new(settings(node_id, priority), ms(0))
 }
 
 fn peer(node_id: u32, priority: u8, state: NodeState, last_seen_ms: u64) -> PeerView {
-    PeerView { node_id, priority, state, last_seen: ms(last_seen_ms), yielded: false }
+    PeerView { node_id: NodeId(node_id), priority, state, last_seen: ms(last_seen_ms), yielded: false }
 }
 
 fn tick(election: &mut Election, now_ms: u64, peers: &[PeerView]) -> Output {
@@ -195,6 +199,59 @@ fn shutdown_of_standby_announces_and_exits() {
 }
 
 #[test]
+fn active_refreshes_the_announcement_each_period_after_the_last() {
+    let mut n = Election::new(Settings { garp_refresh: Some(ms(1000)), ..settings(1, 200) }, ms(0));
+    assert_eq!(tick(&mut n, 350, &[]).actions, PROMOTE);
+    assert_eq!(n.next_deadline(&[]), Some(ms(1350)), "the loop wakes for the refresh");
+    assert_eq!(tick(&mut n, 1349, &[]), Output::default());
+    assert_eq!(tick(&mut n, 1350, &[]).actions, [Action::RefreshGratuitousArp]);
+    assert_eq!(tick(&mut n, 1351, &[]), Output::default(), "once per period");
+    // An answer to a claimant is an announcement too: the next refresh counts from it.
+    let claimant = peer(2, 100, NodeState::Active, 1800);
+    assert_eq!(tick(&mut n, 1800, &[claimant]).actions, [Action::SendGratuitousArp, Action::SendHeartbeat]);
+    assert_eq!(n.next_deadline(&[]), Some(ms(2800)));
+    // Without a period: no refresh, no deadline.
+    let mut quiet = node(1, 200);
+    tick(&mut quiet, 350, &[]);
+    assert_eq!(quiet.next_deadline(&[]), None);
+    assert_eq!(tick(&mut quiet, 100_000, &[]), Output::default());
+}
+
+#[test]
+fn active_retries_the_vips_at_doubling_delays_until_they_are_on() {
+    let mut n = node(1, 200);
+    assert_eq!(tick(&mut n, 350, &[]).actions, PROMOTE);
+    n.handle(Event::AddVipsFailed { now: ms(351) });
+    assert_eq!(n.state(), State::Active, "still the most worthy: it keeps trying rather than leave");
+    assert_eq!(n.next_deadline(&[]), Some(ms(701)));
+    assert_eq!(tick(&mut n, 700, &[]), Output::default());
+    assert_eq!(tick(&mut n, 701, &[]).actions, [Action::AddVips]);
+    assert_eq!(tick(&mut n, 702, &[]), Output::default(), "one try at a time");
+    n.handle(Event::AddVipsFailed { now: ms(702) });
+    assert_eq!(n.next_deadline(&[]), Some(ms(702 + 700)), "the wait doubles");
+    assert_eq!(tick(&mut n, 1402, &[]).actions, [Action::AddVips]);
+    n.handle(Event::VipsAdded { now: ms(1403) });
+    assert_eq!(n.next_deadline(&[]), None);
+    assert_eq!(tick(&mut n, 100_000, &[]), Output::default());
+    // The wait stops growing at MAX_ADD_RETRY.
+    for _ in 0..20 {
+        n.handle(Event::AddVipsFailed { now: ms(200_000) });
+    }
+    assert_eq!(n.next_deadline(&[]), Some(ms(200_000) + MAX_ADD_RETRY));
+    // Stepping down ends the retries.
+    let better = peer(2, 250, NodeState::Active, 200_000);
+    assert_eq!(tick(&mut n, 200_001, &[better]).actions, DEMOTE);
+    assert_eq!(n.next_deadline(&[better]), Some(ms(200_350)));
+}
+
+#[test]
+fn a_standby_ignores_vip_results() {
+    let mut n = node(1, 100);
+    assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10) }), Output::default());
+    assert_eq!(n.next_deadline(&[]), Some(DEAD));
+}
+
+#[test]
 fn second_shutdown_while_releasing_stops_at_once() {
     let mut n = active_node(1, 200);
     n.handle(Event::Shutdown { now: ms(1000) });
@@ -249,7 +306,7 @@ impl Lan {
             .iter()
             .enumerate()
             .map(|(i, &priority)| SimNode {
-                election: Election::new(Settings { node_id: i as u32 + 1, priority, dead_time: DEAD }, ms(0)),
+                election: Election::new(settings(i as u32 + 1, priority), ms(0)),
                 table: Vec::new(),
                 running: true,
                 connected: true,
@@ -261,7 +318,7 @@ impl Lan {
 
     fn deliver(&mut self, from: usize, rng: &mut Rng) {
         let advert = self.nodes[from].election.advertised(ms(self.now));
-        let node_id = from as u32 + 1;
+        let node_id = NodeId(from as u32 + 1);
         for to in 0..self.nodes.len() {
             if to == from || !self.nodes[to].running || !self.nodes[to].connected {
                 continue;

@@ -36,7 +36,7 @@ struct RawSocket {
 impl RawSocket {
     /// `receive_all`: also receive every frame (ETH_P_ALL); otherwise send only.
     fn open(iface: &str, receive_all: bool) -> anyhow::Result<Self> {
-        let protocol = if receive_all { (libc::ETH_P_ALL as u16).to_be() as i32 } else { 0 };
+        let protocol = if receive_all { i32::from((libc::ETH_P_ALL as u16).to_be()) } else { 0 };
         // SAFETY: plain socket call.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, protocol) };
         if fd < 0 {
@@ -53,11 +53,7 @@ impl RawSocket {
         if receive_all {
             // SAFETY: a valid socket and address of the size given.
             let rc = unsafe {
-                libc::bind(
-                    fd,
-                    (&socket.address as *const libc::sockaddr_ll).cast(),
-                    size_of::<libc::sockaddr_ll>() as u32,
-                )
+                libc::bind(fd, (&raw const socket.address).cast(), size_of::<libc::sockaddr_ll>() as u32)
             };
             if rc != 0 {
                 bail!("bind: {}", std::io::Error::last_os_error());
@@ -69,7 +65,7 @@ impl RawSocket {
                     fd,
                     libc::SOL_SOCKET,
                     libc::SO_RCVTIMEO,
-                    (&timeout as *const libc::timeval).cast(),
+                    (&raw const timeout).cast(),
                     size_of::<libc::timeval>() as u32,
                 )
             };
@@ -85,7 +81,7 @@ impl RawSocket {
                 frame.as_ptr().cast(),
                 frame.len(),
                 0,
-                (&self.address as *const libc::sockaddr_ll).cast(),
+                (&raw const self.address).cast(),
                 size_of::<libc::sockaddr_ll>() as u32,
             )
         };

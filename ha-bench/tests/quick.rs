@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ha_tests::bench::{self, Options, System};
+use ha_bench::{Options, Scenario, System};
 
 #[test]
 fn quick_benchmark_runs_and_reports() {
@@ -18,18 +18,18 @@ fn quick_benchmark_runs_and_reports() {
         agent_flags: Vec::new(),
         hbtool: None,
     };
-    let report = bench::run(&options, None, None, &mut |_| {}).expect("the quick benchmark runs");
-    for key in ["link_cut", "link_cut_takeover", "crash", "crash_takeover", "planned_stop", "preemption"] {
-        let row = report.rows.iter().find(|r| r.key == key).expect("every scenario has a row");
-        let summary = row.of(System::HaAgent).unwrap_or_else(|| panic!("{key} was not measured"));
-        assert_eq!(summary.samples.len(), 1, "{key}");
+    let report = ha_bench::run(&options, None, None, &mut |_| {}).expect("the quick benchmark runs");
+    for &scenario in Scenario::QUICK {
+        let row = report.row(scenario).expect("every scenario has a row");
+        let summary = row.of(System::HaAgent).unwrap_or_else(|| panic!("{scenario:?} was not measured"));
+        assert_eq!(summary.samples.len(), 1, "{scenario:?}");
     }
     assert!(report.table().contains("1 link cut: outage"));
     let json = report.to_json();
     assert_eq!(json["scenarios"].as_array().map(Vec::len), Some(report.rows.len()));
     let chart = std::env::temp_dir().join(format!("ha-bench-chart-{}.png", std::process::id()));
-    ha_tests::chart::draw(&report, &chart).expect("the chart is drawn");
-    let size = std::fs::metadata(&chart).map(|m| m.len()).unwrap_or(0);
+    ha_bench::chart::draw(&report, &chart).expect("the chart is drawn");
+    let size = std::fs::metadata(&chart).map_or(0, |m| m.len());
     std::fs::remove_file(&chart).ok();
     assert!(size > 1000, "the chart is a real PNG ({size} bytes)");
 }

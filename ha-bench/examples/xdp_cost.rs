@@ -8,7 +8,7 @@
 //! less the per-call timer overhead, calibrated on a frame that passes (another port) timed both
 //! ways.
 //!
-//! `cargo run --release -p ha-tests --example xdp_cost -- [REPEAT]` (default 1000000; needs root).
+//! `cargo run --release -p ha-bench --example xdp_cost -- [REPEAT]` (default 1000000; needs root).
 use aya::programs::{TestRun as _, TestRunOptions};
 use ha_agent::bpf::Datapath;
 use ha_common::{sip_key, AuthKeys, Heartbeat, NodeState, XdpConfig, DEFAULT_PORT};

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context as _};
 use plotters::prelude::*;
 
-use crate::bench::{Report, System};
+use crate::{Report, System};
 
 /// Fonts tried in order for the chart's text (Debian's fonts-dejavu-core has the first).
 const FONT_PATHS: [&str; 2] =
@@ -30,7 +30,7 @@ fn color(system: System) -> RGBColor {
 /// Draws the outage rows of `report` into a PNG at `path`.
 pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
     register_font()?;
-    let rows: Vec<_> = report.rows.iter().filter(|r| r.outage).collect();
+    let rows: Vec<_> = report.rows.iter().filter(|r| r.scenario.is_outage()).collect();
     let y_max = rows
         .iter()
         .flat_map(|r| r.results.iter().filter_map(|(_, s)| s.as_ref().map(|s| s.max)))
@@ -50,7 +50,8 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .y_label_area_size(60)
         .build_cartesian_2d(-0.5f64..(rows.len() as f64 - 0.5), 0f64..y_max)
         .map_err(|e| anyhow!("{e}"))?;
-    let names: Vec<&str> = rows.iter().map(|r| r.title.split(':').next().unwrap_or(r.title)).collect();
+    let names: Vec<&str> =
+        rows.iter().map(|r| r.scenario.title().split(':').next().unwrap_or_default()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -58,7 +59,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .x_label_formatter(&|x| {
             let i = x.round();
             if (x - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).map_or(String::new(), |n| n.to_string())
+                names.get(i as usize).map_or(String::new(), ToString::to_string)
             } else {
                 String::new()
             }

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{wait_for, Lan, VIP_CIDR};
+use ha_tests::{wait_for, Lan, VIP_CIDR};
 
 /// Whether keepalived is installed (`apt-get install keepalived`).
 pub fn available() -> bool {

@@ -1,0 +1,129 @@
+//! The command line: subcommands and the agent's flags. Flags carry text as typed; the
+//! [`config`](crate::config) module overlays them on the config file and checks the result, so
+//! a bad value is one line of [`ConfigError`](crate::config::ConfigError), not a clap usage page.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::{bpf::XdpMode, keys::DEFAULT_KEY_FILE};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ha-agent",
+    version,
+    about = "eBPF-accelerated failover agent: moves a virtual IP between nodes in well under a second",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A subcommand; without one, run the agent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The agent's flags.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show a running agent's state, VIPs, peers and XDP counters.
+    Status(StatusArgs),
+    /// Write a new random heartbeat key (mode 0600); copy it to every node.
+    Keygen(KeygenArgs),
+}
+
+/// Flags of `ha-agent keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key.
+    #[arg(long, default_value = DEFAULT_KEY_FILE)]
+    pub key_file: PathBuf,
+    /// Replace an existing key file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Flags of `ha-agent status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent's run directory (default: /run/ha-agent/IFACE, or the only agent running).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// The agent's interface, to find its default run directory.
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The agent's flags. Each has the name of a config file key (with `_` for `-`), and a flag
+/// that is given overrides that key: they are serialized, flags left out skipped, and laid over
+/// the file's table (`config::load`).
+#[derive(Debug, Default, Args, Serialize)]
+pub struct RunArgs {
+    /// Network interface for heartbeats, XDP and the VIPs.
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Config file (default /etc/ha-agent/ha-agent.toml, skipped if absent).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Virtual IP with prefix length, e.g. 192.0.2.100/24 (repeatable).
+    #[arg(long = "vip", value_name = "CIDR")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<String>,
+    /// Worthiness, 1-255: the live node with the highest is ACTIVE.
+    #[arg(long)]
+    pub priority: Option<u8>,
+    /// Node id, unique in the group (default: derived from the interface's MAC address).
+    #[arg(long)]
+    pub node_id: Option<u32>,
+    /// VIP group id: independent groups can share a LAN.
+    #[arg(long)]
+    pub group: Option<u32>,
+    /// Heartbeat interval, e.g. 100ms or 1s.
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// How long peers may be silent before they are dead (default 3.5 intervals).
+    #[arg(long)]
+    pub dead_time: Option<String>,
+    /// Directory (on a bpf filesystem) for the pinned maps (default /sys/fs/bpf/ha-agent/IFACE).
+    #[arg(long)]
+    pub pin_dir: Option<PathBuf>,
+    /// Directory for the control socket (default /run/ha-agent/IFACE).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// XDP attach mode.
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpMode>,
+    /// Multicast group for heartbeats, IPv4 or IPv6 (default 239.255.97.1).
+    #[arg(long)]
+    pub mcast_group: Option<String>,
+    /// Heartbeat UDP port (default 9740).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Unicast peer address instead of multicast (repeatable).
+    #[arg(long = "peer", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    /// Gratuitous ARPs sent on promotion.
+    #[arg(long)]
+    pub garp_count: Option<u32>,
+    /// Time between those gratuitous ARPs, e.g. 100ms.
+    #[arg(long)]
+    pub garp_spacing: Option<String>,
+    /// Resend gratuitous ARP this often while ACTIVE (0 = never).
+    #[arg(long)]
+    pub garp_refresh: Option<String>,
+    /// Heartbeat key file: one or two keys of 32 hex digits (default /etc/ha-agent/key).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Run without heartbeat authentication: anyone on the LAN can then take the VIP.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_no_auth: bool,
+}

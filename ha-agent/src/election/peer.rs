@@ -1,0 +1,106 @@
+//! What the election knows of a peer, read from the XDP program's peer map, and the one rule
+//! that says whether a peer is live (the status report asks the same question here).
+
+use std::time::Duration;
+
+use ha_common::{NodeState, PeerKey, PeerRecord, FLAG_YIELDED};
+
+use crate::ids::{GroupId, NodeId};
+
+/// What the election needs to know of one peer (from the XDP program's peer map).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerView {
+    /// The peer's node id.
+    pub node_id: NodeId,
+    /// The peer's advertised worthiness; 0 while it releases.
+    pub priority: u8,
+    /// The peer's advertised state.
+    pub state: NodeState,
+    /// When its last valid heartbeat arrived, on the monotonic clock.
+    pub last_seen: Duration,
+    /// Its last heartbeat said it recently gave the VIP up.
+    pub yielded: bool,
+}
+
+impl PeerView {
+    /// The view of one peer-map entry; `None` for a record whose state is no [`NodeState`]
+    /// (the XDP program only stores decoded heartbeats, so that would be a foreign writer).
+    #[must_use]
+    pub fn from_record(key: &PeerKey, record: &PeerRecord) -> Option<Self> {
+        Some(Self {
+            node_id: NodeId(key.node_id),
+            priority: record.priority,
+            state: NodeState::from_u8(record.state)?,
+            last_seen: Duration::from_nanos(record.last_seen_ns),
+            yielded: record.flags & FLAG_YIELDED != 0,
+        })
+    }
+
+    /// Heard within `dead_time` of `now`, whatever it said.
+    #[must_use]
+    pub fn heard_within(&self, now: Duration, dead_time: Duration) -> bool {
+        now.saturating_sub(self.last_seen) <= dead_time
+    }
+
+    /// Live: heard within the dead time, and not releasing (priority 0 announces a release).
+    #[must_use]
+    pub fn is_live(&self, now: Duration, dead_time: Duration) -> bool {
+        self.priority > 0 && self.heard_within(now, dead_time)
+    }
+}
+
+/// The peers of `group` among the peer map's entries (the map holds every group the XDP program
+/// accepted: one program may serve several).
+#[must_use]
+pub fn group_peers(entries: &[(PeerKey, PeerRecord)], group: GroupId) -> Vec<PeerView> {
+    entries
+        .iter()
+        .filter(|(key, _)| key.group == group.0)
+        .filter_map(|(key, record)| PeerView::from_record(key, record))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(group: u32, node_id: u32, state: u8, flags: u8) -> (PeerKey, PeerRecord) {
+        let record =
+            PeerRecord { last_seen_ns: 2_000_000_000, priority: 150, state, flags, ..Default::default() };
+        (PeerKey { group, node_id }, record)
+    }
+
+    #[test]
+    fn records_become_views_of_one_group() {
+        let entries =
+            [entry(1, 11, 2, FLAG_YIELDED), entry(2, 12, 1, 0), entry(1, 13, 1, 0), entry(1, 14, 9, 0)];
+        let peers = group_peers(&entries, GroupId(1));
+        assert_eq!(peers.len(), 2, "group 2 and the record with no valid state are left out");
+        assert_eq!(
+            peers[0],
+            PeerView {
+                node_id: NodeId(11),
+                priority: 150,
+                state: NodeState::Active,
+                last_seen: Duration::from_secs(2),
+                yielded: true,
+            }
+        );
+        assert_eq!(
+            (peers[1].node_id, peers[1].state, peers[1].yielded),
+            (NodeId(13), NodeState::Standby, false)
+        );
+    }
+
+    #[test]
+    fn liveness_is_the_dead_time_and_a_non_zero_priority() {
+        let dead = Duration::from_millis(350);
+        let peer = PeerView::from_record(&entry(1, 11, 1, 0).0, &entry(1, 11, 1, 0).1).unwrap();
+        let at = |ms| Duration::from_secs(2) + Duration::from_millis(ms);
+        assert!(peer.is_live(at(350), dead));
+        assert!(!peer.is_live(at(351), dead));
+        let releasing = PeerView { priority: 0, ..peer };
+        assert!(!releasing.is_live(at(0), dead));
+        assert!(releasing.heard_within(at(0), dead));
+    }
+}
