@@ -1,37 +1,61 @@
-//! The BPF edge: load the embedded XDP object, configure it, attach it, pin its maps under the
-//! per-instance pin directory, and read the peer and stats maps back.
+//! The BPF edge: load the embedded XDP object, configure it, pin its maps and its link under the
+//! per-instance pin directory, attach it (or replace the program behind the link a previous
+//! agent pinned), renew the fence's lease, and read the peer and stats maps back.
+//!
+//! The link is pinned so that the program outlives a SIGKILLed or hung agent: it then fences the
+//! VIPs once the lease runs out (see [`Fence`]). A clean stop removes the pin, which detaches the
+//! program; by hand, `rm PIN_DIR/link` does the same.
 
 use std::{
-    ffi::CString,
     fs, io,
-    os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use aya::{
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{xdp::XdpMode as AyaXdpMode, ProgramError, Xdp},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpMode as AyaXdpMode},
+        Xdp,
+    },
     Ebpf, EbpfLoader,
 };
-use ha_common::{
-    AuthKeys, PeerEvent, PeerKey, PeerRecord, XdpConfig, XdpStats, CONFIG_MAP, EVENTS_MAP, KEYS_MAP,
-    PEERS_MAP, STATS_MAP, XDP_PROGRAM,
-};
-
 use clap::ValueEnum;
+use ha_common::{
+    AuthKeys, Fence, PeerKey, PeerRecord, XdpConfig, XdpStats, CONFIG_MAP, EVENTS_MAP, FENCE_KEEP_FLOWS,
+    FENCE_MAP, KEYS_MAP, MAX_FENCED_VIPS, PEERS_MAP, STATS_MAP, XDP_PROGRAM,
+};
 use serde::{Deserialize, Serialize};
-use tokio::io::unix::AsyncFd;
+
+mod bpffs;
+mod error;
+mod events;
+
+use bpffs::ensure_bpffs;
+pub use error::{BpfError, LinkPinError, PinDirError};
+use events::readable_fd;
+pub use events::Events;
 
 /// The XDP object built by `build.rs`, embedded so the binary is self-contained.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
 
 /// The maps pinned under the pin directory, by the file name `bpftool map dump pinned` takes.
-/// `KEYS` is not pinned: the keys stay in this process and the kernel.
-const PINNED_MAPS: [(&str, &str); 4] =
-    [(PEERS_MAP, "peers"), (STATS_MAP, "stats"), (CONFIG_MAP, "config"), (EVENTS_MAP, "events")];
+/// `KEYS` is not pinned: the keys stay in this process and the kernel. `fence` tells a
+/// restarted agent how recently its predecessor renewed the lease ([`previous_fence`]).
+const PINNED_MAPS: [(&str, &str); 5] = [
+    (PEERS_MAP, "peers"),
+    (STATS_MAP, "stats"),
+    (CONFIG_MAP, "config"),
+    (EVENTS_MAP, "events"),
+    (FENCE_MAP, FENCE_PIN),
+];
 
-/// `statfs` magic of a bpf filesystem.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+/// The file name of the pinned fence map.
+const FENCE_PIN: &str = "fence";
+
+/// The file name of the pinned XDP link in the pin directory.
+pub const LINK_PIN: &str = "link";
 
 /// How to attach the XDP program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
@@ -46,108 +70,17 @@ pub enum XdpMode {
     Skb,
 }
 
-/// Errors of the BPF edge.
-#[derive(Debug, thiserror::Error)]
-pub enum BpfError {
-    /// The object did not parse or its maps could not be created (no BPF support, not root).
-    #[error("loading the XDP object failed")]
-    Object(#[source] aya::EbpfError),
-    /// The object has no XDP program of the expected name.
-    #[error("the XDP object has no program {XDP_PROGRAM}")]
-    NoProgram,
-    /// The kernel refused the program (the verifier) or it is not an XDP program.
-    #[error("loading the XDP program failed")]
-    Program(#[source] ProgramError),
-    /// The program did not attach to the interface in any of the modes tried.
-    #[error("attaching XDP to {iface} in {mode} mode failed")]
-    Attach {
-        /// Interface.
-        iface: String,
-        /// The last mode tried.
-        mode: &'static str,
-        /// Why.
-        #[source]
-        source: ProgramError,
-    },
-    /// A map is missing from the object (or was already taken).
-    #[error("map {0} is not in the XDP object")]
-    NoMap(&'static str),
-    /// A map is of the wrong kind, or reading or writing it failed.
-    #[error("map {0}")]
-    Map(&'static str, #[source] MapError),
-    /// A map's file descriptor could not be registered with the tokio runtime.
-    #[error("registering a BPF ring buffer with the runtime")]
-    Runtime(#[source] io::Error),
-    /// The pin directory could not be set up.
-    #[error("pin directory {}", path.display())]
-    Pin {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: PinDirError,
-    },
-}
-
-/// Why the pin directory could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum PinDirError {
-    /// The directory is not on a bpf filesystem and none could be mounted for it.
-    #[error("not on a bpf filesystem; mount one first (mount -t bpf bpf {0}) or use --pin-dir under one")]
-    NotBpffs(String),
-    /// Mounting a bpf filesystem on /sys/fs/bpf failed.
-    #[error("mounting a bpf filesystem on /sys/fs/bpf")]
-    Mount(#[source] io::Error),
-    /// A file system call failed.
-    #[error("{0}")]
-    Io(String, #[source] io::Error),
-    /// Pinning a map failed.
-    #[error("pinning {0}")]
-    PinMap(&'static str, #[source] aya::pin::PinError),
-}
-
-/// The XDP program's ring buffer of [`PeerEvent`]s, registered with the tokio runtime.
-pub struct Events(AsyncFd<RingBuf<MapData>>);
-
-impl Events {
-    /// Waits until the program has written at least one event, then drains the buffer;
-    /// returns how many events it held. Needs a tokio runtime.
-    pub async fn next_batch(&mut self) -> io::Result<usize> {
-        let mut guard = self.0.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        let mut count = 0;
-        while let Some(item) = ring.next() {
-            if item.len() >= size_of::<PeerEvent>() {
-                // SAFETY: the XDP program writes whole PeerEvents; read_unaligned copes with any
-                // offset.
-                let event: PeerEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-                tracing::debug!(
-                    node = format_args!("{:#x}", event.node_id),
-                    changes = event.changes,
-                    "peer event"
-                );
-            }
-            count += 1;
-        }
-        guard.clear_ready();
-        Ok(count)
-    }
-}
-
-/// Registers a BPF ring buffer (or aya-log's, which wraps one) with the runtime for readability.
-fn readable_fd<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
-    // SAFETY: `inner` owns its map fd and keeps it open, unchanged, for as long as it lives, and
-    // the AsyncFd owns `inner`.
-    let registered = unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) };
-    registered.map_err(io::Error::from)
-}
-
 /// The loaded XDP program and its maps.
 pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: Option<PathBuf>,
-    /// Which mode the program was attached in, if attached.
+    /// The pinned XDP link, once attached with a pin directory.
+    link: Option<PinnedLink>,
+    /// Which mode the program was attached in, if attached ("kept" when it replaced the program
+    /// behind a previous agent's pinned link, in whatever mode that one chose).
     pub attached_mode: Option<&'static str>,
+    /// The fence as last written.
+    fence: Fence,
 }
 
 impl Datapath {
@@ -163,7 +96,7 @@ impl Datapath {
             .try_into()
             .map_err(BpfError::Program)?;
         program.load().map_err(BpfError::Program)?;
-        Ok(Self { ebpf, pin_dir: None, attached_mode: None })
+        Ok(Self { ebpf, pin_dir: None, link: None, attached_mode: None, fence: Fence::default() })
     }
 
     /// Replaces the keys heartbeats are verified with (on SIGHUP).
@@ -179,35 +112,88 @@ impl Datapath {
             .expect("the program was loaded as XDP in Datapath::load")
     }
 
-    /// Attaches to `iface` in the requested mode; `auto` tries native first, then generic.
+    /// Attaches to `iface` in the requested mode; `auto` tries native first, then generic. With a
+    /// pin directory (see [`Datapath::pin`]) the link is pinned there, and a link a previous agent
+    /// left pinned is reused: the new program replaces the old one behind it atomically, so not
+    /// one frame goes unfenced or unparsed across a restart.
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<&'static str, BpfError> {
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(XDP_PROGRAM)
-            .and_then(|p| <&mut Xdp>::try_from(p).ok())
-            .expect("the program was loaded as XDP in Datapath::load");
+        let link_path = self.pin_dir.as_ref().map(|dir| dir.join(LINK_PIN));
+        if let Some(path) = link_path.as_ref().filter(|path| path.exists()) {
+            match self.replace_pinned(path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "replaced the program behind the pinned XDP link");
+                    self.attached_mode = Some("kept");
+                    return Ok("kept");
+                }
+                Err(err) => {
+                    // A link of a deleted interface, or of another program type: start afresh.
+                    tracing::warn!(error = &err as &dyn std::error::Error, "not reusing the pinned XDP link");
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+        let program = xdp_program(&mut self.ebpf);
         let attempts: &[(AyaXdpMode, &'static str)] = match mode {
             XdpMode::Auto => &[(AyaXdpMode::Driver, "native"), (AyaXdpMode::Skb, "skb")],
             XdpMode::Native => &[(AyaXdpMode::Driver, "native")],
             XdpMode::Skb => &[(AyaXdpMode::Skb, "skb")],
         };
         let mut failure = None;
+        let mut attached = None;
         for &(aya_mode, name) in attempts {
             match program.attach(iface, aya_mode) {
-                Ok(_link) => {
-                    self.attached_mode = Some(name);
-                    return Ok(name);
+                Ok(link_id) => {
+                    attached = Some((link_id, name));
+                    break;
                 }
                 Err(source) => failure = Some((name, source)),
             }
         }
-        let (mode, source) = failure.expect("every mode lists at least one attempt");
-        Err(BpfError::Attach { iface: iface.to_string(), mode, source })
+        let Some((link_id, name)) = attached else {
+            let (mode, source) = failure.expect("every mode lists at least one attempt");
+            return Err(BpfError::Attach { iface: iface.to_string(), mode, source });
+        };
+        self.attached_mode = Some(name);
+        if let Some(path) = link_path {
+            let link_err = |source: LinkPinError| BpfError::Link { path: path.clone(), source };
+            let link = program.take_link(link_id).map_err(|err| link_err(err.into()))?;
+            let fd_link = FdLink::try_from(link).map_err(|err| link_err(err.into()))?;
+            self.link = Some(fd_link.pin(&path).map_err(|err| link_err(err.into()))?);
+        }
+        Ok(name)
+    }
+
+    /// Puts this program behind the link pinned at `path`, and pins that link anew as ours.
+    fn replace_pinned(&mut self, path: &Path) -> Result<(), BpfError> {
+        let link_err = |source: LinkPinError| BpfError::Link { path: path.to_path_buf(), source };
+        let replace = |program: &mut Xdp| -> Result<FdLink, LinkPinError> {
+            let old = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(path)?))?;
+            let link_id = program.attach_to_link(old)?;
+            Ok(FdLink::try_from(program.take_link(link_id)?)?)
+        };
+        let link = replace(xdp_program(&mut self.ebpf)).map_err(link_err)?;
+        // The old pin names the same link; we hold it open while the pin is renewed.
+        fs::remove_file(path).map_err(|err| link_err(err.into()))?;
+        self.link = Some(link.pin(path).map_err(|err| link_err(err.into()))?);
+        Ok(())
+    }
+
+    /// Sets what the fence guards and for how long a renewal lasts, and renews it now.
+    pub fn set_fence(&mut self, fence: Fence, now: Duration) -> Result<(), BpfError> {
+        self.fence = fence;
+        self.renew_lease(now)
+    }
+
+    /// Renews the lease at `now` (CLOCK_MONOTONIC): the fence stays down for another lease.
+    pub fn renew_lease(&mut self, now: Duration) -> Result<(), BpfError> {
+        self.fence.renewed_ns = crate::clock::nanos(now);
+        set_slot(&mut self.ebpf, FENCE_MAP, &self.fence)
     }
 
     /// Pins every map under `dir` (replacing a crashed instance's stale pins), so that
-    /// `bpftool map dump pinned DIR/peers` works while the agent runs. Mounts a bpf filesystem on
-    /// /sys/fs/bpf first if there is none (as inside `ip netns exec`).
+    /// `bpftool map dump pinned DIR/peers` works while the agent runs, and remembers `dir` for the
+    /// link [`Datapath::attach`] pins. Mounts a bpf filesystem on /sys/fs/bpf first if there is
+    /// none (as inside `ip netns exec`).
     pub fn pin(&mut self, dir: &Path) -> Result<(), BpfError> {
         let pin_err = |source: PinDirError| BpfError::Pin { path: dir.to_path_buf(), source };
         ensure_bpffs(dir).map_err(pin_err)?;
@@ -282,15 +268,79 @@ impl Datapath {
 
 impl Drop for Datapath {
     fn drop(&mut self) {
-        // The program detaches when its link is dropped with `ebpf`; the pins must go by hand or
-        // they would keep the maps alive.
+        // The pins must go by hand or they would keep the maps and the link alive; the program
+        // detaches when the link's last reference, our `link`, is dropped after this.
         if let Some(dir) = self.pin_dir.take() {
-            for (_, file) in PINNED_MAPS {
+            for file in PINNED_MAPS.iter().map(|(_, file)| *file).chain([LINK_PIN]) {
                 let _ = fs::remove_file(dir.join(file));
             }
             let _ = fs::remove_dir(&dir);
         }
     }
+}
+
+/// The fence for `vips` (at most [`MAX_FENCED_VIPS`]; the config refuses more), with a lease of
+/// `lease`; `keep_flows` lets IP traffic to them through while fenced.
+#[must_use]
+pub fn fence(vips: &[crate::vip::Vip], lease: Duration, keep_flows: bool) -> Fence {
+    let mut fence = Fence {
+        lease_ns: crate::clock::nanos(lease),
+        flags: if keep_flows { FENCE_KEEP_FLOWS } else { 0 },
+        ..Fence::default()
+    };
+    for (i, vip) in vips.iter().take(MAX_FENCED_VIPS).enumerate() {
+        match vip.addr {
+            std::net::IpAddr::V4(addr) => {
+                fence.vips[i][..4].copy_from_slice(&addr.octets());
+                fence.families[i] = 4;
+            }
+            std::net::IpAddr::V6(addr) => {
+                fence.vips[i] = addr.octets();
+                fence.families[i] = 6;
+            }
+        }
+        fence.count = i as u32 + 1;
+    }
+    fence
+}
+
+/// The fence a previous agent with the same pin directory left pinned: read before this agent
+/// pins its own maps there, since how recently that agent renewed its lease tells a restart
+/// within the dead time from a leftover of long ago; and renewed while this agent loads its
+/// program, so that the old one, still attached, does not fence the VIPs meanwhile.
+pub struct PredecessorFence {
+    array: Array<MapData, Fence>,
+    fence: Fence,
+}
+
+impl PredecessorFence {
+    /// The fence pinned in `dir`, if any (none on a first start, or after a clean stop).
+    #[must_use]
+    pub fn open(dir: &Path) -> Option<Self> {
+        let map = Map::from_map_data(MapData::from_pin(dir.join(FENCE_PIN)).ok()?).ok()?;
+        let array: Array<MapData, Fence> = Array::try_from(map).ok()?;
+        let fence = array.get(&0, 0).ok()?;
+        Some(Self { array, fence })
+    }
+
+    /// Whether its lease still held at `now`: its agent was alive less than a dead time ago.
+    #[must_use]
+    pub fn alive(&self, now: Duration) -> bool {
+        self.fence.count != 0 && !self.fence.expired(crate::clock::nanos(now))
+    }
+
+    /// Renews its lease at `now`.
+    pub fn renew(&mut self, now: Duration) -> Result<(), BpfError> {
+        self.fence.renewed_ns = crate::clock::nanos(now);
+        self.array.set(0, self.fence, 0).map_err(|err| BpfError::Map(FENCE_MAP, err))
+    }
+}
+
+/// The loaded XDP program of `ebpf` (a free function, so that it borrows only that field).
+fn xdp_program(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(XDP_PROGRAM)
+        .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        .expect("the program was loaded as XDP in Datapath::load")
 }
 
 /// Writes `value` into slot 0 of the one-slot array `name`.
@@ -300,36 +350,19 @@ fn set_slot<T: aya::Pod>(ebpf: &mut Ebpf, name: &'static str, value: &T) -> Resu
     array.set(0, value, 0).map_err(|err| BpfError::Map(name, err))
 }
 
-/// Makes sure `dir` lies on a bpf filesystem, mounting one on /sys/fs/bpf when that is where
-/// `dir` lies and nothing is mounted there (`ip netns exec` remounts /sys without one).
-fn ensure_bpffs(dir: &Path) -> Result<(), PinDirError> {
-    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
-    if fs_magic(existing)? == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    let bpffs_root = Path::new("/sys/fs/bpf");
-    if !dir.starts_with(bpffs_root) || !bpffs_root.is_dir() {
-        return Err(PinDirError::NotBpffs(existing.display().to_string()));
-    }
-    let target = CString::new(bpffs_root.as_os_str().as_bytes()).expect("no NUL in a literal path");
-    // SAFETY: all arguments are valid NUL-terminated strings; data may be null.
-    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
-    if rc != 0 {
-        return Err(PinDirError::Mount(io::Error::last_os_error()));
-    }
-    tracing::info!("mounted a bpf filesystem on /sys/fs/bpf");
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn fs_magic(path: &Path) -> Result<i64, PinDirError> {
-    let statfs_err = |err| PinDirError::Io(format!("statfs {}", path.display()), err);
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| statfs_err(io::Error::from(io::ErrorKind::InvalidInput)))?;
-    // SAFETY: statfs is plain old data for which all zeroes is a valid value.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is NUL-terminated and stat is a valid out-pointer.
-    if unsafe { libc::statfs(c_path.as_ptr(), &raw mut stat) } != 0 {
-        return Err(statfs_err(io::Error::last_os_error()));
+    #[test]
+    fn the_fence_guards_the_vips_for_a_lease() {
+        let vips: Vec<crate::vip::Vip> =
+            ["192.0.2.100/24", "2001:db8::100/64"].iter().map(|v| v.parse().unwrap()).collect();
+        let fence = fence(&vips, Duration::from_millis(350), true);
+        assert_eq!((fence.count, fence.lease_ns, fence.flags), (2, 350_000_000, FENCE_KEEP_FLOWS));
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[192, 0, 2, 100]);
+        assert!(fence.guards(4, &v4));
+        assert!(fence.guards(6, &"2001:db8::100".parse::<std::net::Ipv6Addr>().unwrap().octets()));
     }
-    Ok(stat.f_type)
 }

@@ -122,6 +122,11 @@ pub struct RunArgs {
     /// Heartbeat key file: one or two keys of 32 hex digits (default /etc/ha-agent/key).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
+    /// While fenced (this agent dead or hung for a dead time), still let IP traffic to the VIPs
+    /// through: only ARP and neighbour discovery for them are dropped.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fence_keep_flows: bool,
     /// Run without heartbeat authentication: anyone on the LAN can then take the VIP.
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -63,6 +63,8 @@ pub struct Config {
     pub garp: GarpSettings,
     /// The key file, or `None` with `--insecure-no-auth`.
     pub key_file: Option<PathBuf>,
+    /// While fenced, let IP traffic to the VIPs through (`--fence-keep-flows`).
+    pub fence_keep_flows: bool,
 }
 
 /// A configuration problem. Its message (with its source, `{err:#}`) is one line.
@@ -97,6 +99,9 @@ pub enum ConfigError {
     /// Not a Linux interface name.
     #[error("bad interface name '{0}'")]
     InterfaceName(String),
+    /// More VIPs than the XDP fence guards.
+    #[error("{0} VIPs: at most {max} per agent", max = ha_common::MAX_FENCED_VIPS)]
+    TooManyVips(usize),
     /// No VIP at all.
     #[error("no VIP configured: give --vip CIDR (e.g. --vip 192.0.2.100/24) or `vips` in the config file")]
     NoVip,
@@ -201,6 +206,7 @@ struct RawConfig {
     garp_refresh: Duration,
     key_file: PathBuf,
     insecure_no_auth: bool,
+    fence_keep_flows: bool,
 }
 
 impl Default for RawConfig {
@@ -224,6 +230,7 @@ impl Default for RawConfig {
             garp_refresh: Duration::ZERO,
             key_file: PathBuf::from(DEFAULT_KEY_FILE),
             insecure_no_auth: false,
+            fence_keep_flows: false,
         }
     }
 }
@@ -280,6 +287,9 @@ impl RawConfig {
         if self.vips.is_empty() {
             return Err(ConfigError::NoVip);
         }
+        if self.vips.len() > ha_common::MAX_FENCED_VIPS {
+            return Err(ConfigError::TooManyVips(self.vips.len()));
+        }
         if self.priority == 0 {
             return Err(ConfigError::ZeroPriority);
         }
@@ -317,6 +327,7 @@ impl RawConfig {
                 refresh: Some(self.garp_refresh).filter(|d| !d.is_zero()),
             },
             key_file: (!self.insecure_no_auth).then_some(self.key_file),
+            fence_keep_flows: self.fence_keep_flows,
         })
     }
 }

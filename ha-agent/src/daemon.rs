@@ -2,7 +2,7 @@
 //! peer table (polled every 100 ms, and at once on a ring-buffer event), the clock and signals,
 //! and carries out the actions it returns.
 
-use std::{collections::VecDeque, io, time::Duration};
+use std::{io, time::Duration};
 
 use ha_common::XdpConfig;
 use pnet::datalink::{self, NetworkInterface};
@@ -11,19 +11,24 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     time::{interval, sleep_until, Instant, MissedTickBehavior},
 };
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
-    bpf::{BpfError, Datapath, Events},
+    bpf::{self, BpfError, Datapath, Events},
+    clock::{millis, monotonic_now},
     config::Config,
-    election::{group_peers, Action, Election, Event, Output, PeerView, Settings},
-    garp::{self, Holding},
+    election::{Election, Event, Settings},
+    garp::Holding,
     heartbeat::{HeartbeatSender, Origin},
     ids::NodeId,
     keys::{self, KeyError, Keys},
-    status::{self, named_stats, ControlSocket, PeerStatus, StatusError, StatusReport},
+    status::{self, ControlSocket, StatusError},
     vip::{VipError, VipManager},
 };
+
+mod agent;
+
+use agent::{Agent, AsDynError as _};
 
 /// Why the agent could not start, or stopped on an error.
 #[derive(Debug, thiserror::Error)]
@@ -60,14 +65,6 @@ pub enum DaemonError {
 /// How often the peer map is read when no event arrives.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 
-/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`, as a duration since boot.
-pub fn monotonic_now() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Checks what must hold before anything is touched, with one-line errors.
 fn preflight(config: &Config) -> Result<(NetworkInterface, NodeId), DaemonError> {
     // SAFETY: geteuid has no preconditions.
@@ -88,175 +85,16 @@ fn preflight(config: &Config) -> Result<(NetworkInterface, NodeId), DaemonError>
     Ok((interface, node_id))
 }
 
-/// Everything the loop owns.
-struct Agent {
-    config: Config,
-    interface: NetworkInterface,
-    node_id: NodeId,
-    datapath: Datapath,
-    vips: VipManager,
-    sender: HeartbeatSender,
-    election: Election,
-    peers: Vec<PeerView>,
-    state_since: Duration,
-    /// Told whenever the VIPs are removed, so that gratuitous ARP bursts stop.
-    holding: Holding,
-    /// The loaded keys; `None` with `--insecure-no-auth`.
-    keys: Option<Keys>,
-}
-
-impl Agent {
-    /// Reads the peer map into the election's view; keeps the last view if the read fails.
-    fn refresh_peers(&mut self) {
-        match self.datapath.peers() {
-            Ok(entries) => self.peers = group_peers(&entries, self.config.group),
-            Err(err) => warn!(error = err.as_dyn(), "reading the peer map failed"),
-        }
-    }
-
-    async fn send_heartbeat(&mut self) {
-        let advert = self.election.advertised(monotonic_now());
-        if let Err(err) = self.sender.send(advert).await {
-            // Logged at debug: a link that is down fails every send, and the election, not the
-            // log, is what reacts to that.
-            debug!("sending a heartbeat failed: {err}");
-        }
-    }
-
-    /// Carries out the election's output, and what the election makes of the outcomes it is fed
-    /// back (a VIP that would not go on); returns true when the agent must exit.
-    async fn execute(&mut self, output: Output) -> bool {
-        let mut pending = VecDeque::from([output]);
-        let mut exit = false;
-        while let Some(output) = pending.pop_front() {
-            if let Some(transition) = &output.transition {
-                info!(from = %transition.from, to = %transition.to, "{}", transition.reason);
-                self.state_since = monotonic_now();
-            }
-            for action in output.actions {
-                match action {
-                    Action::AddVips => pending.push_back(self.add_vips().await),
-                    Action::RemoveVips => {
-                        self.holding.released();
-                        match self.vips.remove_all().await {
-                            Ok(count) => info!(count, "VIPs removed"),
-                            Err(err) => error!(error = err.as_dyn(), "removing the VIPs failed"),
-                        }
-                    }
-                    Action::SendGratuitousArp => self.announce(self.config.garp.count),
-                    Action::RefreshGratuitousArp => self.announce(1),
-                    Action::SendHeartbeat => self.send_heartbeat().await,
-                    Action::Exit => exit = true,
-                }
-            }
-        }
-        exit
-    }
-
-    /// Puts the VIPs on, logs each one that failed, and tells the election how it went.
-    async fn add_vips(&mut self) -> Output {
-        let failures = self.vips.add_all().await;
-        for failure in &failures {
-            error!(error = failure.as_dyn(), "a VIP did not go on");
-        }
-        let now = monotonic_now();
-        if failures.is_empty() {
-            info!(vips = ?self.vip_strings(), "VIPs added");
-            self.election.handle(Event::VipsAdded { now })
-        } else {
-            self.election.handle(Event::AddVipsFailed { now })
-        }
-    }
-
-    /// Announces the VIPs: `rounds` rounds, the first now (see [`garp::announce`]).
-    fn announce(&self, rounds: u32) {
-        let (vips, spacing) = (self.vips.vips(), self.config.garp.spacing);
-        if let Err(err) = garp::announce(&self.interface, vips, rounds, spacing, &self.holding) {
-            warn!(error = err.as_dyn(), "gratuitous ARP failed");
-        }
-    }
-
-    /// Re-reads the key file (SIGHUP) and hands the keys to the XDP program and the sender. On
-    /// error the old keys stay in force: a typo in a rollout must not stop the cluster.
-    fn reload_keys(&mut self) {
-        let Some(path) = self.config.key_file.clone() else {
-            return info!("SIGHUP: authentication is off (--insecure-no-auth); nothing to reload");
-        };
-        let keys = match keys::load(&path) {
-            Ok(keys) => keys,
-            Err(err) => return error!(error = err.as_dyn(), "SIGHUP: keeping the old keys"),
-        };
-        if let Err(err) = self.datapath.set_keys(&keys.to_auth_keys()) {
-            return error!(error = err.as_dyn(), "SIGHUP: keeping the old keys");
-        }
-        self.sender.set_key(Some(keys.signing_key()));
-        self.keys = Some(keys);
-        info!(accepted = keys.to_auth_keys().count, "SIGHUP: reloaded the keys from {}", path.display());
-    }
-
-    fn auth_summary(&self) -> String {
-        match &self.keys {
-            None => "off".into(),
-            Some(Keys { next: None, .. }) => "on (1 key)".into(),
-            Some(Keys { next: Some(_), .. }) => "on (current and next key)".into(),
-        }
-    }
-
-    fn vip_strings(&self) -> Vec<String> {
-        self.vips.vips().iter().map(ToString::to_string).collect()
-    }
-
-    async fn report(&self) -> StatusReport {
-        let now = monotonic_now();
-        let peers = match self.datapath.peers() {
-            Ok(entries) => entries
-                .iter()
-                .filter(|(key, _)| key.group == self.config.group.0)
-                .map(|(key, record)| PeerStatus::from_record(key, record, now, self.config.dead_time))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        let vips_present = match self.vips.present().await {
-            Ok(present) => present.iter().map(ToString::to_string).collect(),
-            Err(_) => Vec::new(),
-        };
-        StatusReport {
-            iface: self.config.iface.clone(),
-            node_id: self.node_id,
-            group: self.config.group,
-            priority: self.config.priority,
-            state: self.election.state().to_string(),
-            state_for_ms: millis(now.saturating_sub(self.state_since)),
-            vips: self.vip_strings(),
-            vips_present,
-            interval_ms: millis(self.config.interval),
-            dead_time_ms: millis(self.config.dead_time),
-            xdp_mode: self.datapath.attached_mode.unwrap_or("none").to_string(),
-            auth: self.auth_summary(),
-            peers,
-            xdp_stats: self.datapath.stats().map(|s| named_stats(&s)).unwrap_or_default(),
-        }
-    }
-}
-
-/// A duration in whole milliseconds, for logs and the status report.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// An error as a tracing field: the subscriber prints it with its sources.
-trait AsDynError {
-    fn as_dyn(&self) -> &(dyn std::error::Error + 'static);
-}
-
-impl<E: std::error::Error + 'static> AsDynError for E {
-    fn as_dyn(&self) -> &(dyn std::error::Error + 'static) {
-        self
-    }
-}
-
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    // First of all: an agent that renewed its lease here less than a dead time ago was killed or
+    // re-executed a moment ago, and its peers have not taken over. Its program is still attached:
+    // renew its lease so that it does not fence the VIPs while we get ready to replace it.
+    let mut predecessor =
+        bpf::PredecessorFence::open(&config.pin_dir).filter(|fence| fence.alive(monotonic_now()));
+    if let Some(fence) = predecessor.as_mut() {
+        fence.renew(monotonic_now())?;
+    }
     let (interface, node_id) = preflight(&config)?;
     let keys = if let Some(path) = &config.key_file {
         Some(keys::load(path)?)
@@ -264,41 +102,64 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         warn!("authentication is off (--insecure-no-auth): anyone on the LAN can take the VIP");
         None
     };
-    let xdp_config =
-        XdpConfig { port: config.port, group: config.group.0, own_node_id: node_id.0, ..Default::default() };
-    let auth_keys = keys.as_ref().map(Keys::to_auth_keys).unwrap_or_default();
-    let mut datapath = Datapath::load(&xdp_config, &auth_keys)?;
-    let mode = datapath.attach(&config.iface, config.xdp_mode)?;
-    datapath.pin(&config.pin_dir)?;
-    datapath.forward_logs()?;
-    let mut events = datapath.events()?;
-
     let vips = VipManager::new(interface.index, config.vips.clone())?;
-    // A crashed instance may have left the VIP behind: every node starts STANDBY without it.
-    let stale = vips.remove_all().await?;
-    if stale > 0 {
-        warn!(count = stale, "removed stale VIPs left on {} by an earlier run", config.iface);
+    let resume = predecessor.is_some() && !vips.present().await?.is_empty();
+    if !resume {
+        // A crashed instance may have left the VIP behind: every node starts STANDBY without it.
+        let stale = vips.remove_all().await?;
+        if stale > 0 {
+            warn!(count = stale, "removed stale VIPs left on {} by an earlier run", config.iface);
+        }
     }
-    let control = ControlSocket::bind(&config.run_dir)?;
     let origin = Origin { group: config.group, node_id, interval: config.interval };
     let mut sender =
         HeartbeatSender::open(&interface, &config.destination, origin).map_err(DaemonError::Heartbeat)?;
     sender.set_key(keys.as_ref().map(Keys::signing_key));
-
-    let now = monotonic_now();
     let settings = Settings {
         node_id,
         priority: config.priority,
         dead_time: config.dead_time,
         garp_refresh: config.garp.refresh,
     };
+    let resumed = if resume {
+        let now = monotonic_now();
+        let mut election = Election::new(settings, now);
+        let output = election.handle(Event::Resume { now });
+        // Before the slow part (loading the XDP program takes a good part of a dead time): the
+        // peers must hear that their ACTIVE is still here before they give up on it.
+        if let Err(err) = sender.send(election.advertised(now)).await {
+            warn!(error = err.as_dyn(), "sending the first heartbeat failed");
+        }
+        Some((election, output))
+    } else {
+        None
+    };
+
+    let xdp_config =
+        XdpConfig { port: config.port, group: config.group.0, own_node_id: node_id.0, ..Default::default() };
+    let auth_keys = keys.as_ref().map(Keys::to_auth_keys).unwrap_or_default();
+    let mut datapath = Datapath::load(&xdp_config, &auth_keys)?;
+    datapath.pin(&config.pin_dir)?;
+    let fence = bpf::fence(&config.vips, config.dead_time, config.fence_keep_flows);
+    datapath.set_fence(fence, monotonic_now())?;
+    let mode = datapath.attach(&config.iface, config.xdp_mode)?;
+    datapath.forward_logs()?;
+    let mut events = datapath.events()?;
+    let control = ControlSocket::bind(&config.run_dir)?;
+
     info!(
         iface = %config.iface, node = %node_id, priority = config.priority, group = %config.group,
         xdp = mode, interval_ms = millis(config.interval), dead_time_ms = millis(config.dead_time),
         "started STANDBY"
     );
+    // A fresh node listens for a dead time from now, when the XDP program can hear for it.
+    let now = monotonic_now();
+    let (election, resumed) = match resumed {
+        Some((election, output)) => (election, Some(output)),
+        None => (Election::new(settings, now), None),
+    };
     let mut agent = Agent {
-        election: Election::new(settings, now),
+        election,
         config,
         interface,
         node_id,
@@ -310,6 +171,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         holding: Holding::default(),
         keys,
     };
+    if let Some(output) = resumed {
+        agent.execute(output).await;
+    }
     let result = main_loop(&mut agent, &mut events, &control.listener).await;
 
     // Whatever happened, leave no VIP behind.
@@ -333,6 +197,7 @@ async fn main_loop(
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::EventLoop)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::EventLoop)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::EventLoop)?;
+    let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::EventLoop)?;
 
     loop {
         let deadline = agent
@@ -357,6 +222,10 @@ async fn main_loop(
                 agent.reload_keys();
                 continue;
             }
+            _ = sigusr2.recv() => {
+                agent.reexec().await;
+                continue;
+            }
             _ = poll.tick() => {}
             batch = events.next_batch() => {
                 batch.map_err(DaemonError::EventLoop)?;
@@ -371,6 +240,7 @@ async fn main_loop(
                 return Ok(());
             }
         }
+        agent.renew_lease();
         agent.refresh_peers();
         let now = monotonic_now();
         let output = agent.election.handle(Event::Tick { now, peers: &agent.peers });

@@ -30,8 +30,10 @@ use ha_common::NodeState;
 
 use crate::ids::NodeId;
 
+mod event;
 mod peer;
 
+pub use event::{Action, Event, Output, Transition};
 pub use peer::{group_peers, PeerView};
 
 /// The longest wait between two tries to put the VIPs on after a failure.
@@ -90,71 +92,6 @@ pub struct Advert {
     pub priority: u8,
     /// It gave up the VIP to a more worthy node within the last dead time.
     pub yielded: bool,
-}
-
-/// An input to the election.
-#[derive(Clone, Copy, Debug)]
-pub enum Event<'a> {
-    /// Time passed or the peer table changed: re-evaluate.
-    Tick {
-        /// Now, on the monotonic clock.
-        now: Duration,
-        /// Every peer of this group the XDP program has recorded.
-        peers: &'a [PeerView],
-    },
-    /// SIGTERM or SIGINT: release the VIP and stop.
-    Shutdown {
-        /// Now, on the monotonic clock.
-        now: Duration,
-    },
-    /// [`Action::AddVips`] put every VIP on the interface.
-    VipsAdded {
-        /// Now, on the monotonic clock.
-        now: Duration,
-    },
-    /// [`Action::AddVips`] failed for at least one VIP.
-    AddVipsFailed {
-        /// Now, on the monotonic clock.
-        now: Duration,
-    },
-}
-
-/// A side effect for the I/O layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Put the VIPs on the interface.
-    AddVips,
-    /// Take the VIPs off the interface.
-    RemoveVips,
-    /// Announce the VIPs' new MAC (gratuitous ARP / unsolicited neighbour advertisement): the
-    /// configured burst.
-    SendGratuitousArp,
-    /// Announce the VIPs once more (the periodic refresh): one round.
-    RefreshGratuitousArp,
-    /// Send a heartbeat now, out of turn, so that peers learn the new state at once.
-    SendHeartbeat,
-    /// Leave the main loop.
-    Exit,
-}
-
-/// A change of state, with the reason logged once.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transition {
-    /// State before.
-    pub from: State,
-    /// State after.
-    pub to: State,
-    /// Why, in words.
-    pub reason: String,
-}
-
-/// What one event produced.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Output {
-    /// Side effects, in the order they must be carried out.
-    pub actions: Vec<Action>,
-    /// The state change, if any.
-    pub transition: Option<Transition>,
 }
 
 /// The election state machine of one node.
@@ -216,6 +153,7 @@ impl Election {
                 self.add_retry = None;
                 Output::default()
             }
+            Event::Resume { now } => self.resume(now),
             Event::AddVipsFailed { now } => {
                 if self.state == State::Active {
                     let delay = self.add_retry.map_or(self.settings.dead_time, |(_, delay)| delay);
@@ -344,6 +282,20 @@ impl Election {
             }
             State::Stopped => Output::default(),
         }
+    }
+
+    fn resume(&mut self, _now: Duration) -> Output {
+        if self.state != State::Standby {
+            return Output::default();
+        }
+        // Nothing is announced (the LAN already points at us), so `last_announced` stays: a
+        // claimant that appeared during the restart is answered at once. AddVips confirms they are all on (one removed meanwhile comes back); the heartbeat
+        // tells the peers at once that the ACTIVE they were about to miss is still here.
+        self.go(
+            State::Active,
+            "restarted within the dead time while holding the VIPs: resuming".to_string(),
+            vec![Action::AddVips, Action::SendHeartbeat],
+        )
     }
 
     /// What an ACTIVE with nothing to decide still owes: a VIP retry, a refresh, when due.

@@ -16,6 +16,13 @@ pub const KEYS_MAP: &str = "KEYS";
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the XDP program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ha_xdp";
+/// Name of the array (one slot) holding the [`Fence`]: the agent's lease and the VIPs it guards.
+pub const FENCE_MAP: &str = "FENCE";
+/// How many VIPs the fence can guard (and so how many one agent may configure).
+pub const MAX_FENCED_VIPS: usize = 16;
+/// [`Fence::flags`]: while fenced, let IP traffic to the VIPs through (only ARP and neighbour
+/// discovery for them are dropped), so that established flows of a stalled holder survive.
+pub const FENCE_KEEP_FLOWS: u32 = 1;
 /// How many peers the map holds; a LAN segment with more HA nodes in one place is not a use case.
 pub const MAX_PEERS: u32 = 256;
 
@@ -121,6 +128,9 @@ pub struct XdpStats {
     pub replay: u64,
     /// Peer events lost because the ring buffer was full (the 100 ms poll still sees the change).
     pub events_lost: u64,
+    /// Frames about a VIP (ARP, neighbour discovery, and IP unless [`FENCE_KEEP_FLOWS`]) dropped
+    /// because the agent's lease ran out: a dead or hung agent's node stops answering for them.
+    pub fenced: u64,
 }
 
 impl XdpStats {
@@ -138,10 +148,11 @@ impl XdpStats {
         self.bad_tag += other.bad_tag;
         self.replay += other.replay;
         self.events_lost += other.events_lost;
+        self.fenced += other.fenced;
     }
 
     /// Every counter with its name, in declaration order (for status output).
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 13] {
         [
             ("passed", self.passed),
             ("accepted", self.accepted),
@@ -155,7 +166,70 @@ impl XdpStats {
             ("bad_tag", self.bad_tag),
             ("replay", self.replay),
             ("events_lost", self.events_lost),
+            ("fenced", self.fenced),
         ]
+    }
+}
+
+/// The agent's lease and the VIPs it guards, written by the agent (the whole record, every time
+/// it wakes) and read by the XDP program for every frame that is not a heartbeat.
+///
+/// While the lease is fresh nothing happens. Once `renewed_ns + lease_ns` has passed (the agent
+/// died, hangs, or was SIGKILLed with its XDP link pinned), the program drops ARP and neighbour
+/// discovery for the VIPs, and IP traffic to them unless [`FENCE_KEEP_FLOWS`]: a node whose
+/// agent cannot hand the VIPs over stops answering for them, so that exactly one MAC does.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Fence {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the agent last renewed the lease.
+    pub renewed_ns: u64,
+    /// How long a renewal lasts: the dead time, after which peers take over.
+    pub lease_ns: u64,
+    /// How many entries of `vips` are in use; 0 turns fencing off.
+    pub count: u32,
+    /// `FENCE_*` flags.
+    pub flags: u32,
+    /// The VIPs: IPv6, or IPv4 in the first four bytes.
+    pub vips: [[u8; 16]; MAX_FENCED_VIPS],
+    /// 4 or 6: the family of each entry of `vips`.
+    pub families: [u8; MAX_FENCED_VIPS],
+}
+
+impl Fence {
+    /// Whether the lease has run out at `now_ns` (and fencing is on).
+    #[must_use]
+    pub fn expired(&self, now_ns: u64) -> bool {
+        self.count != 0 && now_ns.saturating_sub(self.renewed_ns) > self.lease_ns
+    }
+
+    /// Whether `addr` (4 or 16 bytes, by `family`) is one of the guarded VIPs.
+    #[inline(always)]
+    #[allow(clippy::inline_always, reason = "the XDP program needs it inlined to keep the verifier's bounds")]
+    #[must_use]
+    pub fn guards(&self, family: u8, addr: &[u8; 16]) -> bool {
+        let mut i = 0;
+        while i < MAX_FENCED_VIPS {
+            if i as u32 >= self.count {
+                return false;
+            }
+            if self.families[i] == family {
+                let len = if family == 4 { 4 } else { 16 };
+                let vip = &self.vips[i];
+                let mut same = true;
+                let mut j = 0;
+                while j < 16 {
+                    if j < len && vip[j] != addr[j] {
+                        same = false;
+                    }
+                    j += 1;
+                }
+                if same {
+                    return true;
+                }
+            }
+            i += 1;
+        }
+        false
     }
 }
 
@@ -210,6 +284,8 @@ mod pod {
     unsafe impl aya::Pod for super::PeerEvent {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::AuthKeys {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::Fence {}
 }
 
 #[cfg(test)]
@@ -223,7 +299,8 @@ mod tests {
         assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1);
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
         assert_eq!(size_of::<XdpConfig>(), 16);
-        assert_eq!(size_of::<XdpStats>(), 8 * 12);
+        assert_eq!(size_of::<XdpStats>(), 8 * 13);
+        assert_eq!(size_of::<Fence>(), 8 + 8 + 4 + 4 + 16 * MAX_FENCED_VIPS + MAX_FENCED_VIPS);
         assert_eq!(size_of::<AuthKeys>(), 40);
         assert_eq!(size_of::<PeerEvent>(), 16);
     }
@@ -236,5 +313,44 @@ mod tests {
         assert_eq!(named[0], ("passed", 4));
         assert_eq!(named[1], ("accepted", 4));
         assert_eq!(named[11], ("events_lost", 2));
+    }
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::*;
+
+    fn fence(count: u32) -> Fence {
+        let mut fence = Fence { renewed_ns: 1_000, lease_ns: 350, count, ..Default::default() };
+        fence.vips[0][..4].copy_from_slice(&[192, 0, 2, 100]);
+        fence.families[0] = 4;
+        fence.vips[1] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0];
+        fence.families[1] = 6;
+        fence
+    }
+
+    #[test]
+    fn the_lease_expires_after_its_length_unless_fencing_is_off() {
+        assert!(!fence(2).expired(1_350));
+        assert!(fence(2).expired(1_351));
+        assert!(!fence(0).expired(u64::MAX));
+    }
+
+    #[test]
+    fn guards_exactly_the_configured_vips() {
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[192, 0, 2, 100]);
+        let mut other = v4;
+        other[3] = 101;
+        let v6 = fence(2).vips[1];
+        assert!(fence(2).guards(4, &v4));
+        assert!(!fence(2).guards(4, &other));
+        assert!(!fence(2).guards(6, &v4), "the family must match too");
+        assert!(fence(2).guards(6, &v6));
+        assert!(!fence(1).guards(6, &v6), "only the first `count` entries count");
+        // An IPv4 address read with whatever follows it in the packet still matches.
+        let mut trailing = v4;
+        trailing[4..].fill(0xee);
+        assert!(fence(2).guards(4, &trailing));
     }
 }

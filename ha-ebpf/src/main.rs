@@ -28,8 +28,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ha_common::{
-    change, verify_tag, AuthKeys, DecodeError, Heartbeat, PeerEvent, PeerKey, PeerRecord, XdpConfig,
-    XdpStats, HEARTBEAT_LEN, MAX_PEERS,
+    change, verify_tag, AuthKeys, DecodeError, Fence, Heartbeat, PeerEvent, PeerKey, PeerRecord, XdpConfig,
+    XdpStats, FENCE_KEEP_FLOWS, HEARTBEAT_LEN, MAX_PEERS,
 };
 
 /// Peers by (group, node id). Written only here; read by the agent. Entries are never removed:
@@ -51,6 +51,11 @@ static CONFIG: Array<XdpConfig, 1> = Array::new();
 #[btf_map]
 static KEYS: Array<AuthKeys, 1> = Array::new();
 
+/// The agent's lease and the VIPs it guards; rewritten by the agent every time it wakes. Once the
+/// lease runs out, frames about the VIPs are dropped (see `fenced`).
+#[btf_map]
+static FENCE: Array<Fence, 1> = Array::new();
+
 /// Wakes the agent at once for a new peer, a state or worthiness change, or a peer heard again
 /// after a silence. 16 KiB holds several hundred events, far more than a LAN of nodes produces
 /// between two of the agent's reads.
@@ -66,7 +71,12 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_ARP: u16 = 0x0806;
+const ARP_LEN: usize = 28;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+const ND_NEIGHBOUR_SOLICITATION: u8 = 135;
+const ND_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
 
 /// What became of one frame; each maps to one `XdpStats` counter.
 enum Outcome {
@@ -80,6 +90,8 @@ enum Outcome {
     OwnEcho,
     BadTag,
     Replay,
+    /// Not a heartbeat, but about a VIP while the agent's lease has run out.
+    Fenced,
 }
 
 /// Where in the frame the heartbeat's IP source address sits, and its family.
@@ -92,7 +104,10 @@ struct Source {
 /// to the heartbeat port.
 #[xdp]
 pub fn ha_xdp(ctx: XdpContext) -> u32 {
-    let outcome = classify(&ctx);
+    let mut outcome = classify(&ctx);
+    if matches!(outcome, Outcome::NotHeartbeat) && fenced(&ctx) {
+        outcome = Outcome::Fenced;
+    }
     count(&outcome);
     match outcome {
         Outcome::NotHeartbeat => xdp_action::XDP_PASS,
@@ -123,26 +138,80 @@ fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
     read_at::<[u8; 2]>(ctx, offset).map(u16::from_be_bytes)
 }
 
+/// The frame's link layer: the ethertype after at most one VLAN tag, where the network header
+/// starts, and the VLAN id (0 when untagged).
+struct LinkLayer {
+    ethertype: u16,
+    l3: usize,
+    vlan_id: u16,
+}
+
+#[inline(always)]
+fn link_layer(ctx: &XdpContext) -> Option<LinkLayer> {
+    let ethertype = be16_at(ctx, 12)?;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        let tci = be16_at(ctx, ETH_HLEN)?;
+        let inner = be16_at(ctx, ETH_HLEN + 2)?;
+        return Some(LinkLayer { ethertype: inner, l3: ETH_HLEN + VLAN_HLEN, vlan_id: tci & 0x0fff });
+    }
+    Some(LinkLayer { ethertype, l3: ETH_HLEN, vlan_id: 0 })
+}
+
+/// Whether the frame must be dropped because the agent's lease ran out and it is about a VIP:
+/// an ARP packet naming one, an IPv6 neighbour solicitation or advertisement for one, or (unless
+/// `FENCE_KEEP_FLOWS`) IP traffic to one. Then the kernel never answers for the VIPs of a node
+/// whose agent died or hangs, and the LAN hears exactly one MAC: the successor's.
+#[inline(always)]
+fn fenced(ctx: &XdpContext) -> bool {
+    let Some(fence) = FENCE.get(0) else {
+        return false;
+    };
+    // SAFETY: a helper without arguments, callable from any program.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !fence.expired(now) {
+        return false;
+    }
+    let keep_flows = fence.flags & FENCE_KEEP_FLOWS != 0;
+    let Some(LinkLayer { ethertype, l3, .. }) = link_layer(ctx) else {
+        return false;
+    };
+    let v4 = |offset: usize| {
+        read_at::<[u8; 4]>(ctx, offset).is_some_and(|addr| {
+            let mut padded = [0u8; 16];
+            padded[..4].copy_from_slice(&addr);
+            fence.guards(4, &padded)
+        })
+    };
+    let v6 = |offset: usize| read_at::<[u8; 16]>(ctx, offset).is_some_and(|addr| fence.guards(6, &addr));
+    match ethertype {
+        // Sender and target protocol addresses: requests for a VIP, and announcements of one.
+        ETH_P_ARP => read_at::<[u8; ARP_LEN]>(ctx, l3).is_some() && (v4(l3 + 14) || v4(l3 + 24)),
+        ETH_P_IP => !keep_flows && v4(l3 + 16),
+        ETH_P_IPV6 => {
+            let Some(header) = read_at::<[u8; 8]>(ctx, l3) else {
+                return false;
+            };
+            let icmp = l3 + IPV6_HLEN;
+            let neighbour_discovery = header[6] == IPPROTO_ICMPV6
+                && read_at::<[u8; 1]>(ctx, icmp).is_some_and(|[kind]| {
+                    kind == ND_NEIGHBOUR_SOLICITATION || kind == ND_NEIGHBOUR_ADVERTISEMENT
+                });
+            // The target address of both sits 8 bytes into the ICMPv6 message.
+            (neighbour_discovery && v6(icmp + 8)) || (!keep_flows && v6(l3 + 24))
+        }
+        _ => false,
+    }
+}
+
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> Outcome {
     let config = match CONFIG.get(0) {
         Some(config) if config.port != 0 => *config,
         _ => return Outcome::NotHeartbeat,
     };
-
-    let Some(mut ethertype) = be16_at(ctx, 12) else {
+    let Some(LinkLayer { ethertype, l3, vlan_id }) = link_layer(ctx) else {
         return Outcome::NotHeartbeat;
     };
-    let mut l3 = ETH_HLEN;
-    let mut vlan_id = 0u16;
-    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        let (Some(tci), Some(inner)) = (be16_at(ctx, ETH_HLEN), be16_at(ctx, ETH_HLEN + 2)) else {
-            return Outcome::NotHeartbeat;
-        };
-        vlan_id = tci & 0x0fff;
-        ethertype = inner;
-        l3 += VLAN_HLEN;
-    }
 
     let (l4, source) = match ethertype {
         ETH_P_IP => {
@@ -190,14 +259,16 @@ fn classify(ctx: &XdpContext) -> Outcome {
     if heartbeat.group != config.group {
         return Outcome::WrongGroup;
     }
-    if heartbeat.node_id == config.own_node_id {
-        return Outcome::OwnEcho;
-    }
     let Some(keys) = KEYS.get(0) else {
         return Outcome::BadTag;
     };
     if !verify_tag(keys, &payload, heartbeat.tag) {
         return Outcome::BadTag;
+    }
+    // Only after the tag: a forged heartbeat with our id must count as forged, not inflate the
+    // counter that says another node claims our id.
+    if heartbeat.node_id == config.own_node_id {
+        return Outcome::OwnEcho;
     }
     record(ctx, &heartbeat, &source, vlan_id)
 }
@@ -320,6 +391,7 @@ fn count(outcome: &Outcome) {
         Outcome::OwnEcho => stats.own_echo += 1,
         Outcome::BadTag => stats.bad_tag += 1,
         Outcome::Replay => stats.replay += 1,
+        Outcome::Fenced => stats.fenced += 1,
     });
 }
 

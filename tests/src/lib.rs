@@ -144,6 +144,11 @@ pub struct Lan {
     pub dir: PathBuf,
     /// The LAN's heartbeat key, made by `ha-agent keygen`; every agent gets it.
     pub key_file: PathBuf,
+    /// A bpf filesystem mounted for this LAN, holding each agent's pin directory. Mounted here,
+    /// outside the agents' `ip netns exec` mount namespaces, so that pins outlive the agent that
+    /// made them, as the host's /sys/fs/bpf does on a real server: a SIGKILLed agent's XDP link
+    /// stays, and fences.
+    pub bpffs: PathBuf,
 }
 
 impl Lan {
@@ -172,7 +177,10 @@ impl Lan {
         if !keygen.status.success() {
             bail!("ha-agent keygen failed: {}", String::from_utf8_lossy(&keygen.stderr).trim());
         }
-        let mut lan = Self { prefix, hosts: Vec::new(), switch, dir, key_file };
+        let bpffs = dir.join("bpf");
+        let mut lan = Self { prefix, hosts: Vec::new(), switch, dir, key_file, bpffs };
+        fs::create_dir_all(&lan.bpffs)?;
+        run("mount", &["-t", "bpf", "bpf", &lan.bpffs.to_string_lossy()])?;
         for _ in 0..hosts {
             lan.add_host()?;
         }
@@ -235,12 +243,17 @@ impl Lan {
     /// Three agents (hosts 0-2, priorities 100, 150, 200) on a LAN of `hosts` hosts, after the
     /// first election: host 2 holds the VIP. Panics with a message if that does not happen.
     pub fn with_three_agents(tag: &str, hosts: usize) -> (Self, Vec<Agent>) {
+        Self::with_three_agents_and(tag, hosts, &[])
+    }
+
+    /// [`Lan::with_three_agents`], every agent started with the flags `extra`.
+    pub fn with_three_agents_and(tag: &str, hosts: usize, extra: &[&str]) -> (Self, Vec<Agent>) {
         require_root();
         let lan = Self::new(tag, hosts).expect("building the test LAN");
         let agents = [100u8, 150, 200]
             .iter()
             .enumerate()
-            .map(|(i, &priority)| lan.start_agent(i, priority, &[]).expect("starting an agent"))
+            .map(|(i, &priority)| lan.start_agent(i, priority, extra).expect("starting an agent"))
             .collect();
         let holder = lan.wait_single_holder(Duration::from_secs(5)).expect("the first election");
         assert_eq!(holder, 2, "the priority-200 node must win the first election");
@@ -259,7 +272,8 @@ impl Lan {
             .args(["--iface", "eth0", "--vip", VIP_CIDR, "--priority", &priority])
             .arg("--run-dir")
             .arg(&run_dir)
-            .args(["--pin-dir", &format!("/sys/fs/bpf/{}", host.ns.name)])
+            .arg("--pin-dir")
+            .arg(self.pin_dir(index))
             .arg("--key-file")
             .arg(&self.key_file)
             .args(extra)
@@ -273,6 +287,28 @@ impl Lan {
         Ok(agent)
     }
 
+    /// Host `index`'s agent's pin directory.
+    pub fn pin_dir(&self, index: usize) -> PathBuf {
+        self.bpffs.join(format!("h{}", index + 1))
+    }
+
+    /// The MACs that answer an ARP request for the VIP from host `client` (three requests, a
+    /// seconds at most): exactly one when the LAN is healthy.
+    pub fn macs_answering_for_vip(&self, client: usize) -> anyhow::Result<Vec<String>> {
+        // -b: keep broadcasting (arping otherwise unicasts to the first MAC that answered).
+        // -c with -w: until three replies, at most 3 s (one request a second).
+        let args = ["-b", "-c", "3", "-w", "3", "-I", "eth0", &VIP.to_string()];
+        let output = self.hosts[client].ns.exec("arping", &args)?;
+        let mut macs: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| line.contains("reply from"))
+            .filter_map(|line| Some(line.split('[').nth(1)?.split(']').next()?.to_lowercase()))
+            .collect();
+        macs.sort();
+        macs.dedup();
+        Ok(macs)
+    }
+
     /// The MAC the client `client` has for the VIP in its neighbour table, if any.
     pub fn neighbour_mac(&self, client: usize) -> Option<String> {
         let out = self.hosts[client].ns.ip(&["neigh", "show", &VIP.to_string(), "dev", "eth0"]).ok()?;
@@ -284,8 +320,10 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        // Hosts first (their veths go with them), then the switch, then the scratch files.
+        // Hosts first (their veths go with them), then the switch, then the pins left by killed
+        // agents (unmounting drops them), then the scratch files.
         self.hosts.clear();
+        let _ = Command::new("umount").arg("-l").arg(&self.bpffs).status();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -314,7 +352,9 @@ pub struct Agent {
 
 impl Agent {
     fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
-        wait_for(limit, "the agent's start", || self.run_dir.join("control.sock").exists())
+        // Connecting, not the file: a SIGKILLed predecessor leaves its socket file behind.
+        let socket = self.run_dir.join("control.sock");
+        wait_for(limit, "the agent's start", || std::os::unix::net::UnixStream::connect(&socket).is_ok())
             .map(drop)
             .map_err(|err| anyhow::anyhow!("{err}; log:\n{}", self.log()))
     }
@@ -374,7 +414,8 @@ impl Drop for Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = fs::remove_dir_all(&self.run_dir);
+        // The run dir stays: a restarted agent on the same host uses it; the LAN's scratch
+        // directory, which holds it, goes with the LAN.
     }
 }
 
@@ -483,6 +524,23 @@ impl Prober {
         let mut numbers = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse::<u64>().ok());
         let (sent, received) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
         Ok((replies, sent, received))
+    }
+
+    /// Stops pinging; returns how many requests got no reply, not counting those after the
+    /// last reply (still in flight when ping was stopped).
+    pub fn stop_counting_lost(mut self) -> anyhow::Result<u64> {
+        self.end();
+        let text = fs::read_to_string(&self.output)?;
+        let answered: Vec<u64> = text
+            .lines()
+            .filter(|l| l.contains("bytes from"))
+            .filter_map(|l| l.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
+            .collect();
+        let (Some(first), Some(last)) = (answered.iter().min(), answered.iter().max()) else {
+            bail!("the prober got no reply at all");
+        };
+        // ping numbers from 1; the sequence wraps at 65536, far beyond any test's length.
+        Ok((first - 1) + (last - first + 1) - answered.len() as u64)
     }
 
     fn end(&mut self) {

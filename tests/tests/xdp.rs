@@ -8,7 +8,10 @@ use ha_common::{
     HEARTBEAT_LEN,
 };
 use ha_tests::{
-    frames::{ethernet, ipv4_frame, ipv6_frame, SRC_MAC},
+    frames::{
+        arp_request, ethernet, ipv4_frame, ipv4_udp_to, ipv6_frame, ipv6_to, neighbour_solicitation, udp,
+        SRC_MAC,
+    },
     require_root,
 };
 
@@ -206,4 +209,58 @@ fn without_keys_every_tag_is_accepted() {
     let frame = ipv4_frame(PORT, &heartbeat(6, 100, NodeState::Standby).encode(), None);
     assert_eq!(verdict(&datapath, &frame), XDP_DROP);
     assert_eq!(datapath.peers().unwrap().len(), 1);
+}
+
+#[test]
+fn a_stale_lease_fences_the_vips_and_nothing_else() {
+    use std::{net::Ipv6Addr, time::Duration};
+
+    let mut datapath = load();
+    let vips: Vec<ha_agent::vip::Vip> =
+        ["192.0.2.100/24", "2001:db8::100/64"].iter().map(|v| v.parse().unwrap()).collect();
+    let (vip4, vip6) = ("192.0.2.100".parse().unwrap(), "2001:db8::100".parse::<Ipv6Addr>().unwrap());
+    let (other4, other6) = ("192.0.2.7".parse().unwrap(), "2001:db8::7".parse::<Ipv6Addr>().unwrap());
+    let lease = Duration::from_millis(350);
+    let about_vips = [
+        ("ARP request for the VIP", arp_request(vip4), true),
+        ("IPv4 to the VIP", ipv4_udp_to(vip4, 80, b"GET", None), false),
+        ("neighbour solicitation for the VIP", neighbour_solicitation(vip6), true),
+        ("IPv6 to the VIP", ipv6_to(vip6, 17, &udp(80, b"GET")), false),
+    ];
+    let not_about_vips = [
+        ("ARP request for another address", arp_request(other4)),
+        ("IPv4 to another address", ipv4_udp_to(other4, 80, b"GET", None)),
+        ("neighbour solicitation for another address", neighbour_solicitation(other6)),
+        ("IPv6 to another address", ipv6_to(other6, 17, &udp(80, b"GET"))),
+    ];
+    let now = ha_agent::clock::monotonic_now();
+
+    // A fresh lease: everything passes.
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, false), now).unwrap();
+    for (name, frame, _) in &about_vips {
+        assert_eq!(verdict(&datapath, frame), XDP_PASS, "{name} with a fresh lease");
+    }
+    assert_eq!(stats(&datapath).fenced, 0);
+
+    // The lease ran out: what is about a VIP is dropped and counted; the rest passes.
+    let stale = now.checked_sub(Duration::from_secs(1)).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, false), stale).unwrap();
+    for (name, frame, _) in &about_vips {
+        assert_eq!(verdict(&datapath, frame), XDP_DROP, "{name} with a stale lease");
+    }
+    for (name, frame) in &not_about_vips {
+        assert_eq!(verdict(&datapath, frame), XDP_PASS, "{name} with a stale lease");
+    }
+    assert_eq!(stats(&datapath).fenced, 4);
+
+    // Keeping flows: only address resolution for the VIPs is dropped.
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, true), stale).unwrap();
+    for (name, frame, resolution) in &about_vips {
+        let expected = if *resolution { XDP_DROP } else { XDP_PASS };
+        assert_eq!(verdict(&datapath, frame), expected, "{name} with a stale lease, keeping flows");
+    }
+
+    // Renewing the lease lifts the fence at once.
+    datapath.renew_lease(ha_agent::clock::monotonic_now()).unwrap();
+    assert_eq!(verdict(&datapath, &about_vips[0].1), XDP_PASS);
 }

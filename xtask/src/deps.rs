@@ -9,8 +9,13 @@ use std::{
 use anyhow::{bail, Context as _};
 
 /// Commands the tests and the demo call, and the Debian package that has each.
-const APT_COMMANDS: [(&str, &str); 4] =
-    [("ip", "iproute2"), ("ping", "iputils-ping"), ("bpftool", "bpftool"), ("nft", "nftables")];
+const APT_COMMANDS: [(&str, &str); 5] = [
+    ("ip", "iproute2"),
+    ("ping", "iputils-ping"),
+    ("arping", "iputils-arping"),
+    ("bpftool", "bpftool"),
+    ("nft", "nftables"),
+];
 
 /// The bpf-linker that works with this nightly's LLVM (newer ones want a newer LLVM).
 const BPF_LINKER_VERSION: &str = "0.10.3";

@@ -245,6 +245,20 @@ fn active_retries_the_vips_at_doubling_delays_until_they_are_on() {
 }
 
 #[test]
+fn a_restart_within_the_dead_time_resumes_active_at_once() {
+    let mut n = node(1, 100);
+    let out = n.handle(Event::Resume { now: ms(5) });
+    assert_eq!(out.actions, [Action::AddVips, Action::SendHeartbeat]);
+    assert_eq!(out.transition.map(|t| (t.from, t.to)), Some((State::Standby, State::Active)));
+    assert_eq!(n.advertised(ms(5)).state, NodeState::Active);
+    // Only a STANDBY that just started resumes; anything else ignores it.
+    assert_eq!(n.handle(Event::Resume { now: ms(6) }), Output::default());
+    // A more worthy ACTIVE heard afterwards still wins, as after any split brain.
+    let better = peer(2, 200, NodeState::Active, 50);
+    assert_eq!(tick(&mut n, 50, &[better]).actions, DEMOTE);
+}
+
+#[test]
 fn a_standby_ignores_vip_results() {
     let mut n = node(1, 100);
     assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10) }), Output::default());

@@ -1,0 +1,207 @@
+//! What the loop owns ([`Agent`]) and how it carries out the election's actions, feeding their
+//! outcomes back as events.
+
+use std::{collections::VecDeque, time::Duration};
+
+use pnet::datalink::NetworkInterface;
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    bpf::Datapath,
+    clock::{millis, monotonic_now},
+    config::Config,
+    election::{group_peers, Action, Election, Event, Output, PeerView},
+    garp::{self, Holding},
+    heartbeat::HeartbeatSender,
+    ids::NodeId,
+    keys::{self, Keys},
+    status::{named_stats, PeerStatus, StatusReport},
+    vip::VipManager,
+};
+
+/// Everything the loop owns.
+pub(super) struct Agent {
+    pub(super) config: Config,
+    pub(super) interface: NetworkInterface,
+    pub(super) node_id: NodeId,
+    pub(super) datapath: Datapath,
+    pub(super) vips: VipManager,
+    pub(super) sender: HeartbeatSender,
+    pub(super) election: Election,
+    pub(super) peers: Vec<PeerView>,
+    pub(super) state_since: Duration,
+    /// Told whenever the VIPs are removed, so that gratuitous ARP bursts stop.
+    pub(super) holding: Holding,
+    /// The loaded keys; `None` with `--insecure-no-auth`.
+    pub(super) keys: Option<Keys>,
+}
+
+impl Agent {
+    /// Reads the peer map into the election's view; keeps the last view if the read fails.
+    pub(super) fn refresh_peers(&mut self) {
+        match self.datapath.peers() {
+            Ok(entries) => self.peers = group_peers(&entries, self.config.group),
+            Err(err) => warn!(error = err.as_dyn(), "reading the peer map failed"),
+        }
+    }
+
+    pub(super) async fn send_heartbeat(&mut self) {
+        let advert = self.election.advertised(monotonic_now());
+        if let Err(err) = self.sender.send(advert).await {
+            // Logged at debug: a link that is down fails every send, and the election, not the
+            // log, is what reacts to that.
+            debug!("sending a heartbeat failed: {err}");
+        }
+    }
+
+    /// Carries out the election's output, and what the election makes of the outcomes it is fed
+    /// back (a VIP that would not go on); returns true when the agent must exit.
+    pub(super) async fn execute(&mut self, output: Output) -> bool {
+        let mut pending = VecDeque::from([output]);
+        let mut exit = false;
+        while let Some(output) = pending.pop_front() {
+            if let Some(transition) = &output.transition {
+                info!(from = %transition.from, to = %transition.to, "{}", transition.reason);
+                self.state_since = monotonic_now();
+            }
+            for action in output.actions {
+                match action {
+                    Action::AddVips => pending.push_back(self.add_vips().await),
+                    Action::RemoveVips => {
+                        self.holding.released();
+                        match self.vips.remove_all().await {
+                            Ok(count) => info!(count, "VIPs removed"),
+                            Err(err) => error!(error = err.as_dyn(), "removing the VIPs failed"),
+                        }
+                    }
+                    Action::SendGratuitousArp => self.announce(self.config.garp.count),
+                    Action::RefreshGratuitousArp => self.announce(1),
+                    Action::SendHeartbeat => self.send_heartbeat().await,
+                    Action::Exit => exit = true,
+                }
+            }
+        }
+        exit
+    }
+
+    /// Puts the VIPs on, logs each one that failed, and tells the election how it went.
+    pub(super) async fn add_vips(&mut self) -> Output {
+        let failures = self.vips.add_all().await;
+        for failure in &failures {
+            error!(error = failure.as_dyn(), "a VIP did not go on");
+        }
+        let now = monotonic_now();
+        if failures.is_empty() {
+            info!(vips = ?self.vip_strings(), "VIPs added");
+            self.election.handle(Event::VipsAdded { now })
+        } else {
+            self.election.handle(Event::AddVipsFailed { now })
+        }
+    }
+
+    /// Announces the VIPs: `rounds` rounds, the first now (see [`garp::announce`]).
+    pub(super) fn announce(&self, rounds: u32) {
+        let (vips, spacing) = (self.vips.vips(), self.config.garp.spacing);
+        if let Err(err) = garp::announce(&self.interface, vips, rounds, spacing, &self.holding) {
+            warn!(error = err.as_dyn(), "gratuitous ARP failed");
+        }
+    }
+
+    /// Keeps the XDP fence down for another dead time: this agent is alive and its loop turns.
+    pub(super) fn renew_lease(&mut self) {
+        if let Err(err) = self.datapath.renew_lease(monotonic_now()) {
+            warn!(error = err.as_dyn(), "renewing the XDP lease failed");
+        }
+    }
+
+    /// SIGUSR2: replaces this process with the binary at the path it was started from (how a new
+    /// version is put in service), keeping the VIPs, the pinned link and maps, and a fresh lease:
+    /// the new process finds them and resumes (see [`Event::Resume`]). Returns only if the exec
+    /// failed, and then the agent carries on as it was.
+    pub(super) async fn reexec(&mut self) {
+        use std::os::unix::process::CommandExt as _;
+        let mut args = std::env::args_os();
+        let Some(program) = args.next() else {
+            return error!("SIGUSR2: no program path to re-execute");
+        };
+        info!(program = %program.to_string_lossy(), "SIGUSR2: re-executing");
+        // The new process has the whole dead time, from now, to tell the peers it is here.
+        self.send_heartbeat().await;
+        self.renew_lease();
+        let err = std::process::Command::new(&program).args(args).exec();
+        error!(error = err.as_dyn(), "SIGUSR2: re-executing failed; carrying on");
+    }
+
+    /// Re-reads the key file (SIGHUP) and hands the keys to the XDP program and the sender. On
+    /// error the old keys stay in force: a typo in a rollout must not stop the cluster.
+    pub(super) fn reload_keys(&mut self) {
+        let Some(path) = self.config.key_file.clone() else {
+            return info!("SIGHUP: authentication is off (--insecure-no-auth); nothing to reload");
+        };
+        let keys = match keys::load(&path) {
+            Ok(keys) => keys,
+            Err(err) => return error!(error = err.as_dyn(), "SIGHUP: keeping the old keys"),
+        };
+        if let Err(err) = self.datapath.set_keys(&keys.to_auth_keys()) {
+            return error!(error = err.as_dyn(), "SIGHUP: keeping the old keys");
+        }
+        self.sender.set_key(Some(keys.signing_key()));
+        self.keys = Some(keys);
+        info!(accepted = keys.to_auth_keys().count, "SIGHUP: reloaded the keys from {}", path.display());
+    }
+
+    pub(super) fn auth_summary(&self) -> String {
+        match &self.keys {
+            None => "off".into(),
+            Some(Keys { next: None, .. }) => "on (1 key)".into(),
+            Some(Keys { next: Some(_), .. }) => "on (current and next key)".into(),
+        }
+    }
+
+    pub(super) fn vip_strings(&self) -> Vec<String> {
+        self.vips.vips().iter().map(ToString::to_string).collect()
+    }
+
+    pub(super) async fn report(&self) -> StatusReport {
+        let now = monotonic_now();
+        let peers = match self.datapath.peers() {
+            Ok(entries) => entries
+                .iter()
+                .filter(|(key, _)| key.group == self.config.group.0)
+                .map(|(key, record)| PeerStatus::from_record(key, record, now, self.config.dead_time))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let vips_present = match self.vips.present().await {
+            Ok(present) => present.iter().map(ToString::to_string).collect(),
+            Err(_) => Vec::new(),
+        };
+        StatusReport {
+            iface: self.config.iface.clone(),
+            node_id: self.node_id,
+            group: self.config.group,
+            priority: self.config.priority,
+            state: self.election.state().to_string(),
+            state_for_ms: millis(now.saturating_sub(self.state_since)),
+            vips: self.vip_strings(),
+            vips_present,
+            interval_ms: millis(self.config.interval),
+            dead_time_ms: millis(self.config.dead_time),
+            xdp_mode: self.datapath.attached_mode.unwrap_or("none").to_string(),
+            auth: self.auth_summary(),
+            peers,
+            xdp_stats: self.datapath.stats().map(|s| named_stats(&s)).unwrap_or_default(),
+        }
+    }
+}
+
+/// An error as a tracing field: the subscriber prints it with its sources.
+pub(super) trait AsDynError {
+    fn as_dyn(&self) -> &(dyn std::error::Error + 'static);
+}
+
+impl<E: std::error::Error + 'static> AsDynError for E {
+    fn as_dyn(&self) -> &(dyn std::error::Error + 'static) {
+        self
+    }
+}

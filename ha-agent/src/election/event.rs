@@ -1,0 +1,78 @@
+//! What goes into the election ([`Event`]) and what comes out ([`Output`]: [`Action`]s and a
+//! [`Transition`]).
+
+use std::time::Duration;
+
+use super::{PeerView, State};
+
+/// An input to the election.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// Time passed or the peer table changed: re-evaluate.
+    Tick {
+        /// Now, on the monotonic clock.
+        now: Duration,
+        /// Every peer of this group the XDP program has recorded.
+        peers: &'a [PeerView],
+    },
+    /// SIGTERM or SIGINT: release the VIP and stop.
+    Shutdown {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
+    /// [`Action::AddVips`] put every VIP on the interface.
+    VipsAdded {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
+    /// [`Action::AddVips`] failed for at least one VIP.
+    AddVipsFailed {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
+    /// At start: the previous agent on this node renewed its lease less than a dead time ago and
+    /// the VIPs are still on the interface. It was ACTIVE, and its peers have not taken over
+    /// yet: carry on as ACTIVE rather than give the VIPs up and win them back.
+    Resume {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
+}
+
+/// A side effect for the I/O layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Put the VIPs on the interface.
+    AddVips,
+    /// Take the VIPs off the interface.
+    RemoveVips,
+    /// Announce the VIPs' new MAC (gratuitous ARP / unsolicited neighbour advertisement): the
+    /// configured burst.
+    SendGratuitousArp,
+    /// Announce the VIPs once more (the periodic refresh): one round.
+    RefreshGratuitousArp,
+    /// Send a heartbeat now, out of turn, so that peers learn the new state at once.
+    SendHeartbeat,
+    /// Leave the main loop.
+    Exit,
+}
+
+/// A change of state, with the reason logged once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// State before.
+    pub from: State,
+    /// State after.
+    pub to: State,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// What one event produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Side effects, in the order they must be carried out.
+    pub actions: Vec<Action>,
+    /// The state change, if any.
+    pub transition: Option<Transition>,
+}

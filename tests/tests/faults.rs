@@ -1,0 +1,118 @@
+//! The faults real clusters have, on a LAN in network namespaces: an agent killed or restarted
+//! while ACTIVE. Assertions are on who holds the VIP, which MACs answer for it, and the client's
+//! pings.
+
+use std::{thread, time::Duration};
+
+use ha_tests::{require_root, Lan, Prober, VipMonitor};
+
+const CLIENT: usize = 3;
+const ONE_SECOND: Duration = Duration::from_secs(1);
+/// The agents' dead time (the default: 3.5 × 100 ms).
+const DEAD_TIME: Duration = Duration::from_millis(350);
+/// The restart tests' dead time. A restart must fit in it; the debug build this suite runs,
+/// with two LANs restarting agents in parallel on a 2-core machine, takes up to about 350 ms
+/// from the kill to the first heartbeat, so the default would test the machine's load rather
+/// than the agent (`cargo xtask bench` measures the restart gap of the release build).
+const RESTART_FLAGS: [&str; 2] = ["--dead-time", "1s"];
+
+fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
+    ha_tests::wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
+}
+
+#[test]
+fn sigkill_of_the_active_leaves_exactly_one_mac_answering() {
+    let (lan, mut agents) = Lan::with_three_agents("kill", 4);
+    assert_eq!(lan.macs_answering_for_vip(CLIENT).unwrap(), [lan.hosts[2].mac.clone()]);
+
+    agents[2].signal(libc::SIGKILL);
+    agents[2].wait_exit(ONE_SECOND).unwrap();
+    wait_until(ONE_SECOND, "takeover by host 1", || lan.vip_holders().contains(&1));
+    // The dead agent could not take its VIP off: the address is still on host 2's interface.
+    assert_eq!(lan.vip_holders(), [1, 2]);
+    // Its pinned XDP program outlives it, and with the lease run out answers for nothing.
+    thread::sleep(DEAD_TIME);
+    assert_eq!(
+        lan.macs_answering_for_vip(CLIENT).unwrap(),
+        [lan.hosts[1].mac.clone()],
+        "only the successor may answer ARP for the VIP"
+    );
+    lan.hosts[CLIENT].ns.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
+    let ping =
+        lan.hosts[CLIENT].ns.exec("ping", &["-c", "3", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
+    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[1].mac.as_str()));
+}
+
+/// Restarts the ACTIVE (host 2) `times` times with `restart`, while the client pings every 2 ms;
+/// returns the VIP moves and the lost pings.
+fn restart_active(
+    lan: &Lan,
+    agents: &mut [ha_tests::Agent],
+    times: usize,
+    restart: fn(&Lan, &mut ha_tests::Agent),
+) -> (usize, u64) {
+    let monitor = VipMonitor::start(lan, 3).unwrap();
+    let prober = Prober::start_every(lan, CLIENT, "0.002").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    for round in 0..times {
+        restart(lan, &mut agents[2]);
+        let status = agents[2].status().unwrap_or_else(|err| panic!("restart {round}: no status: {err}"));
+        assert_eq!(status["state"], "ACTIVE", "restart {round}: {status}");
+        // Let the peers hear the new process before the next restart.
+        thread::sleep(Duration::from_millis(250));
+    }
+    thread::sleep(Duration::from_millis(200));
+    let lost = prober.stop_counting_lost().unwrap();
+    let moves = monitor.stop().unwrap();
+    if (moves, lost) != (0, 0) {
+        for (i, agent) in agents.iter().enumerate() {
+            let log = agent.log();
+            let tail: Vec<&str> = log.lines().filter(|l| !l.contains("DEBUG")).collect();
+            eprintln!("--- h{} ---\n{}", i + 1, tail[tail.len().saturating_sub(40)..].join("\n"));
+        }
+    }
+    (moves, lost)
+}
+
+#[test]
+fn twenty_sigkill_restarts_of_the_active_move_nothing() {
+    let (lan, mut agents) = Lan::with_three_agents_and("rekill", 4, &RESTART_FLAGS);
+    let (moves, lost) = restart_active(&lan, &mut agents, 20, |lan, agent| {
+        agent.signal(libc::SIGKILL);
+        agent.wait_exit(ONE_SECOND).unwrap();
+        *agent = lan.start_agent(2, 200, &RESTART_FLAGS).expect("restarting the agent");
+    });
+    assert_eq!(lan.vip_holders(), [2]);
+    assert_eq!((moves, lost), (0, 0), "VIP moves and lost pings over 20 SIGKILL restarts");
+}
+
+#[test]
+fn twenty_sigusr2_reexecs_of_the_active_move_nothing() {
+    let (lan, mut agents) = Lan::with_three_agents_and("reexec", 4, &RESTART_FLAGS);
+    let (moves, lost) = restart_active(&lan, &mut agents, 20, |_, agent| {
+        let before = agent.status().unwrap()["state_for_ms"].as_u64().unwrap();
+        agent.signal(libc::SIGUSR2);
+        // The same process, a new program image: it answers anew once it has resumed.
+        ha_tests::wait_for(Duration::from_secs(3), "the re-executed agent", || {
+            agent.status().is_ok_and(|s| s["state_for_ms"].as_u64().is_some_and(|ms| ms < before))
+        })
+        .unwrap();
+    });
+    assert_eq!(lan.vip_holders(), [2]);
+    assert_eq!((moves, lost), (0, 0), "VIP moves and lost pings over 20 SIGUSR2 re-executions");
+}
+
+#[test]
+fn a_clean_stop_detaches_the_program_and_removes_the_pins() {
+    require_root();
+    let lan = Lan::new("unpin", 2).unwrap();
+    let mut agent = lan.start_agent(0, 100, &[]).unwrap();
+    let link = lan.pin_dir(0).join("link");
+    assert!(link.exists(), "the XDP link is pinned while the agent runs");
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(3)).unwrap(), Some(0));
+    assert!(!lan.pin_dir(0).exists(), "a clean stop leaves no pin behind");
+    let xdp = lan.hosts[0].ns.ip(&["link", "show", "eth0"]).unwrap();
+    assert!(!xdp.contains("xdp"), "no XDP program stays attached: {xdp}");
+}
