@@ -163,6 +163,16 @@ impl Datapath {
         Ok(name)
     }
 
+    /// Attaches anew to `iface`, which was recreated under its name: the old link died with the
+    /// old interface.
+    pub fn reattach(&mut self, iface: &str, mode: XdpMode) -> Result<&'static str, BpfError> {
+        if let Some(dir) = &self.pin_dir {
+            let _ = fs::remove_file(dir.join(LINK_PIN));
+        }
+        self.link = None;
+        self.attach(iface, mode)
+    }
+
     /// Puts this program behind the link pinned at `path`, and pins that link anew as ours.
     fn replace_pinned(&mut self, path: &Path) -> Result<(), BpfError> {
         let link_err = |source: LinkPinError| BpfError::Link { path: path.to_path_buf(), source };

@@ -17,11 +17,12 @@ use crate::{
     bpf::{self, BpfError, Datapath, Events},
     clock::{millis, monotonic_now},
     config::Config,
-    election::{Election, Event, Settings},
+    election::{Election, Event, Output, Settings},
     garp::Holding,
     heartbeat::{HeartbeatSender, Origin},
     ids::NodeId,
     keys::{self, KeyError, Keys},
+    netwatch::NetWatch,
     status::{self, ControlSocket, StatusError},
     vip::{VipError, VipManager},
 };
@@ -95,6 +96,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(fence) = predecessor.as_mut() {
         fence.renew(monotonic_now())?;
     }
+    // Subscribed before the interface is looked at, so that no change falls in between.
+    let mut watch = NetWatch::open().map_err(DaemonError::EventLoop)?;
     let (interface, node_id) = preflight(&config)?;
     let keys = if let Some(path) = &config.key_file {
         Some(keys::load(path)?)
@@ -174,7 +177,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(output) = resumed {
         agent.execute(output).await;
     }
-    let result = main_loop(&mut agent, &mut events, &control.listener).await;
+    if !(agent.interface.is_up() && agent.interface.is_running()) {
+        let output = agent.election.handle(Event::LinkChanged { now, up: false });
+        agent.execute(output).await;
+    }
+    let result = main_loop(&mut agent, &mut events, &mut watch, &control.listener).await;
 
     // Whatever happened, leave no VIP behind.
     if let Err(err) = agent.vips.remove_all().await {
@@ -188,6 +195,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 async fn main_loop(
     agent: &mut Agent,
     events: &mut Events,
+    watch: &mut NetWatch,
     listener: &UnixListener,
 ) -> Result<(), DaemonError> {
     let mut poll = interval(POLL_PERIOD);
@@ -200,18 +208,23 @@ async fn main_loop(
     let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::EventLoop)?;
 
     loop {
-        let deadline = agent
-            .election
-            .next_deadline(&agent.peers)
-            .map(|at| Instant::now() + at.saturating_sub(monotonic_now()));
+        let now = monotonic_now();
+        let deadline =
+            agent.election.next_deadline(now, &agent.peers).map(|at| Instant::now() + at.saturating_sub(now));
+        // What the election made of the wake-up's cause, carried out before the tick.
+        let mut fed = Output::default();
         let mut shutdown = false;
         tokio::select! {
             _ = heartbeat.tick() => {
                 // Evaluate now and restart the poll period: at the default 100 ms interval the
                 // heartbeat and the poll share one wake-up instead of two.
-                agent.send_heartbeat().await;
+                fed = agent.send_heartbeat().await;
                 poll.reset();
             }
+            event = watch.next() => match event {
+                Some(event) => fed = agent.net_event(event),
+                None => return Err(DaemonError::EventLoop(io::Error::other("the netlink watch ended"))),
+            },
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     status::serve(stream, &agent.report().await).await;
@@ -235,10 +248,10 @@ async fn main_loop(
             _ = sigint.recv() => shutdown = true,
         }
         if shutdown {
-            let output = agent.election.handle(Event::Shutdown { now: monotonic_now() });
-            if agent.execute(output).await {
-                return Ok(());
-            }
+            fed = agent.election.handle(Event::Shutdown { now: monotonic_now() });
+        }
+        if agent.execute(fed).await {
+            return Ok(());
         }
         agent.renew_lease();
         agent.refresh_peers();

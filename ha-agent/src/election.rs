@@ -20,7 +20,12 @@
 //! - on shutdown an ACTIVE announces priority 0 and keeps the VIP until a peer is ACTIVE (or the
 //!   dead time has passed, or there is no live peer), so a planned stop has no gap;
 //! - an ACTIVE whose VIPs did not all go on ([`Event::AddVipsFailed`]) tries again after the dead
-//!   time, then at doubling delays up to [`MAX_ADD_RETRY`];
+//!   time, then at doubling delays up to [`MAX_ADD_RETRY`]; one removed behind its back
+//!   ([`Event::VipRemoved`]) is put back at once;
+//! - a node that cannot serve ([`Fault`]: its link down or gone, every VIP refused, heartbeats
+//!   failing for a dead time) goes to FAULT: it gives the VIPs up and advertises priority 0, so
+//!   that the next node takes over at once, as after a release. When no cause is left it is
+//!   STANDBY again and listens for a dead time, as at start;
 //! - an ACTIVE with a refresh period announces the VIPs again each period after its last
 //!   announcement.
 
@@ -31,13 +36,18 @@ use ha_common::NodeState;
 use crate::ids::NodeId;
 
 mod event;
+mod fault;
 mod peer;
 
 pub use event::{Action, Event, Output, Transition};
+pub use fault::{Fault, Faults};
 pub use peer::{group_peers, PeerView};
 
 /// The longest wait between two tries to put the VIPs on after a failure.
 pub const MAX_ADD_RETRY: Duration = Duration::from_secs(10);
+/// The longest a node whose VIPs were all refused stays in FAULT before it tries again (if it
+/// wins): each try that fails costs the group a handover of a few milliseconds.
+pub const MAX_REFUSED_HOLD_OFF: Duration = Duration::from_mins(5);
 
 /// This node's fixed election settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +71,8 @@ pub enum State {
     Active,
     /// Shutting down while ACTIVE: the release is announced, the VIP kept until a peer takes over.
     Releasing,
+    /// Cannot serve (see [`Fault`]): not holding the VIPs, advertising priority 0.
+    Fault,
     /// Done: the agent exits.
     Stopped,
 }
@@ -72,6 +84,7 @@ impl State {
             Self::Standby => "STANDBY",
             Self::Active => "ACTIVE",
             Self::Releasing => "RELEASING",
+            Self::Fault => "FAULT",
             Self::Stopped => "STOPPED",
         }
     }
@@ -107,6 +120,8 @@ pub struct Election {
     last_announced: Duration,
     /// While the VIPs are not all on: when to try again, and the wait after that.
     add_retry: Option<(Duration, Duration)>,
+    /// Why this node might not be able to serve.
+    faults: Faults,
 }
 
 impl Election {
@@ -120,6 +135,7 @@ impl Election {
             yielded_until: Duration::ZERO,
             last_announced: Duration::ZERO,
             add_retry: None,
+            faults: Faults::default(),
         }
     }
 
@@ -139,7 +155,7 @@ impl Election {
             State::Standby => (NodeState::Standby, self.settings.priority),
             State::Active => (NodeState::Active, self.settings.priority),
             State::Releasing => (NodeState::Active, 0),
-            State::Stopped => (NodeState::Standby, 0),
+            State::Stopped | State::Fault => (NodeState::Standby, 0),
         };
         Advert { state, priority, yielded: now < self.yielded_until }
     }
@@ -147,20 +163,66 @@ impl Election {
     /// Feeds one event; returns the actions to carry out.
     pub fn handle(&mut self, event: Event<'_>) -> Output {
         match event {
-            Event::Tick { now, peers } => self.tick(now, peers),
+            Event::Tick { now, peers } => self.settle_faults(now).unwrap_or_else(|| self.tick(now, peers)),
             Event::Shutdown { now } => self.shutdown(now),
+            Event::Resume { now } => self.resume(now),
+            Event::LinkChanged { now, up } => {
+                self.faults.note_link(up);
+                self.settle_faults(now).unwrap_or_default()
+            }
+            Event::HeartbeatSent { now, ok } => {
+                self.faults.note_send(now, ok);
+                self.settle_faults(now).unwrap_or_default()
+            }
             Event::VipsAdded { .. } => {
                 self.add_retry = None;
+                self.faults.note_vips_added();
                 Output::default()
             }
-            Event::Resume { now } => self.resume(now),
-            Event::AddVipsFailed { now } => {
-                if self.state == State::Active {
-                    let delay = self.add_retry.map_or(self.settings.dead_time, |(_, delay)| delay);
-                    self.add_retry = Some((now + delay, (delay * 2).min(MAX_ADD_RETRY)));
+            Event::AddVipsFailed { now, all } if self.state == State::Active => {
+                if all {
+                    self.faults.note_vips_refused(now, self.settings.dead_time);
+                    return self.settle_faults(now).unwrap_or_default();
                 }
+                let delay = self.add_retry.map_or(self.settings.dead_time, |(_, delay)| delay);
+                self.add_retry = Some((now + delay, (delay * 2).min(MAX_ADD_RETRY)));
                 Output::default()
             }
+            Event::VipRemoved { .. } if self.state == State::Active => {
+                Output { actions: vec![Action::AddVips], transition: None }
+            }
+            Event::AddVipsFailed { .. } | Event::VipRemoved { .. } => Output::default(),
+        }
+    }
+
+    /// The causes of FAULT in force now, if any.
+    pub fn fault(&self, now: Duration) -> Option<Fault> {
+        self.faults.current(now, self.settings.dead_time)
+    }
+
+    /// Enters FAULT when a cause is in force, and leaves it when none is left; `None` when the
+    /// state stays as it is.
+    fn settle_faults(&mut self, now: Duration) -> Option<Output> {
+        let cause = self.fault(now);
+        match (self.state, cause) {
+            (State::Active, Some(cause)) => Some(self.go(
+                State::Fault,
+                format!("cannot serve: {cause}"),
+                vec![Action::RemoveVips, Action::SendHeartbeat],
+            )),
+            (State::Standby, Some(cause)) => {
+                Some(self.go(State::Fault, format!("cannot serve: {cause}"), vec![Action::SendHeartbeat]))
+            }
+            (State::Fault, None) => {
+                // What it heard while it could not serve may be stale: listen afresh, as at start.
+                self.started_at = now;
+                Some(self.go(
+                    State::Standby,
+                    "the fault cleared: listening for a dead time".to_string(),
+                    vec![Action::SendHeartbeat],
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -168,8 +230,9 @@ impl Election {
     /// STANDBY's more worthy peers will all have been silent for the dead time, a release times
     /// out, an ACTIVE's refresh or VIP retry is due. `None` when only a heartbeat can change the
     /// outcome.
-    pub fn next_deadline(&self, peers: &[PeerView]) -> Option<Duration> {
-        match self.state {
+    pub fn next_deadline(&self, now: Duration, peers: &[PeerView]) -> Option<Duration> {
+        let fault_change = self.faults.next_change(now, self.settings.dead_time);
+        let own = match self.state {
             State::Standby => Some(self.last_heard_better(peers) + self.settings.dead_time),
             State::Releasing => Some(self.releasing_since + self.settings.dead_time),
             State::Active => {
@@ -177,8 +240,9 @@ impl Election {
                 let retry = self.add_retry.map(|(at, _)| at);
                 refresh.into_iter().chain(retry).min()
             }
-            State::Stopped => None,
-        }
+            State::Fault | State::Stopped => None,
+        };
+        own.into_iter().chain(fault_change).min()
     }
 
     fn worth(&self) -> (u8, NodeId) {
@@ -280,7 +344,8 @@ impl Election {
                 };
                 self.go(State::Stopped, reason, vec![Action::RemoveVips, Action::Exit])
             }
-            State::Stopped => Output::default(),
+            // Settled by `settle_faults` before every tick: nothing else to decide.
+            State::Fault | State::Stopped => Output::default(),
         }
     }
 
@@ -326,7 +391,7 @@ impl Election {
                     vec![Action::SendHeartbeat],
                 )
             }
-            State::Standby => self.go(
+            State::Standby | State::Fault => self.go(
                 State::Stopped,
                 "shutdown requested".to_string(),
                 vec![Action::SendHeartbeat, Action::Exit],

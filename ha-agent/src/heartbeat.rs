@@ -73,33 +73,20 @@ pub fn initial_sequence() -> u64 {
 impl HeartbeatSender {
     /// Opens the socket on `interface`. Needs a tokio runtime.
     pub fn open(interface: &NetworkInterface, destination: &Destination, origin: Origin) -> io::Result<Self> {
-        let (iface, ifindex, ipv6) = (&interface.name, interface.index, destination.is_ipv6());
-        let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
-        let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-        socket.bind_device(Some(iface.as_bytes()))?;
-        if ipv6 {
-            socket.set_only_v6(true)?;
-            socket.set_multicast_if_v6(ifindex)?;
-            socket.set_multicast_hops_v6(1)?;
-            socket.set_unicast_hops_v6(1)?;
-            socket.set_multicast_loop_v6(false)?;
-            socket.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)).into())?;
-        } else {
-            set_multicast_ifindex_v4(&socket, ifindex)?;
-            socket.set_multicast_ttl_v4(1)?;
-            socket.set_ttl_v4(1)?;
-            socket.set_multicast_loop_v4(false)?;
-            socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).into())?;
-        }
-        socket.set_nonblocking(true)?;
-        let socket = tokio::net::UdpSocket::from_std(socket.into())?;
         Ok(Self {
-            socket,
+            socket: open_socket(interface, destination)?,
             destinations: destination.addresses(),
             origin,
             next_sequence: initial_sequence(),
             key: None,
         })
+    }
+
+    /// Sends from `interface` from now on (the interface was recreated under its name), keeping
+    /// the numbering and the key.
+    pub fn rebind(&mut self, interface: &NetworkInterface, destination: &Destination) -> io::Result<()> {
+        self.socket = open_socket(interface, destination)?;
+        Ok(())
     }
 
     /// Signs heartbeats with `key` from now on; `None` sends them unsigned (tag 0).
@@ -130,6 +117,31 @@ impl HeartbeatSender {
         }
         result
     }
+}
+
+/// A UDP socket bound to `interface`, with TTL (hop limit) 1 and no multicast loop, for
+/// `destination`'s family.
+fn open_socket(interface: &NetworkInterface, destination: &Destination) -> io::Result<tokio::net::UdpSocket> {
+    let (iface, ifindex, ipv6) = (&interface.name, interface.index, destination.is_ipv6());
+    let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.bind_device(Some(iface.as_bytes()))?;
+    if ipv6 {
+        socket.set_only_v6(true)?;
+        socket.set_multicast_if_v6(ifindex)?;
+        socket.set_multicast_hops_v6(1)?;
+        socket.set_unicast_hops_v6(1)?;
+        socket.set_multicast_loop_v6(false)?;
+        socket.bind(&SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)).into())?;
+    } else {
+        set_multicast_ifindex_v4(&socket, ifindex)?;
+        socket.set_multicast_ttl_v4(1)?;
+        socket.set_ttl_v4(1)?;
+        socket.set_multicast_loop_v4(false)?;
+        socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).into())?;
+    }
+    socket.set_nonblocking(true)?;
+    tokio::net::UdpSocket::from_std(socket.into())
 }
 
 /// IP_MULTICAST_IF by interface index (`ip_mreqn`), which works before the interface has an

@@ -20,5 +20,6 @@ pub mod garp;
 pub mod heartbeat;
 pub mod ids;
 pub mod keys;
+pub mod netwatch;
 pub mod status;
 pub mod vip;

@@ -111,6 +111,11 @@ impl VipManager {
         Ok(Self { handle, ifindex, vips })
     }
 
+    /// Manages them on the interface of index `ifindex` from now on (it was recreated).
+    pub fn set_ifindex(&mut self, ifindex: u32) {
+        self.ifindex = ifindex;
+    }
+
     /// The VIPs it manages.
     pub fn vips(&self) -> &[Vip] {
         &self.vips
@@ -179,7 +184,8 @@ impl VipManager {
     }
 }
 
-fn address_of(message: &AddressMessage) -> Option<IpAddr> {
+/// The address an address message is about (IFA_LOCAL, else IFA_ADDRESS).
+pub(crate) fn address_of(message: &AddressMessage) -> Option<IpAddr> {
     // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on point-to-point links).
     let local = message.attributes.iter().find_map(|a| match a {
         AddressAttribute::Local(addr) => Some(*addr),

@@ -192,30 +192,31 @@ impl Lan {
         let index = self.hosts.len();
         let ns = Netns::new(format!("{}-h{}", self.prefix, index + 1))?;
         let port = format!("p{}", index + 1);
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                &ns.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &self.switch.name,
-            ],
-        )?;
-        self.switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
         let addr = Ipv4Addr::new(192, 0, 2, 11 + index as u8);
-        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
-        let mac = fs_mac(&ns)?;
+        let mac = self.plug(&ns, &port, addr)?;
         self.hosts.push(Host { ns, port, addr, mac });
         Ok(index)
+    }
+
+    /// Gives `ns` an `eth0` with address `addr`, joined to the switch by a veth pair whose switch
+    /// end is `port`; returns its MAC.
+    fn plug(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> anyhow::Result<String> {
+        let veth = ["link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", port];
+        run("ip", &[&veth[..], &["netns", &self.switch.name]].concat())?;
+        self.switch.ip(&["link", "set", port, "master", "br0", "up"])?;
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        fs_mac(ns)
+    }
+
+    /// Deletes host `index`'s interface (with its switch port) and makes it anew after
+    /// `down_for`, as a driver reload or a recreated VLAN would: same name and address, a new
+    /// index and MAC. Returns the new MAC.
+    pub fn recreate_link(&self, index: usize, down_for: Duration) -> anyhow::Result<String> {
+        let host = &self.hosts[index];
+        host.ns.ip(&["link", "del", "eth0"])?;
+        thread::sleep(down_for);
+        self.plug(&host.ns, &host.port, host.addr)
     }
 
     /// Takes host `index`'s switch port down (its link is cut).
@@ -268,8 +269,11 @@ impl Lan {
         let log = fs::File::create(&log_path)?;
         let priority = priority.to_string();
         let mut command = host.ns.command(agent_binary());
+        // The LAN's VIP unless the test gives its own.
+        let vip: &[&str] = if extra.contains(&"--vip") { &[] } else { &["--vip", VIP_CIDR] };
         command
-            .args(["--iface", "eth0", "--vip", VIP_CIDR, "--priority", &priority])
+            .args(["--iface", "eth0", "--priority", &priority])
+            .args(vip)
             .arg("--run-dir")
             .arg(&run_dir)
             .arg("--pin-dir")
@@ -331,6 +335,11 @@ impl Drop for Lan {
 fn fs_mac(ns: &Netns) -> anyhow::Result<String> {
     let out = ns.ip(&["-br", "link", "show", "eth0"])?;
     out.split_whitespace().nth(2).map(str::to_string).context("no MAC in `ip -br link` output")
+}
+
+/// Whether `cidr` (e.g. `2001:db8::100/64`) is on the namespace's eth0, in either family.
+pub fn has_cidr(ns: &Netns, cidr: &str) -> bool {
+    ns.ip(&["-br", "addr", "show", "dev", "eth0"]).is_ok_and(|out| out.split_whitespace().any(|w| w == cidr))
 }
 
 /// Whether `addr` is on the namespace's eth0.

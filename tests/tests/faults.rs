@@ -116,3 +116,71 @@ fn a_clean_stop_detaches_the_program_and_removes_the_pins() {
     let xdp = lan.hosts[0].ns.ip(&["link", "show", "eth0"]).unwrap();
     assert!(!xdp.contains("xdp"), "no XDP program stays attached: {xdp}");
 }
+
+#[test]
+fn a_vip_deleted_by_hand_is_back_within_an_interval() {
+    let (lan, agents) = Lan::with_three_agents("vipdel", 4);
+    lan.hosts[2].ns.ip(&["addr", "del", "192.0.2.100/24", "dev", "eth0"]).unwrap();
+    let back = ha_tests::wait_for(ONE_SECOND, "the VIP back on host 2", || lan.vip_holders() == [2]).unwrap();
+    assert!(back < Duration::from_millis(100), "the VIP took {back:?} to come back (interval: 100 ms)");
+    assert_eq!(agents[2].status().unwrap()["state"], "ACTIVE");
+    let ping =
+        lan.hosts[CLIENT].ns.exec("ping", &["-c", "2", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
+    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+}
+
+#[test]
+fn an_interface_deleted_and_recreated_is_followed() {
+    let (lan, agents) = Lan::with_three_agents("relink", 4);
+    // Gone for a second: the peers take over (the node cannot even say why).
+    let new_mac = {
+        let lan = &lan;
+        thread::scope(|scope| {
+            let recreate = scope.spawn(|| lan.recreate_link(2, ONE_SECOND).unwrap());
+            wait_until(ONE_SECOND, "takeover by host 1 while host 2's interface is gone", || {
+                lan.vip_holders() == [1]
+            });
+            recreate.join().unwrap()
+        })
+    };
+    // Back: the agent follows the new interface (XDP, heartbeats, VIPs) and preempts again.
+    wait_until(Duration::from_secs(3), "host 2 holding the VIP alone again", || lan.vip_holders() == [2]);
+    let status = agents[2].status().unwrap();
+    assert_eq!(status["state"], "ACTIVE", "{status}");
+    assert_eq!(status["peers"].as_array().map(Vec::len), Some(2), "it hears both peers again: {status}");
+    lan.hosts[CLIENT].ns.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
+    let ping =
+        lan.hosts[CLIENT].ns.exec("ping", &["-c", "2", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
+    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    assert_eq!(lan.neighbour_mac(CLIENT), Some(new_mac));
+}
+
+#[test]
+fn every_vip_refused_is_a_fault_and_the_next_node_serves() {
+    require_root();
+    let lan = Lan::new("refused", 3).unwrap();
+    for (i, host) in lan.hosts.iter().enumerate() {
+        host.ns.ip(&["addr", "add", &format!("2001:db8::{}/64", i + 11), "dev", "eth0", "nodad"]).unwrap();
+    }
+    // The most worthy node cannot hold an IPv6 VIP: IPv6 is off on its interface.
+    let off = lan.hosts[1].ns.exec("sysctl", &["-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1"]).unwrap();
+    assert!(off.status.success());
+    let vip = "2001:db8::100/64";
+    let flags = ["--vip", vip];
+    let _low = lan.start_agent(0, 100, &flags).unwrap();
+    let high = lan.start_agent(1, 200, &flags).unwrap();
+    wait_until(Duration::from_secs(3), "the priority-200 node in FAULT", || {
+        high.status().is_ok_and(|s| s["state"] == "FAULT")
+    });
+    wait_until(ONE_SECOND, "host 0 holding the IPv6 VIP", || ha_tests::has_cidr(&lan.hosts[0].ns, vip));
+    // It stays that way: the refused node tries again only after a growing hold-off, and even
+    // then never takes the VIP from the node that can serve.
+    for _ in 0..20 {
+        thread::sleep(Duration::from_millis(100));
+        assert!(ha_tests::has_cidr(&lan.hosts[0].ns, vip), "host 0 lost the VIP");
+        assert!(!ha_tests::has_cidr(&lan.hosts[1].ns, vip));
+    }
+    let ping =
+        lan.hosts[2].ns.exec("ping", &["-6", "-c", "2", "-i", "0.1", "-W", "1", "2001:db8::100"]).unwrap();
+    assert!(ping.status.success(), "the client's ping to the IPv6 VIP is not answered");
+}

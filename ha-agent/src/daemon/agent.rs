@@ -10,11 +10,12 @@ use crate::{
     bpf::Datapath,
     clock::{millis, monotonic_now},
     config::Config,
-    election::{group_peers, Action, Election, Event, Output, PeerView},
+    election::{group_peers, Action, Election, Event, Output, PeerView, State},
     garp::{self, Holding},
     heartbeat::HeartbeatSender,
     ids::NodeId,
     keys::{self, Keys},
+    netwatch::NetEvent,
     status::{named_stats, PeerStatus, StatusReport},
     vip::VipManager,
 };
@@ -45,43 +46,69 @@ impl Agent {
         }
     }
 
-    pub(super) async fn send_heartbeat(&mut self) {
-        let advert = self.election.advertised(monotonic_now());
-        if let Err(err) = self.sender.send(advert).await {
-            // Logged at debug: a link that is down fails every send, and the election, not the
-            // log, is what reacts to that.
+    /// Sends a heartbeat and tells the election whether it went out.
+    pub(super) async fn send_heartbeat(&mut self) -> Output {
+        let now = monotonic_now();
+        let result = self.sender.send(self.election.advertised(now)).await;
+        if let Err(err) = &result {
+            // Logged at debug: a link that is down fails every send; the election turns failures
+            // that last a dead time into FAULT, which is logged once with its cause.
             debug!("sending a heartbeat failed: {err}");
         }
+        self.election.handle(Event::HeartbeatSent { now, ok: result.is_ok() })
     }
 
     /// Carries out the election's output, and what the election makes of the outcomes it is fed
-    /// back (a VIP that would not go on); returns true when the agent must exit.
+    /// back (a VIP that would not go on, a heartbeat that did not go out) before the rest, so that
+    /// a promotion whose VIPs were refused goes no further; returns true when the agent must exit.
     pub(super) async fn execute(&mut self, output: Output) -> bool {
-        let mut pending = VecDeque::from([output]);
+        self.log_transition(&output);
+        let mut pending = VecDeque::from(output.actions);
         let mut exit = false;
-        while let Some(output) = pending.pop_front() {
-            if let Some(transition) = &output.transition {
-                info!(from = %transition.from, to = %transition.to, "{}", transition.reason);
-                self.state_since = monotonic_now();
-            }
-            for action in output.actions {
-                match action {
-                    Action::AddVips => pending.push_back(self.add_vips().await),
-                    Action::RemoveVips => {
-                        self.holding.released();
-                        match self.vips.remove_all().await {
-                            Ok(count) => info!(count, "VIPs removed"),
-                            Err(err) => error!(error = err.as_dyn(), "removing the VIPs failed"),
-                        }
+        while let Some(action) = pending.pop_front() {
+            let fed_back = match action {
+                Action::AddVips => self.add_vips().await,
+                Action::RemoveVips => {
+                    self.holding.released();
+                    match self.vips.remove_all().await {
+                        Ok(count) => info!(count, "VIPs removed"),
+                        Err(err) => error!(error = err.as_dyn(), "removing the VIPs failed"),
                     }
-                    Action::SendGratuitousArp => self.announce(self.config.garp.count),
-                    Action::RefreshGratuitousArp => self.announce(1),
-                    Action::SendHeartbeat => self.send_heartbeat().await,
-                    Action::Exit => exit = true,
+                    continue;
                 }
+                // Only while the VIPs are ours: a refused promotion must not point the LAN at us.
+                Action::SendGratuitousArp | Action::RefreshGratuitousArp
+                    if self.election.state() != State::Active =>
+                {
+                    continue
+                }
+                Action::SendGratuitousArp => {
+                    self.announce(self.config.garp.count);
+                    continue;
+                }
+                Action::RefreshGratuitousArp => {
+                    self.announce(1);
+                    continue;
+                }
+                Action::SendHeartbeat => self.send_heartbeat().await,
+                Action::Exit => {
+                    exit = true;
+                    continue;
+                }
+            };
+            self.log_transition(&fed_back);
+            for action in fed_back.actions.into_iter().rev() {
+                pending.push_front(action);
             }
         }
         exit
+    }
+
+    fn log_transition(&mut self, output: &Output) {
+        if let Some(transition) = &output.transition {
+            info!(from = %transition.from, to = %transition.to, "{}", transition.reason);
+            self.state_since = monotonic_now();
+        }
     }
 
     /// Puts the VIPs on, logs each one that failed, and tells the election how it went.
@@ -95,8 +122,50 @@ impl Agent {
             info!(vips = ?self.vip_strings(), "VIPs added");
             self.election.handle(Event::VipsAdded { now })
         } else {
-            self.election.handle(Event::AddVipsFailed { now })
+            let all = failures.len() == self.vips.vips().len();
+            self.election.handle(Event::AddVipsFailed { now, all })
         }
+    }
+
+    /// What a link or address change means for the election.
+    pub(super) fn net_event(&mut self, event: NetEvent) -> Output {
+        let now = monotonic_now();
+        let ours = self.interface.index;
+        match event {
+            NetEvent::Link { name, index, usable } if name == self.config.iface => {
+                if index != ours {
+                    self.follow(index);
+                }
+                self.election.handle(Event::LinkChanged { now, up: usable })
+            }
+            NetEvent::LinkGone { index } if index == ours => {
+                self.election.handle(Event::LinkChanged { now, up: false })
+            }
+            NetEvent::AddressRemoved { index, addr }
+                if index == ours && self.vips.vips().iter().any(|vip| vip.addr == addr) =>
+            {
+                self.election.handle(Event::VipRemoved { now })
+            }
+            _ => Output::default(),
+        }
+    }
+
+    /// The interface was recreated under its name (a new index): attaches XDP to it, and points
+    /// the VIPs, the heartbeats and the gratuitous ARP at it. The node id stays the one it
+    /// started with, whatever the new interface's MAC.
+    fn follow(&mut self, index: u32) {
+        let Some(interface) = pnet::datalink::interfaces().into_iter().find(|i| i.index == index) else {
+            return warn!(index, "{} changed index but is not to be found", self.config.iface);
+        };
+        info!(old = self.interface.index, new = index, "{} was recreated: following it", self.config.iface);
+        if let Err(err) = self.datapath.reattach(&self.config.iface, self.config.xdp_mode) {
+            error!(error = err.as_dyn(), "attaching XDP to the recreated interface failed");
+        }
+        self.vips.set_ifindex(index);
+        if let Err(err) = self.sender.rebind(&interface, &self.config.destination) {
+            error!(error = err.as_dyn(), "opening the heartbeat socket on the recreated interface failed");
+        }
+        self.interface = interface;
     }
 
     /// Announces the VIPs: `rounds` rounds, the first now (see [`garp::announce`]).
@@ -126,7 +195,8 @@ impl Agent {
         };
         info!(program = %program.to_string_lossy(), "SIGUSR2: re-executing");
         // The new process has the whole dead time, from now, to tell the peers it is here.
-        self.send_heartbeat().await;
+        // What the election makes of it does not matter: this process is about to be replaced.
+        let _ = self.send_heartbeat().await;
         self.renew_lease();
         let err = std::process::Command::new(&program).args(args).exec();
         error!(error = err.as_dyn(), "SIGUSR2: re-executing failed; carrying on");

@@ -29,6 +29,29 @@ pub enum Event<'a> {
     AddVipsFailed {
         /// Now, on the monotonic clock.
         now: Duration,
+        /// For every VIP: the node cannot serve at all.
+        all: bool,
+    },
+    /// One of the VIPs went off the interface without an [`Action::RemoveVips`] (an admin, or a
+    /// link flap that flushed it).
+    VipRemoved {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
+    /// The interface went down, lost its carrier or disappeared (`up == false`), or is usable
+    /// again.
+    LinkChanged {
+        /// Now, on the monotonic clock.
+        now: Duration,
+        /// Whether it is up and has a carrier.
+        up: bool,
+    },
+    /// A heartbeat was sent (`ok`) or failed to go out.
+    HeartbeatSent {
+        /// Now, on the monotonic clock.
+        now: Duration,
+        /// Whether it went out.
+        ok: bool,
     },
     /// At start: the previous agent on this node renewed its lease less than a dead time ago and
     /// the VIPs are still on the interface. It was ACTIVE, and its peers have not taken over

@@ -33,7 +33,7 @@ fn starts_standby_and_waits_the_dead_time_alone() {
     let mut n = node(1, 100);
     assert_eq!(n.state(), State::Standby);
     assert_eq!(tick(&mut n, 349, &[]), Output::default());
-    assert_eq!(n.next_deadline(&[]), Some(ms(350)));
+    assert_eq!(n.next_deadline(Duration::ZERO, &[]), Some(ms(350)));
     let out = tick(&mut n, 350, &[]);
     assert_eq!(out.actions, PROMOTE);
     assert_eq!(n.state(), State::Active);
@@ -180,7 +180,7 @@ fn shutdown_of_active_gives_up_after_the_dead_time_or_when_alone() {
     let standby = [peer(2, 100, NodeState::Standby, 1300)];
     tick(&mut n, 1349, &standby);
     assert_eq!(n.state(), State::Releasing);
-    assert_eq!(n.next_deadline(&standby), Some(ms(1350)));
+    assert_eq!(n.next_deadline(Duration::ZERO, &standby), Some(ms(1350)));
     tick(&mut n, 1350, &standby);
     assert_eq!(n.state(), State::Stopped);
 
@@ -202,18 +202,18 @@ fn shutdown_of_standby_announces_and_exits() {
 fn active_refreshes_the_announcement_each_period_after_the_last() {
     let mut n = Election::new(Settings { garp_refresh: Some(ms(1000)), ..settings(1, 200) }, ms(0));
     assert_eq!(tick(&mut n, 350, &[]).actions, PROMOTE);
-    assert_eq!(n.next_deadline(&[]), Some(ms(1350)), "the loop wakes for the refresh");
+    assert_eq!(n.next_deadline(Duration::ZERO, &[]), Some(ms(1350)), "the loop wakes for the refresh");
     assert_eq!(tick(&mut n, 1349, &[]), Output::default());
     assert_eq!(tick(&mut n, 1350, &[]).actions, [Action::RefreshGratuitousArp]);
     assert_eq!(tick(&mut n, 1351, &[]), Output::default(), "once per period");
     // An answer to a claimant is an announcement too: the next refresh counts from it.
     let claimant = peer(2, 100, NodeState::Active, 1800);
     assert_eq!(tick(&mut n, 1800, &[claimant]).actions, [Action::SendGratuitousArp, Action::SendHeartbeat]);
-    assert_eq!(n.next_deadline(&[]), Some(ms(2800)));
+    assert_eq!(n.next_deadline(Duration::ZERO, &[]), Some(ms(2800)));
     // Without a period: no refresh, no deadline.
     let mut quiet = node(1, 200);
     tick(&mut quiet, 350, &[]);
-    assert_eq!(quiet.next_deadline(&[]), None);
+    assert_eq!(quiet.next_deadline(Duration::ZERO, &[]), None);
     assert_eq!(tick(&mut quiet, 100_000, &[]), Output::default());
 }
 
@@ -221,27 +221,27 @@ fn active_refreshes_the_announcement_each_period_after_the_last() {
 fn active_retries_the_vips_at_doubling_delays_until_they_are_on() {
     let mut n = node(1, 200);
     assert_eq!(tick(&mut n, 350, &[]).actions, PROMOTE);
-    n.handle(Event::AddVipsFailed { now: ms(351) });
+    n.handle(Event::AddVipsFailed { now: ms(351), all: false });
     assert_eq!(n.state(), State::Active, "still the most worthy: it keeps trying rather than leave");
-    assert_eq!(n.next_deadline(&[]), Some(ms(701)));
+    assert_eq!(n.next_deadline(Duration::ZERO, &[]), Some(ms(701)));
     assert_eq!(tick(&mut n, 700, &[]), Output::default());
     assert_eq!(tick(&mut n, 701, &[]).actions, [Action::AddVips]);
     assert_eq!(tick(&mut n, 702, &[]), Output::default(), "one try at a time");
-    n.handle(Event::AddVipsFailed { now: ms(702) });
-    assert_eq!(n.next_deadline(&[]), Some(ms(702 + 700)), "the wait doubles");
+    n.handle(Event::AddVipsFailed { now: ms(702), all: false });
+    assert_eq!(n.next_deadline(Duration::ZERO, &[]), Some(ms(702 + 700)), "the wait doubles");
     assert_eq!(tick(&mut n, 1402, &[]).actions, [Action::AddVips]);
     n.handle(Event::VipsAdded { now: ms(1403) });
-    assert_eq!(n.next_deadline(&[]), None);
+    assert_eq!(n.next_deadline(Duration::ZERO, &[]), None);
     assert_eq!(tick(&mut n, 100_000, &[]), Output::default());
     // The wait stops growing at MAX_ADD_RETRY.
     for _ in 0..20 {
-        n.handle(Event::AddVipsFailed { now: ms(200_000) });
+        n.handle(Event::AddVipsFailed { now: ms(200_000), all: false });
     }
-    assert_eq!(n.next_deadline(&[]), Some(ms(200_000) + MAX_ADD_RETRY));
+    assert_eq!(n.next_deadline(Duration::ZERO, &[]), Some(ms(200_000) + MAX_ADD_RETRY));
     // Stepping down ends the retries.
     let better = peer(2, 250, NodeState::Active, 200_000);
     assert_eq!(tick(&mut n, 200_001, &[better]).actions, DEMOTE);
-    assert_eq!(n.next_deadline(&[better]), Some(ms(200_350)));
+    assert_eq!(n.next_deadline(Duration::ZERO, &[better]), Some(ms(200_350)));
 }
 
 #[test]
@@ -259,10 +259,76 @@ fn a_restart_within_the_dead_time_resumes_active_at_once() {
 }
 
 #[test]
+fn a_node_that_cannot_serve_goes_to_fault_and_comes_back() {
+    use NodeState::Standby as S;
+    let link = |now, up| Event::LinkChanged { now: ms(now), up };
+    // ACTIVE, then its link goes down: it gives the VIPs up and advertises priority 0.
+    let mut n = active_node(1, 200);
+    let out = n.handle(link(1000, false));
+    assert_eq!(out.actions, DEMOTE);
+    assert_eq!(out.transition.map(|t| (t.from, t.to)), Some((State::Active, State::Fault)));
+    assert_eq!((n.advertised(ms(1000)).state, n.advertised(ms(1000)).priority), (S, 0));
+    assert_eq!(tick(&mut n, 5000, &[]), Output::default(), "no promotion while in FAULT");
+    assert_eq!(n.next_deadline(ms(5000), &[]), None, "only an event ends a link fault");
+    // The link comes back: STANDBY, listening a dead time afresh before it may win again.
+    let out = n.handle(link(6000, true));
+    assert_eq!(out.transition.map(|t| (t.from, t.to)), Some((State::Fault, State::Standby)));
+    assert_eq!(tick(&mut n, 6349, &[]), Output::default());
+    assert_eq!(tick(&mut n, 6350, &[]).actions, PROMOTE);
+    // A STANDBY goes to FAULT too, without a VIP to remove.
+    let mut standby = node(1, 100);
+    assert_eq!(standby.handle(link(10, false)).actions, [Action::SendHeartbeat]);
+    assert_eq!(standby.state(), State::Fault);
+    assert_eq!(
+        standby.handle(Event::Shutdown { now: ms(20) }).actions,
+        [Action::SendHeartbeat, Action::Exit]
+    );
+}
+
+#[test]
+fn heartbeats_failing_for_a_dead_time_are_a_fault() {
+    let sent = |now, ok| Event::HeartbeatSent { now: ms(now), ok };
+    let mut n = active_node(1, 200);
+    assert_eq!(n.handle(sent(1000, false)), Output::default());
+    assert_eq!(n.next_deadline(ms(1000), &[]), Some(ms(1350)), "the loop wakes when it becomes a fault");
+    assert_eq!(n.handle(sent(1100, false)), Output::default(), "one failure is no fault");
+    assert_eq!(tick(&mut n, 1349, &[]), Output::default());
+    assert_eq!(tick(&mut n, 1350, &[]).actions, DEMOTE);
+    assert_eq!(n.state(), State::Fault);
+    assert_eq!(n.fault(ms(1350)), Some(Fault::SendFailing));
+    let out = n.handle(sent(1400, true));
+    assert_eq!(out.transition.map(|t| t.to), Some(State::Standby));
+}
+
+#[test]
+fn every_vip_refused_is_a_fault_with_a_growing_hold_off() {
+    let mut n = node(1, 200);
+    assert_eq!(tick(&mut n, 350, &[]).actions, PROMOTE);
+    let out = n.handle(Event::AddVipsFailed { now: ms(351), all: true });
+    assert_eq!(out.actions, DEMOTE);
+    assert_eq!(n.state(), State::Fault);
+    assert_eq!(n.advertised(ms(351)).priority, 0, "peers take over at once, as after a release");
+    assert_eq!(n.next_deadline(ms(351), &[]), Some(ms(701)));
+    // The hold-off ends: STANDBY, and after a dead time it tries again.
+    assert_eq!(tick(&mut n, 701, &[]).transition.map(|t| t.to), Some(State::Standby));
+    assert_eq!(tick(&mut n, 1051, &[]).actions, PROMOTE);
+    n.handle(Event::AddVipsFailed { now: ms(1052), all: true });
+    assert_eq!(n.next_deadline(ms(1052), &[]), Some(ms(1052 + 700)), "the hold-off doubles");
+}
+
+#[test]
+fn a_vip_removed_behind_the_actives_back_goes_back_on() {
+    let mut n = active_node(1, 200);
+    assert_eq!(n.handle(Event::VipRemoved { now: ms(1000) }).actions, [Action::AddVips]);
+    let mut standby = node(2, 100);
+    assert_eq!(standby.handle(Event::VipRemoved { now: ms(1000) }), Output::default(), "not ours to keep");
+}
+
+#[test]
 fn a_standby_ignores_vip_results() {
     let mut n = node(1, 100);
-    assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10) }), Output::default());
-    assert_eq!(n.next_deadline(&[]), Some(DEAD));
+    assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10), all: false }), Output::default());
+    assert_eq!(n.next_deadline(Duration::ZERO, &[]), Some(DEAD));
 }
 
 #[test]
