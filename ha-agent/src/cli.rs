@@ -127,6 +127,14 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fence_keep_flows: bool,
+    /// Lock the agent's memory (mlockall): under memory pressure, no page fault stalls the loop.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mlockall: bool,
+    /// Run the agent at real-time priority (SCHED_FIFO 10): busy CPUs do not delay heartbeats.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub realtime: bool,
     /// Run without heartbeat authentication: anyone on the LAN can then take the VIP.
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -65,6 +65,10 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// While fenced, let IP traffic to the VIPs through (`--fence-keep-flows`).
     pub fence_keep_flows: bool,
+    /// Lock the agent's memory (`--mlockall`).
+    pub mlockall: bool,
+    /// Run at real-time priority (`--realtime`).
+    pub realtime: bool,
 }
 
 /// A configuration problem. Its message (with its source, `{err:#}`) is one line.
@@ -207,6 +211,8 @@ struct RawConfig {
     key_file: PathBuf,
     insecure_no_auth: bool,
     fence_keep_flows: bool,
+    mlockall: bool,
+    realtime: bool,
 }
 
 impl Default for RawConfig {
@@ -231,6 +237,8 @@ impl Default for RawConfig {
             key_file: PathBuf::from(DEFAULT_KEY_FILE),
             insecure_no_auth: false,
             fence_keep_flows: false,
+            mlockall: false,
+            realtime: false,
         }
     }
 }
@@ -328,6 +336,8 @@ impl RawConfig {
             },
             key_file: (!self.insecure_no_auth).then_some(self.key_file),
             fence_keep_flows: self.fence_keep_flows,
+            mlockall: self.mlockall,
+            realtime: self.realtime,
         })
     }
 }

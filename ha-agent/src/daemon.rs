@@ -58,6 +58,9 @@ pub enum DaemonError {
     /// The heartbeat socket.
     #[error("opening the heartbeat socket")]
     Heartbeat(#[source] io::Error),
+    /// `--mlockall` or `--realtime` was refused.
+    #[error("{0}")]
+    Harden(&'static str, #[source] io::Error),
     /// Signals, or waiting on the event ring buffer.
     #[error("the event loop")]
     EventLoop(#[source] io::Error),
@@ -86,6 +89,32 @@ fn preflight(config: &Config) -> Result<(NetworkInterface, NodeId), DaemonError>
     Ok((interface, node_id))
 }
 
+/// The real-time priority of `--realtime`: above every ordinary task, below the kernel's own
+/// real-time threads (which run at 50 and up), so that the agent cannot starve them.
+const REALTIME_PRIORITY: i32 = 10;
+
+/// `--mlockall` and `--realtime`: what a stall of the agent's own loop costs is a false
+/// failover (or, for the ACTIVE, fencing); these keep page faults and busy CPUs from causing one.
+fn harden(config: &Config) -> Result<(), DaemonError> {
+    if config.mlockall {
+        // SAFETY: mlockall takes flags only.
+        if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+            return Err(DaemonError::Harden(
+                "--mlockall: locking the agent's memory",
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    if config.realtime {
+        let param = libc::sched_param { sched_priority: REALTIME_PRIORITY };
+        // SAFETY: pid 0 is this process; `param` is a valid sched_param for the call.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &raw const param) } != 0 {
+            return Err(DaemonError::Harden("--realtime: SCHED_FIFO", io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     // First of all: an agent that renewed its lease here less than a dead time ago was killed or
@@ -99,6 +128,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // Subscribed before the interface is looked at, so that no change falls in between.
     let mut watch = NetWatch::open().map_err(DaemonError::EventLoop)?;
     let (interface, node_id) = preflight(&config)?;
+    harden(&config)?;
     let keys = if let Some(path) = &config.key_file {
         Some(keys::load(path)?)
     } else {
@@ -122,6 +152,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         node_id,
         priority: config.priority,
         dead_time: config.dead_time,
+        interval: config.interval,
         garp_refresh: config.garp.refresh,
     };
     let resumed = if resume {

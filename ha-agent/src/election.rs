@@ -41,7 +41,7 @@ mod peer;
 
 pub use event::{Action, Event, Output, Transition};
 pub use fault::{Fault, Faults};
-pub use peer::{group_peers, PeerView};
+pub use peer::{group_peers, PeerView, MAX_INTERVAL, MIN_INTERVAL};
 
 /// The longest wait between two tries to put the VIPs on after a failure.
 pub const MAX_ADD_RETRY: Duration = Duration::from_secs(10);
@@ -56,10 +56,22 @@ pub struct Settings {
     pub node_id: NodeId,
     /// This node's worthiness, 1 to 255.
     pub priority: u8,
-    /// How long a peer may stay silent before it is dead.
+    /// How long this node listens before it may win, and how long a peer with this node's
+    /// interval may stay silent before it is dead.
     pub dead_time: Duration,
+    /// This node's heartbeat interval: a peer may stay silent for its own interval times
+    /// `dead_time / interval` ([`Settings::dead_factor`]).
+    pub interval: Duration,
     /// How often an ACTIVE announces the VIPs again when nothing else made it; `None`: never.
     pub garp_refresh: Option<Duration>,
+}
+
+impl Settings {
+    /// The dead time in intervals (3.5 by default), applied to each peer's own interval.
+    #[must_use]
+    pub fn dead_factor(&self) -> f64 {
+        self.dead_time.as_secs_f64() / self.interval.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
 }
 
 /// The node's own state.
@@ -233,7 +245,7 @@ impl Election {
     pub fn next_deadline(&self, now: Duration, peers: &[PeerView]) -> Option<Duration> {
         let fault_change = self.faults.next_change(now, self.settings.dead_time);
         let own = match self.state {
-            State::Standby => Some(self.last_heard_better(peers) + self.settings.dead_time),
+            State::Standby => Some(self.quiet_at(peers)),
             State::Releasing => Some(self.releasing_since + self.settings.dead_time),
             State::Active => {
                 let refresh = self.settings.garp_refresh.map(|period| self.last_announced + period);
@@ -254,16 +266,18 @@ impl Election {
     }
 
     fn is_live(&self, peer: &PeerView, now: Duration) -> bool {
-        peer.is_live(now, self.settings.dead_time)
+        peer.is_live(now, self.settings.dead_factor())
     }
 
-    /// The later of this node's start and the last heartbeat of a more worthy, non-releasing peer.
-    fn last_heard_better(&self, peers: &[PeerView]) -> Duration {
+    /// When a STANDBY may win: a dead time after its own start, and each more worthy,
+    /// non-releasing peer's own dead time after its last heartbeat, whichever is latest.
+    fn quiet_at(&self, peers: &[PeerView]) -> Duration {
+        let factor = self.settings.dead_factor();
         peers
             .iter()
             .filter(|peer| self.is_better(peer))
-            .map(|peer| peer.last_seen)
-            .fold(self.started_at, Duration::max)
+            .map(|peer| peer.last_seen + peer.dead_time(factor))
+            .fold(self.started_at + self.settings.dead_time, Duration::max)
     }
 
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
@@ -278,13 +292,14 @@ impl Election {
     fn tick(&mut self, now: Duration, peers: &[PeerView]) -> Output {
         match self.state {
             State::Standby => {
-                let quiet_since = self.last_heard_better(peers);
-                if now.saturating_sub(quiet_since) < self.settings.dead_time {
+                if now < self.quiet_at(peers) {
                     return Output::default();
                 }
                 let released: Vec<NodeId> = peers
                     .iter()
-                    .filter(|p| p.priority == 0 && p.heard_within(now, self.settings.dead_time))
+                    .filter(|p| {
+                        p.priority == 0 && p.heard_within(now, p.dead_time(self.settings.dead_factor()))
+                    })
                     .map(|p| p.node_id)
                     .collect();
                 let reason = if released.is_empty() {

@@ -159,8 +159,9 @@ pub struct PeerStatus {
 }
 
 impl PeerStatus {
-    /// Builds the view of one map entry at monotonic time `now`.
-    pub fn from_record(key: &PeerKey, record: &PeerRecord, now: Duration, dead_time: Duration) -> Self {
+    /// Builds the view of one map entry at monotonic time `now`; `dead_factor` is the dead time
+    /// in intervals (see [`PeerView::dead_time`]).
+    pub fn from_record(key: &PeerKey, record: &PeerRecord, now: Duration, dead_factor: f64) -> Self {
         let ago = now.saturating_sub(Duration::from_nanos(record.last_seen_ns));
         let m = record.src_mac;
         Self {
@@ -170,7 +171,7 @@ impl PeerStatus {
             priority: record.priority,
             state: NodeState::from_u8(record.state).map_or("?", NodeState::as_str).to_string(),
             last_seen_ms_ago: ago.as_millis() as u64,
-            live: PeerView::from_record(key, record).is_some_and(|peer| peer.is_live(now, dead_time)),
+            live: PeerView::from_record(key, record).is_some_and(|peer| peer.is_live(now, dead_factor)),
             interval_ms: record.interval_ms,
             packets: record.packets,
             sequence: record.sequence,
@@ -275,11 +276,11 @@ mod tests {
             family: 4,
             src_addr: [192, 0, 2, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             src_mac: [2, 0, 0, 0, 0, 0x0b],
+            interval_ms: 100,
             ..Default::default()
         };
         let key = PeerKey { group: 1, node_id: 11 };
-        let status =
-            PeerStatus::from_record(&key, &record, Duration::from_millis(1042), Duration::from_millis(350));
+        let status = PeerStatus::from_record(&key, &record, Duration::from_millis(1042), 3.5);
         assert_eq!(status.address, "192.0.2.11");
         assert_eq!(status.mac, "02:00:00:00:00:0b");
         assert_eq!(status.state, "ACTIVE");

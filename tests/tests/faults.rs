@@ -184,3 +184,40 @@ fn every_vip_refused_is_a_fault_and_the_next_node_serves() {
         lan.hosts[2].ns.exec("ping", &["-6", "-c", "2", "-i", "0.1", "-W", "1", "2001:db8::100"]).unwrap();
     assert!(ping.status.success(), "the client's ping to the IPv6 VIP is not answered");
 }
+
+#[test]
+fn peers_at_another_interval_cause_no_flapping() {
+    require_root();
+    // A rolling change from 100 ms to 1 s, half done: the most worthy node is already at 1 s.
+    let lan = Lan::new("interval", 4).unwrap();
+    let _low = lan.start_agent(0, 100, &[]).unwrap();
+    let _mid = lan.start_agent(1, 150, &[]).unwrap();
+    let _high = lan.start_agent(2, 200, &["--interval", "1s"]).unwrap();
+    wait_until(Duration::from_secs(6), "the 1 s node holding the VIP alone", || lan.vip_holders() == [2]);
+    let monitor = VipMonitor::start(&lan, 3).unwrap();
+    let prober = Prober::start(&lan, CLIENT).unwrap();
+    thread::sleep(Duration::from_secs(5));
+    let lost = prober.stop_counting_lost().unwrap();
+    assert_eq!((monitor.stop().unwrap(), lost), (0, 0), "VIP moves and lost pings over 5 s");
+    assert_eq!(lan.vip_holders(), [2]);
+}
+
+#[test]
+fn mlockall_and_realtime_take_effect() {
+    require_root();
+    let lan = Lan::new("harden", 1).unwrap();
+    let agent = lan.start_agent(0, 100, &["--mlockall", "--realtime"]).unwrap();
+    let pid = agent.pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let locked_kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmLck:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(locked_kb > 0, "no memory locked: {status}");
+    // Field 41 of /proc/PID/stat is the scheduling policy; 1 is SCHED_FIFO.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    let policy = after_name.split_whitespace().nth(41 - 3).unwrap();
+    assert_eq!(policy, "1", "not SCHED_FIFO: {stat}");
+}

@@ -238,7 +238,9 @@ impl Agent {
             Ok(entries) => entries
                 .iter()
                 .filter(|(key, _)| key.group == self.config.group.0)
-                .map(|(key, record)| PeerStatus::from_record(key, record, now, self.config.dead_time))
+                .map(|(key, record)| {
+                    PeerStatus::from_record(key, record, now, self.election.settings().dead_factor())
+                })
                 .collect(),
             Err(_) => Vec::new(),
         };

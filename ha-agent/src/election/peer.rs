@@ -7,6 +7,11 @@ use ha_common::{NodeState, PeerKey, PeerRecord, FLAG_YIELDED};
 
 use crate::ids::{GroupId, NodeId};
 
+/// The shortest heartbeat interval a config may set.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest heartbeat interval a config may set.
+pub const MAX_INTERVAL: Duration = Duration::from_mins(1);
+
 /// What the election needs to know of one peer (from the XDP program's peer map).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerView {
@@ -20,6 +25,8 @@ pub struct PeerView {
     pub last_seen: Duration,
     /// Its last heartbeat said it recently gave the VIP up.
     pub yielded: bool,
+    /// Its advertised heartbeat interval.
+    pub interval: Duration,
 }
 
 impl PeerView {
@@ -33,7 +40,17 @@ impl PeerView {
             state: NodeState::from_u8(record.state)?,
             last_seen: Duration::from_nanos(record.last_seen_ns),
             yielded: record.flags & FLAG_YIELDED != 0,
+            interval: Duration::from_millis(u64::from(record.interval_ms)),
         })
+    }
+
+    /// How long it may stay silent before it is dead: its own interval times `factor` (this
+    /// node's dead time over its interval, 3.5 by default), so that peers running at another
+    /// interval, during a rolling change for one, are judged by theirs. An interval outside what
+    /// a config may set (10 ms to 60 s) counts as the nearest bound.
+    #[must_use]
+    pub fn dead_time(&self, factor: f64) -> Duration {
+        self.interval.clamp(MIN_INTERVAL, MAX_INTERVAL).mul_f64(factor)
     }
 
     /// Heard within `dead_time` of `now`, whatever it said.
@@ -42,10 +59,11 @@ impl PeerView {
         now.saturating_sub(self.last_seen) <= dead_time
     }
 
-    /// Live: heard within the dead time, and not releasing (priority 0 announces a release).
+    /// Live: heard within its dead time (see [`PeerView::dead_time`]), and not releasing
+    /// (priority 0 announces a release).
     #[must_use]
-    pub fn is_live(&self, now: Duration, dead_time: Duration) -> bool {
-        self.priority > 0 && self.heard_within(now, dead_time)
+    pub fn is_live(&self, now: Duration, factor: f64) -> bool {
+        self.priority > 0 && self.heard_within(now, self.dead_time(factor))
     }
 }
 
@@ -65,8 +83,14 @@ mod tests {
     use super::*;
 
     fn entry(group: u32, node_id: u32, state: u8, flags: u8) -> (PeerKey, PeerRecord) {
-        let record =
-            PeerRecord { last_seen_ns: 2_000_000_000, priority: 150, state, flags, ..Default::default() };
+        let record = PeerRecord {
+            last_seen_ns: 2_000_000_000,
+            priority: 150,
+            state,
+            flags,
+            interval_ms: 100,
+            ..Default::default()
+        };
         (PeerKey { group, node_id }, record)
     }
 
@@ -84,6 +108,7 @@ mod tests {
                 state: NodeState::Active,
                 last_seen: Duration::from_secs(2),
                 yielded: true,
+                interval: Duration::from_millis(100),
             }
         );
         assert_eq!(
@@ -93,14 +118,23 @@ mod tests {
     }
 
     #[test]
-    fn liveness_is_the_dead_time_and_a_non_zero_priority() {
-        let dead = Duration::from_millis(350);
+    fn liveness_is_its_own_dead_time_and_a_non_zero_priority() {
         let peer = PeerView::from_record(&entry(1, 11, 1, 0).0, &entry(1, 11, 1, 0).1).unwrap();
         let at = |ms| Duration::from_secs(2) + Duration::from_millis(ms);
-        assert!(peer.is_live(at(350), dead));
-        assert!(!peer.is_live(at(351), dead));
+        assert!(peer.is_live(at(350), 3.5));
+        assert!(!peer.is_live(at(351), 3.5));
         let releasing = PeerView { priority: 0, ..peer };
-        assert!(!releasing.is_live(at(0), dead));
-        assert!(releasing.heard_within(at(0), dead));
+        assert!(!releasing.is_live(at(0), 3.5));
+        assert!(releasing.heard_within(at(0), Duration::from_millis(350)));
+        // A peer at a 1 s interval is judged by its interval, not ours.
+        let slow = PeerView { interval: Duration::from_secs(1), ..peer };
+        assert!(slow.is_live(at(3500), 3.5));
+        assert!(!slow.is_live(at(3501), 3.5));
+        // Nonsense intervals count as the nearest bound.
+        assert_eq!(PeerView { interval: Duration::ZERO, ..peer }.dead_time(3.5), Duration::from_millis(35));
+        assert_eq!(
+            PeerView { interval: Duration::from_hours(1), ..peer }.dead_time(2.0),
+            Duration::from_secs(120)
+        );
     }
 }

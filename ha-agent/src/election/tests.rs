@@ -10,7 +10,7 @@ fn ms(value: u64) -> Duration {
 }
 
 fn settings(node_id: u32, priority: u8) -> Settings {
-    Settings { node_id: NodeId(node_id), priority, dead_time: DEAD, garp_refresh: None }
+    Settings { node_id: NodeId(node_id), priority, dead_time: DEAD, interval: ms(100), garp_refresh: None }
 }
 
 fn node(node_id: u32, priority: u8) -> Election {
@@ -18,7 +18,14 @@ fn node(node_id: u32, priority: u8) -> Election {
 }
 
 fn peer(node_id: u32, priority: u8, state: NodeState, last_seen_ms: u64) -> PeerView {
-    PeerView { node_id: NodeId(node_id), priority, state, last_seen: ms(last_seen_ms), yielded: false }
+    PeerView {
+        node_id: NodeId(node_id),
+        priority,
+        state,
+        last_seen: ms(last_seen_ms),
+        yielded: false,
+        interval: ms(100),
+    }
 }
 
 fn tick(election: &mut Election, now_ms: u64, peers: &[PeerView]) -> Output {
@@ -325,6 +332,24 @@ fn a_vip_removed_behind_the_actives_back_goes_back_on() {
 }
 
 #[test]
+fn peers_are_judged_by_their_own_interval() {
+    // A rolling change from 100 ms to 1 s: the more worthy ACTIVE already sends every second.
+    let slow_active =
+        |last_seen| PeerView { interval: ms(1000), ..peer(2, 200, NodeState::Active, last_seen) };
+    let mut n = node(1, 100);
+    assert_eq!(tick(&mut n, 3000, &[slow_active(0)]), Output::default(), "3 s of silence is < 3.5 intervals");
+    assert_eq!(n.next_deadline(ms(3000), &[slow_active(0)]), Some(ms(3500)));
+    assert_eq!(tick(&mut n, 3500, &[slow_active(0)]).actions, PROMOTE);
+    // And an ACTIVE keeps hearing a slow claimant as live for its own dead time.
+    let mut active = active_node(3, 250);
+    let claimant = slow_active(400);
+    assert_eq!(
+        tick(&mut active, 3800, &[claimant]).actions,
+        [Action::SendGratuitousArp, Action::SendHeartbeat]
+    );
+}
+
+#[test]
 fn a_standby_ignores_vip_results() {
     let mut n = node(1, 100);
     assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10), all: false }), Output::default());
@@ -412,6 +437,7 @@ impl Lan {
                 state: advert.state,
                 last_seen: ms(self.now),
                 yielded: advert.yielded,
+                interval: ms(INTERVAL),
             };
             let table = &mut self.nodes[to].table;
             match table.iter_mut().find(|p| p.node_id == node_id) {
