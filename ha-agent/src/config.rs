@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use crate::{
     bpf::XdpMode,
     cli::RunArgs,
+    election::{MAX_INTERVAL, MIN_INTERVAL},
     garp::GarpSettings,
     heartbeat::Destination,
     ids::{GroupId, NodeId},
@@ -302,7 +303,7 @@ impl RawConfig {
             return Err(ConfigError::ZeroPriority);
         }
         let interval = self.interval;
-        if interval < Duration::from_millis(10) || interval > Duration::from_mins(1) {
+        if interval < MIN_INTERVAL || interval > MAX_INTERVAL {
             return Err(ConfigError::Interval(interval));
         }
         let dead_time = self.dead_time.unwrap_or_else(|| interval.mul_f64(DEFAULT_DEAD_INTERVALS));

@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(PeerView { interval: Duration::ZERO, ..peer }.dead_time(3.5), Duration::from_millis(35));
         assert_eq!(
             PeerView { interval: Duration::from_hours(1), ..peer }.dead_time(2.0),
-            Duration::from_secs(120)
+            Duration::from_mins(2)
         );
     }
 }
