@@ -14,6 +14,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
+    alarms::Alarms,
     bpf::{self, BpfError, Datapath, Events},
     clock::{millis, monotonic_now},
     config::Config,
@@ -117,6 +118,7 @@ fn harden(config: &Config) -> Result<(), DaemonError> {
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let signals = Signals::register()?;
     // First of all: an agent that renewed its lease here less than a dead time ago was killed or
     // re-executed a moment ago, and its peers have not taken over. Its program is still attached:
     // renew its lease so that it does not fence the VIPs while we get ready to replace it.
@@ -203,6 +205,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         peers: Vec::new(),
         state_since: now,
         holding: Holding::default(),
+        alarms: Alarms::default(),
         keys,
     };
     if let Some(output) = resumed {
@@ -212,7 +215,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let output = agent.election.handle(Event::LinkChanged { now, up: false });
         agent.execute(output).await;
     }
-    let result = main_loop(&mut agent, &mut events, &mut watch, &control.listener).await;
+    let result = main_loop(&mut agent, &mut events, &mut watch, &control.listener, signals).await;
 
     // Whatever happened, leave no VIP behind.
     if let Err(err) = agent.vips.remove_all().await {
@@ -223,20 +226,41 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     result
 }
 
+/// The signals the agent handles, registered before anything else: one that arrives during the
+/// start-up is then handled by the loop, not by the default action (which would kill the agent
+/// with its VIPs and pins in place).
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+    user2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Self, DaemonError> {
+        let register = |kind| signal(kind).map_err(DaemonError::EventLoop);
+        Ok(Self {
+            terminate: register(SignalKind::terminate())?,
+            interrupt: register(SignalKind::interrupt())?,
+            hangup: register(SignalKind::hangup())?,
+            user2: register(SignalKind::user_defined2())?,
+        })
+    }
+}
+
 async fn main_loop(
     agent: &mut Agent,
     events: &mut Events,
     watch: &mut NetWatch,
     listener: &UnixListener,
+    signals: Signals,
 ) -> Result<(), DaemonError> {
     let mut poll = interval(POLL_PERIOD);
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut heartbeat = interval(agent.config.interval);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::EventLoop)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::EventLoop)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::EventLoop)?;
-    let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::EventLoop)?;
+    let Signals { terminate: mut sigterm, interrupt: mut sigint, hangup: mut sighup, user2: mut sigusr2 } =
+        signals;
 
     loop {
         let now = monotonic_now();
@@ -285,6 +309,10 @@ async fn main_loop(
             return Ok(());
         }
         agent.renew_lease();
+        let counters = agent.watch_counters();
+        if agent.execute(counters).await {
+            return Ok(());
+        }
         agent.refresh_peers();
         let now = monotonic_now();
         let output = agent.election.handle(Event::Tick { now, peers: &agent.peers });

@@ -23,7 +23,7 @@
 //!   time, then at doubling delays up to [`MAX_ADD_RETRY`]; one removed behind its back
 //!   ([`Event::VipRemoved`]) is put back at once;
 //! - a node that cannot serve ([`Fault`]: its link down or gone, every VIP refused, heartbeats
-//!   failing for a dead time) goes to FAULT: it gives the VIPs up and advertises priority 0, so
+//!   failing for a dead time, another node with its id) goes to FAULT: it gives the VIPs up and advertises priority 0, so
 //!   that the next node takes over at once, as after a release. When no cause is left it is
 //!   STANDBY again and listens for a dead time, as at start;
 //! - an ACTIVE with a refresh period announces the VIPs again each period after its last
@@ -180,6 +180,10 @@ impl Election {
             Event::Resume { now } => self.resume(now),
             Event::LinkChanged { now, up } => {
                 self.faults.note_link(up);
+                self.settle_faults(now).unwrap_or_default()
+            }
+            Event::DuplicateNodeId { now } => {
+                self.faults.note_duplicate(now);
                 self.settle_faults(now).unwrap_or_default()
             }
             Event::HeartbeatSent { now, ok } => {

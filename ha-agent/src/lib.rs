@@ -10,6 +10,7 @@
 //! (control socket). [`daemon`] wires them together. [`cli`] is the command line, [`config`]
 //! the file and flags checked into one [`config::Config`], [`ids`] the node and group ids.
 
+pub mod alarms;
 pub mod bpf;
 pub mod cli;
 pub mod clock;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 
 use crate::{
+    alarms::AlarmReport,
     election::PeerView,
     ids::{GroupId, NodeId},
 };
@@ -131,6 +132,10 @@ pub struct StatusReport {
     pub peers: Vec<PeerStatus>,
     /// XDP counters by name, summed over CPUs.
     pub xdp_stats: Vec<(String, u64)>,
+    /// Misconfigurations seen within the last minute.
+    pub alarms: Vec<AlarmReport>,
+    /// Why the node is in FAULT, when it is.
+    pub fault: Option<String>,
 }
 
 /// One peer as the status shows it.
@@ -234,6 +239,12 @@ pub fn render(report: &StatusReport) -> String {
         "heartbeat every {} ms, dead after {} ms, XDP in {} mode, authentication {}",
         report.interval_ms, report.dead_time_ms, report.xdp_mode, report.auth
     );
+    if let Some(fault) = &report.fault {
+        let _ = writeln!(out, "FAULT: {fault}");
+    }
+    for alarm in &report.alarms {
+        let _ = writeln!(out, "WARNING: {} ({} ms ago)", alarm.message, alarm.last_seen_ms_ago);
+    }
     let counters: Vec<String> =
         report.xdp_stats.iter().map(|(name, value)| format!("{name} {value}")).collect();
     let _ = writeln!(out, "XDP: {}", counters.join(", "));

@@ -271,6 +271,12 @@ impl Lan {
         let mut command = host.ns.command(agent_binary());
         // The LAN's VIP unless the test gives its own.
         let vip: &[&str] = if extra.contains(&"--vip") { &[] } else { &["--vip", VIP_CIDR] };
+        // And the LAN's key unless the test gives another.
+        let key: &[&std::ffi::OsStr] = if extra.contains(&"--key-file") {
+            &[]
+        } else {
+            &["--key-file".as_ref(), self.key_file.as_os_str()]
+        };
         command
             .args(["--iface", "eth0", "--priority", &priority])
             .args(vip)
@@ -278,8 +284,7 @@ impl Lan {
             .arg(&run_dir)
             .arg("--pin-dir")
             .arg(self.pin_dir(index))
-            .arg("--key-file")
-            .arg(&self.key_file)
+            .args(key)
             .args(extra)
             .env("RUST_LOG", "info,ha_agent=debug")
             .stdin(Stdio::null())

@@ -221,3 +221,59 @@ fn mlockall_and_realtime_take_effect() {
     let policy = after_name.split_whitespace().nth(41 - 3).unwrap();
     assert_eq!(policy, "1", "not SCHED_FIFO: {stat}");
 }
+
+/// The alarms `status` lists for an agent.
+fn alarms(agent: &ha_tests::Agent) -> Vec<String> {
+    let status = agent.status().unwrap_or_default();
+    status["alarms"].as_array().map_or_else(Vec::new, |alarms| {
+        alarms.iter().filter_map(|a| a["alarm"].as_str().map(str::to_string)).collect()
+    })
+}
+
+#[test]
+fn a_wrong_key_on_one_node_is_loud() {
+    require_root();
+    let lan = Lan::new("wrongkey", 4).unwrap();
+    let other_key = lan.dir.join("other-key");
+    let keygen = std::process::Command::new(ha_tests::agent_binary())
+        .args(["keygen", "--key-file"])
+        .arg(&other_key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let other = other_key.to_string_lossy().into_owned();
+    let stray = lan.start_agent(0, 100, &["--key-file", &other]).unwrap();
+    let _mid = lan.start_agent(1, 150, &[]).unwrap();
+    let high = lan.start_agent(2, 200, &[]).unwrap();
+    // Both sides say so, in `status` (and once a minute in the log).
+    wait_until(Duration::from_secs(3), "a key mismatch alarm on both sides", || {
+        alarms(&high).contains(&"KeyMismatch".to_string())
+            && alarms(&stray).contains(&"KeyMismatch".to_string())
+    });
+    // The nodes that share a key still agree among themselves: the most worthy serves.
+    wait_until(Duration::from_secs(3), "host 2 holding the VIP", || lan.vip_holders().contains(&2));
+    assert!(!lan.vip_holders().contains(&1), "the priority-150 node must not take over");
+}
+
+#[test]
+fn a_duplicate_node_id_refuses_to_serve_and_says_so() {
+    require_root();
+    let lan = Lan::new("dupid", 4).unwrap();
+    let _low = lan.start_agent(0, 100, &[]).unwrap();
+    let mid = lan.start_agent(1, 150, &["--node-id", "7"]).unwrap();
+    let high = lan.start_agent(2, 200, &["--node-id", "7"]).unwrap();
+    // The two that share an id cannot be told apart: both step aside, the third serves.
+    wait_until(Duration::from_secs(3), "host 0 holding the VIP alone", || lan.vip_holders() == [0]);
+    for agent in [&mid, &high] {
+        let status = agent.status().unwrap();
+        assert_eq!(status["state"], "FAULT", "{status}");
+        assert!(status["fault"].as_str().unwrap().contains("uses this node's id"), "{status}");
+        assert!(alarms(agent).contains(&"DuplicateNodeId".to_string()), "{status}");
+    }
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(lan.vip_holders(), [0], "it stays that way");
+    let ping =
+        lan.hosts[CLIENT].ns.exec("ping", &["-c", "2", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
+    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[0].mac.as_str()));
+}

@@ -7,6 +7,7 @@ use pnet::datalink::NetworkInterface;
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    alarms::{Alarm, Alarms},
     bpf::Datapath,
     clock::{millis, monotonic_now},
     config::Config,
@@ -33,6 +34,8 @@ pub(super) struct Agent {
     pub(super) state_since: Duration,
     /// Told whenever the VIPs are removed, so that gratuitous ARP bursts stop.
     pub(super) holding: Holding,
+    /// Misconfigurations the XDP counters reveal.
+    pub(super) alarms: Alarms,
     /// The loaded keys; `None` with `--insecure-no-auth`.
     pub(super) keys: Option<Keys>,
 }
@@ -176,6 +179,27 @@ impl Agent {
         }
     }
 
+    /// Looks at the XDP counters for misconfigurations: logs each at most once a minute, and
+    /// tells the election when another node uses our id.
+    pub(super) fn watch_counters(&mut self) -> Output {
+        let stats = match self.datapath.stats() {
+            Ok(stats) => stats,
+            Err(err) => {
+                warn!(error = err.as_dyn(), "reading the XDP counters failed");
+                return Output::default();
+            }
+        };
+        let now = monotonic_now();
+        for (alarm, heartbeats) in self.alarms.observe(now, &stats) {
+            warn!(heartbeats, "{alarm}");
+        }
+        if self.alarms.last_seen(Alarm::DuplicateNodeId) == Some(now) {
+            self.election.handle(Event::DuplicateNodeId { now })
+        } else {
+            Output::default()
+        }
+    }
+
     /// Keeps the XDP fence down for another dead time: this agent is alive and its loop turns.
     pub(super) fn renew_lease(&mut self) {
         if let Err(err) = self.datapath.renew_lease(monotonic_now()) {
@@ -263,6 +287,8 @@ impl Agent {
             auth: self.auth_summary(),
             peers,
             xdp_stats: self.datapath.stats().map(|s| named_stats(&s)).unwrap_or_default(),
+            alarms: self.alarms.recent(now),
+            fault: self.election.fault(now).map(|fault| fault.to_string()),
         }
     }
 }

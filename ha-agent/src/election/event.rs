@@ -46,6 +46,11 @@ pub enum Event<'a> {
         /// Whether it is up and has a carrier.
         up: bool,
     },
+    /// An authentic heartbeat with this node's id arrived from another node.
+    DuplicateNodeId {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
     /// A heartbeat was sent (`ok`) or failed to go out.
     HeartbeatSent {
         /// Now, on the monotonic clock.

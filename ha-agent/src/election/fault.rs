@@ -14,6 +14,9 @@ pub enum Fault {
     VipsRefused,
     /// Heartbeats have failed to go out for a dead time: the peers cannot hear this node.
     SendFailing,
+    /// Another node sends authentic heartbeats with this node's id: the election cannot tell
+    /// the two apart.
+    DuplicateNodeId,
 }
 
 impl fmt::Display for Fault {
@@ -22,6 +25,7 @@ impl fmt::Display for Fault {
             Self::LinkDown => "the interface is down or gone",
             Self::VipsRefused => "the kernel refused every VIP",
             Self::SendFailing => "heartbeats have failed to go out for a dead time",
+            Self::DuplicateNodeId => "another node uses this node's id",
         })
     }
 }
@@ -34,6 +38,8 @@ pub struct Faults {
     vips_refused: Option<(Duration, Duration)>,
     /// Since when every heartbeat has failed to go out.
     sending_failed_since: Option<Duration>,
+    /// When a heartbeat with our id from another node was last seen.
+    duplicate_seen: Option<Duration>,
 }
 
 impl Faults {
@@ -59,6 +65,12 @@ impl Faults {
         self.vips_refused = Some((now + hold_off, (hold_off * 2).min(MAX_REFUSED_HOLD_OFF)));
     }
 
+    /// An authentic heartbeat with our id from another node was seen at `now`: a fault until a
+    /// dead time passes without one.
+    pub fn note_duplicate(&mut self, now: Duration) {
+        self.duplicate_seen = Some(now);
+    }
+
     /// The VIPs went on: the hold-off starts from the dead time again.
     pub fn note_vips_added(&mut self) {
         self.vips_refused = None;
@@ -73,6 +85,8 @@ impl Faults {
             Some(Fault::VipsRefused)
         } else if self.sending_failed_since.is_some_and(|since| now.saturating_sub(since) >= dead_time) {
             Some(Fault::SendFailing)
+        } else if self.duplicate_seen.is_some_and(|seen| now.saturating_sub(seen) < dead_time) {
+            Some(Fault::DuplicateNodeId)
         } else {
             None
         }
@@ -84,7 +98,8 @@ impl Faults {
     pub fn next_change(&self, now: Duration, dead_time: Duration) -> Option<Duration> {
         let refused = self.vips_refused.map(|(until, _)| until).filter(|&until| until > now);
         let sending = self.sending_failed_since.map(|since| since + dead_time).filter(|&at| at > now);
-        refused.into_iter().chain(sending).min()
+        let duplicate = self.duplicate_seen.map(|seen| seen + dead_time).filter(|&at| at > now);
+        refused.into_iter().chain(sending).chain(duplicate).min()
     }
 }
 
@@ -133,6 +148,15 @@ mod tests {
         assert_eq!(faults.current(ms(10_001), DEAD), None);
         faults.note_vips_refused(ms(20_000), DEAD);
         assert_eq!(faults.next_change(ms(20_000), DEAD), Some(ms(20_350)), "back to a dead time");
+    }
+
+    #[test]
+    fn a_duplicate_id_is_a_fault_while_it_is_heard() {
+        let mut faults = Faults::default();
+        faults.note_duplicate(ms(100));
+        assert_eq!(faults.current(ms(449), DEAD), Some(Fault::DuplicateNodeId));
+        assert_eq!(faults.next_change(ms(200), DEAD), Some(ms(450)));
+        assert_eq!(faults.current(ms(450), DEAD), None, "a dead time without one clears it");
     }
 
     #[test]
