@@ -20,8 +20,10 @@ pub enum Alarm {
     KeyMismatch,
     /// Heartbeats of another group on our port: harmless, unless that node belongs in ours.
     OtherGroup,
-    /// Authentic heartbeats with our node id from another node: the election cannot tell the
-    /// two apart, so this node refuses to serve until they stop.
+    /// Authentic heartbeats with our node id and newer sequence numbers than ours: another node
+    /// uses our id. The election cannot tell the two apart, so this node refuses to serve until
+    /// they stop. (The other node, whose sequences are the higher, cannot tell ours from a
+    /// replay of its own: one of the two steps aside, and says so.)
     DuplicateNodeId,
 }
 

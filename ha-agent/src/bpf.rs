@@ -190,7 +190,14 @@ impl Datapath {
 
     /// Sets what the fence guards and for how long a renewal lasts, and renews it now.
     pub fn set_fence(&mut self, fence: Fence, now: Duration) -> Result<(), BpfError> {
-        self.fence = fence;
+        self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, ..fence };
+        self.renew_lease(now)
+    }
+
+    /// Renews the lease at `now` and records that the heartbeat about to go out carries
+    /// `sequence` (see [`Fence::last_sent_sequence`]).
+    pub fn note_sending(&mut self, now: Duration, sequence: u64) -> Result<(), BpfError> {
+        self.fence.last_sent_sequence = sequence;
         self.renew_lease(now)
     }
 

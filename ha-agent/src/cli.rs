@@ -97,6 +97,10 @@ pub struct RunArgs {
     /// Directory for the control socket (default /run/ha-agent/IFACE).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
+    /// Directory for what must survive a restart: the heartbeat epoch (default
+    /// /var/lib/ha-agent/IFACE).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// XDP attach mode.
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpMode>,

@@ -28,6 +28,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/ha-agent/ha-agent.toml";
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/ha-agent";
 /// Parent of the default per-interface run directory (`/run/ha-agent/<iface>`).
 pub const DEFAULT_RUN_ROOT: &str = "/run/ha-agent";
+/// Parent of the default per-interface state directory (`/var/lib/ha-agent/<iface>`).
+pub const DEFAULT_STATE_ROOT: &str = "/var/lib/ha-agent";
 /// Default heartbeat interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 /// The dead time, in heartbeat intervals, when it is not set: 3.5 as in the `ha` package.
@@ -54,6 +56,8 @@ pub struct Config {
     pub pin_dir: PathBuf,
     /// Run directory (control socket).
     pub run_dir: PathBuf,
+    /// State directory (the heartbeat epoch).
+    pub state_dir: PathBuf,
     /// XDP attach mode.
     pub xdp_mode: XdpMode,
     /// UDP port.
@@ -199,6 +203,7 @@ struct RawConfig {
     dead_time: Option<Duration>,
     pin_dir: Option<PathBuf>,
     run_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     xdp_mode: XdpMode,
     mcast_group: Option<Endpoint>,
     port: u16,
@@ -228,6 +233,7 @@ impl Default for RawConfig {
             dead_time: None,
             pin_dir: None,
             run_dir: None,
+            state_dir: None,
             xdp_mode: XdpMode::default(),
             mcast_group: None,
             port: ha_common::DEFAULT_PORT,
@@ -320,6 +326,7 @@ impl RawConfig {
         Ok(Config {
             pin_dir: self.pin_dir.unwrap_or_else(|| Path::new(DEFAULT_PIN_ROOT).join(&iface)),
             run_dir: self.run_dir.unwrap_or_else(|| Path::new(DEFAULT_RUN_ROOT).join(&iface)),
+            state_dir: self.state_dir.unwrap_or_else(|| Path::new(DEFAULT_STATE_ROOT).join(&iface)),
             iface,
             vips: self.vips,
             priority: self.priority,

@@ -24,6 +24,7 @@ use crate::{
     ids::NodeId,
     keys::{self, KeyError, Keys},
     netwatch::NetWatch,
+    sequence::{self, SequenceError},
     status::{self, ControlSocket, StatusError},
     vip::{VipError, VipManager},
 };
@@ -56,6 +57,9 @@ pub enum DaemonError {
     /// The control socket.
     #[error(transparent)]
     Control(#[from] StatusError),
+    /// The heartbeat epoch could not be raised.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
     /// The heartbeat socket.
     #[error("opening the heartbeat socket")]
     Heartbeat(#[source] io::Error),
@@ -146,9 +150,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             warn!(count = stale, "removed stale VIPs left on {} by an earlier run", config.iface);
         }
     }
+    // Durably raised before the first heartbeat: see `sequence`.
+    let epoch = sequence::next_epoch(&config.state_dir)?;
     let origin = Origin { group: config.group, node_id, interval: config.interval };
     let mut sender =
-        HeartbeatSender::open(&interface, &config.destination, origin).map_err(DaemonError::Heartbeat)?;
+        HeartbeatSender::open(&interface, &config.destination, origin, sequence::first_sequence(epoch))
+            .map_err(DaemonError::Heartbeat)?;
     sender.set_key(keys.as_ref().map(Keys::signing_key));
     let settings = Settings {
         node_id,
@@ -206,6 +213,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         state_since: now,
         holding: Holding::default(),
         alarms: Alarms::default(),
+        epoch,
         keys,
     };
     if let Some(output) = resumed {

@@ -6,7 +6,7 @@ use std::{
     io,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     os::fd::AsRawFd as _,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use ha_common::{Heartbeat, SipKey, FLAG_YIELDED};
@@ -64,22 +64,27 @@ pub struct HeartbeatSender {
     key: Option<SipKey>,
 }
 
-/// The first sequence number of a sender that starts now: the wall clock in nanoseconds, so that
-/// a restarted sender keeps increasing (see docs/PROTOCOL.md).
-pub fn initial_sequence() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-}
-
 impl HeartbeatSender {
-    /// Opens the socket on `interface`. Needs a tokio runtime.
-    pub fn open(interface: &NetworkInterface, destination: &Destination, origin: Origin) -> io::Result<Self> {
+    /// Opens the socket on `interface`; the first heartbeat will carry `first_sequence` (see
+    /// [`crate::sequence`]). Needs a tokio runtime.
+    pub fn open(
+        interface: &NetworkInterface,
+        destination: &Destination,
+        origin: Origin,
+        first_sequence: u64,
+    ) -> io::Result<Self> {
         Ok(Self {
             socket: open_socket(interface, destination)?,
             destinations: destination.addresses(),
             origin,
-            next_sequence: initial_sequence(),
+            next_sequence: first_sequence,
             key: None,
         })
+    }
+
+    /// The sequence number the next heartbeat will carry.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
     }
 
     /// Sends from `interface` from now on (the interface was recreated under its name), keeping

@@ -22,5 +22,6 @@ pub mod heartbeat;
 pub mod ids;
 pub mod keys;
 pub mod netwatch;
+pub mod sequence;
 pub mod status;
 pub mod vip;

@@ -118,8 +118,8 @@ pub struct XdpStats {
     pub bad_field: u64,
     /// Heartbeat of another VIP group.
     pub wrong_group: u64,
-    /// Heartbeat carrying this node's own id (a duplicate node id on the LAN, or our own
-    /// heartbeats sent back to us).
+    /// Authentic heartbeat carrying this node's own id and a sequence above any it sent: another
+    /// node uses our id.
     pub own_echo: u64,
     /// Heartbeat whose tag no configured key produces (forged, or signed with another key).
     pub bad_tag: u64,
@@ -185,6 +185,10 @@ pub struct Fence {
     pub renewed_ns: u64,
     /// How long a renewal lasts: the dead time, after which peers take over.
     pub lease_ns: u64,
+    /// The sequence number of the agent's latest heartbeat, written before it goes out. An
+    /// authentic heartbeat with our node id at or below it is our own, reflected or replayed
+    /// (`replay`); only one above it proves another node with our id (`own_echo`).
+    pub last_sent_sequence: u64,
     /// How many entries of `vips` are in use; 0 turns fencing off.
     pub count: u32,
     /// `FENCE_*` flags.
@@ -300,7 +304,7 @@ mod tests {
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
         assert_eq!(size_of::<XdpConfig>(), 16);
         assert_eq!(size_of::<XdpStats>(), 8 * 13);
-        assert_eq!(size_of::<Fence>(), 8 + 8 + 4 + 4 + 16 * MAX_FENCED_VIPS + MAX_FENCED_VIPS);
+        assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 4 + 4 + 16 * MAX_FENCED_VIPS + MAX_FENCED_VIPS);
         assert_eq!(size_of::<AuthKeys>(), 40);
         assert_eq!(size_of::<PeerEvent>(), 16);
     }

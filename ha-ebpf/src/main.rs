@@ -266,9 +266,11 @@ fn classify(ctx: &XdpContext) -> Outcome {
         return Outcome::BadTag;
     }
     // Only after the tag: a forged heartbeat with our id must count as forged, not inflate the
-    // counter that says another node claims our id.
+    // counter that says another node claims our id. And one at or below the sequence we last
+    // sent is our own, reflected or replayed: only a newer one proves another node.
     if heartbeat.node_id == config.own_node_id {
-        return Outcome::OwnEcho;
+        let ours = FENCE.get(0).is_some_and(|fence| heartbeat.sequence <= fence.last_sent_sequence);
+        return if ours { Outcome::Replay } else { Outcome::OwnEcho };
     }
     record(ctx, &heartbeat, &source, vlan_id)
 }

@@ -263,12 +263,30 @@ impl Lan {
 
     /// Starts an agent on host `index` with `priority` and any extra flags.
     pub fn start_agent(&self, index: usize, priority: u8, extra: &[&str]) -> anyhow::Result<Agent> {
+        self.start_agent_under(&[], index, priority, extra)
+    }
+
+    /// [`Lan::start_agent`] through a wrapper command, e.g. `faketime -f -1h`.
+    pub fn start_agent_under(
+        &self,
+        wrapper: &[&str],
+        index: usize,
+        priority: u8,
+        extra: &[&str],
+    ) -> anyhow::Result<Agent> {
         let host = &self.hosts[index];
         let run_dir = self.dir.join(format!("run-h{}", index + 1));
         let log_path = self.dir.join(format!("agent-h{}.log", index + 1));
         let log = fs::File::create(&log_path)?;
         let priority = priority.to_string();
-        let mut command = host.ns.command(agent_binary());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = host.ns.command(program);
+                command.args(args).arg(agent_binary());
+                command
+            }
+            None => host.ns.command(agent_binary()),
+        };
         // The LAN's VIP unless the test gives its own.
         let vip: &[&str] = if extra.contains(&"--vip") { &[] } else { &["--vip", VIP_CIDR] };
         // And the LAN's key unless the test gives another.
@@ -284,6 +302,8 @@ impl Lan {
             .arg(&run_dir)
             .arg("--pin-dir")
             .arg(self.pin_dir(index))
+            .arg("--state-dir")
+            .arg(self.dir.join(format!("state-h{}", index + 1)))
             .args(key)
             .args(extra)
             .env("RUST_LOG", "info,ha_agent=debug")

@@ -264,3 +264,15 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     datapath.renew_lease(ha_agent::clock::monotonic_now()).unwrap();
     assert_eq!(verdict(&datapath, &about_vips[0].1), XDP_PASS);
 }
+
+#[test]
+fn our_own_id_is_another_node_only_above_what_we_sent() {
+    let mut datapath = load();
+    datapath.note_sending(ha_agent::clock::monotonic_now(), 5).unwrap();
+    let own =
+        |sequence| ipv4_frame(PORT, &signed(heartbeat(OWN_ID, 100, NodeState::Active), sequence, &KEY), None);
+    assert_eq!(verdict(&datapath, &own(3)), XDP_DROP);
+    assert_eq!((stats(&datapath).replay, stats(&datapath).own_echo), (1, 0), "ours, replayed or reflected");
+    assert_eq!(verdict(&datapath, &own(6)), XDP_DROP);
+    assert_eq!((stats(&datapath).replay, stats(&datapath).own_echo), (1, 1), "another node with our id");
+}

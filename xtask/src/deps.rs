@@ -9,13 +9,18 @@ use std::{
 use anyhow::{bail, Context as _};
 
 /// Commands the tests and the demo call, and the Debian package that has each.
-const APT_COMMANDS: [(&str, &str); 5] = [
+const APT_COMMANDS: [(&str, &str); 6] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("arping", "iputils-arping"),
     ("bpftool", "bpftool"),
     ("nft", "nftables"),
+    ("faketime", "faketime"),
 ];
+
+/// Files the tests and the benchmark read, and the Debian package that has each.
+const APT_FILES: [(&str, &str); 1] =
+    [("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "fonts-dejavu-core")];
 
 /// The bpf-linker that works with this nightly's LLVM (newer ones want a newer LLVM).
 const BPF_LINKER_VERSION: &str = "0.10.3";
@@ -50,8 +55,9 @@ fn bpf_linker_ok() -> bool {
 
 /// Installs what is missing (`install`), or fails naming what to run.
 pub fn ensure(install: bool) -> anyhow::Result<()> {
-    let missing_packages: Vec<&str> =
-        APT_COMMANDS.iter().filter(|(cmd, _)| which(cmd).is_none()).map(|(_, pkg)| *pkg).collect();
+    let missing_commands = APT_COMMANDS.iter().filter(|(cmd, _)| which(cmd).is_none());
+    let missing_files = APT_FILES.iter().filter(|(file, _)| !Path::new(file).is_file());
+    let missing_packages: Vec<&str> = missing_commands.chain(missing_files).map(|(_, pkg)| *pkg).collect();
     let rust_src = nightly_has_rust_src();
     let linker = bpf_linker_ok();
     if missing_packages.is_empty() && rust_src && linker {

@@ -31,6 +31,7 @@ fn defaults_give_sub_second_failover() {
     assert_eq!(config.group, GroupId(1));
     assert_eq!(config.pin_dir, Path::new("/sys/fs/bpf/ha-agent/eth0"));
     assert_eq!(config.run_dir, Path::new("/run/ha-agent/eth0"));
+    assert_eq!(config.state_dir, Path::new("/var/lib/ha-agent/eth0"));
     assert_eq!(config.key_file.as_deref(), Some(Path::new("/etc/ha-agent/key")));
     assert_eq!(config.garp, GarpSettings { count: 3, spacing: Duration::from_millis(100), refresh: None });
     assert!(matches!(config.destination, Destination::Multicast(a) if a.to_string() == "239.255.97.1:9740"));

@@ -17,6 +17,7 @@ use crate::{
     ids::NodeId,
     keys::{self, Keys},
     netwatch::NetEvent,
+    sequence,
     status::{named_stats, PeerStatus, StatusReport},
     vip::VipManager,
 };
@@ -34,6 +35,8 @@ pub(super) struct Agent {
     pub(super) state_since: Duration,
     /// Told whenever the VIPs are removed, so that gratuitous ARP bursts stop.
     pub(super) holding: Holding,
+    /// The heartbeat epoch stored in the state directory (see `sequence`).
+    pub(super) epoch: u32,
     /// Misconfigurations the XDP counters reveal.
     pub(super) alarms: Alarms,
     /// The loaded keys; `None` with `--insecure-no-auth`.
@@ -52,6 +55,17 @@ impl Agent {
     /// Sends a heartbeat and tells the election whether it went out.
     pub(super) async fn send_heartbeat(&mut self) -> Output {
         let now = monotonic_now();
+        let epoch = sequence::epoch_of(self.sender.next_sequence());
+        if epoch > self.epoch {
+            // 2^32 heartbeats into the run: the next start must begin above this epoch too.
+            match sequence::note_epoch(&self.config.state_dir, epoch) {
+                Ok(()) => self.epoch = epoch,
+                Err(err) => error!(error = err.as_dyn(), "storing the heartbeat epoch failed"),
+            }
+        }
+        if let Err(err) = self.datapath.note_sending(now, self.sender.next_sequence()) {
+            warn!(error = err.as_dyn(), "telling XDP the heartbeat's sequence failed");
+        }
         let result = self.sender.send(self.election.advertised(now)).await;
         if let Err(err) = &result {
             // Logged at debug: a link that is down fails every send; the election turns failures
