@@ -1,6 +1,7 @@
-//! Loud mistakes: misconfigurations that would otherwise show only as a counter (another key on
-//! the LAN, another group on our port, a second node with our id), raised from the XDP program's
-//! counters, logged at most once a minute each, and listed by `status` while they last.
+//! Loud mistakes: misconfigurations that would otherwise show only as a counter or not at all
+//! (another key on the LAN, another group on our port, a second node with our id, a peer that
+//! cannot hear us), raised from the XDP program's counters or the election, logged at most once
+//! a minute each, and listed by `status` while they last.
 //!
 //! Pure: the counters and the time come in, what to log comes out.
 
@@ -25,16 +26,21 @@ pub enum Alarm {
     /// they stop. (The other node, whose sequences are the higher, cannot tell ours from a
     /// replay of its own: one of the two steps aside, and says so.)
     DuplicateNodeId,
+    /// A less worthy peer has claimed ACTIVE for more than two dead times while we are ACTIVE: it
+    /// does not hear us (a one-way link, a filter), and the LAN has two holders.
+    OneWayLink,
 }
 
 impl Alarm {
-    const ALL: [Self; 3] = [Self::KeyMismatch, Self::OtherGroup, Self::DuplicateNodeId];
+    const ALL: [Self; 4] = [Self::KeyMismatch, Self::OtherGroup, Self::DuplicateNodeId, Self::OneWayLink];
 
-    fn count(self, stats: &XdpStats) -> u64 {
+    /// The XDP counter behind it; `None` for one the election raises ([`Alarms::raise`]).
+    fn count(self, stats: &XdpStats) -> Option<u64> {
         match self {
-            Self::KeyMismatch => stats.bad_tag,
-            Self::OtherGroup => stats.wrong_group,
-            Self::DuplicateNodeId => stats.own_echo,
+            Self::KeyMismatch => Some(stats.bad_tag),
+            Self::OtherGroup => Some(stats.wrong_group),
+            Self::DuplicateNodeId => Some(stats.own_echo),
+            Self::OneWayLink => None,
         }
     }
 }
@@ -49,6 +55,9 @@ impl fmt::Display for Alarm {
             Self::DuplicateNodeId => {
                 "another node sends authentic heartbeats with our node id: give each node its own --node-id; refusing to serve meanwhile"
             }
+            Self::OneWayLink => {
+                "a less worthy peer stays ACTIVE beside us: it does not hear our heartbeats (a one-way link or a filter); two nodes hold the VIPs"
+            }
         })
     }
 }
@@ -60,7 +69,8 @@ pub struct AlarmReport {
     pub alarm: Alarm,
     /// What it means, in words.
     pub message: String,
-    /// Offending heartbeats in the last [`ALARM_PERIOD`] or so.
+    /// Offending heartbeats (or, for one the election raises, times raised) in the last
+    /// [`ALARM_PERIOD`] or so.
     pub heartbeats: u64,
     /// Milliseconds since one was last seen.
     pub last_seen_ms_ago: u64,
@@ -79,10 +89,26 @@ struct Tracked {
     since_logged: u64,
 }
 
+impl Tracked {
+    /// Counts `grown` more offences at `now`; returns how many to log now, if it is time.
+    fn seen(&mut self, now: Duration, grown: u64) -> Option<u64> {
+        if grown == 0 {
+            return None;
+        }
+        self.last_seen = Some(now);
+        self.since_logged += grown;
+        if self.last_logged.is_some_and(|at| now.saturating_sub(at) < ALARM_PERIOD) {
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.since_logged))
+    }
+}
+
 /// The alarms of one agent.
 #[derive(Clone, Debug, Default)]
 pub struct Alarms {
-    tracked: [Tracked; 3],
+    tracked: [Tracked; 4],
 }
 
 impl Alarms {
@@ -91,21 +117,23 @@ impl Alarms {
     pub fn observe(&mut self, now: Duration, stats: &XdpStats) -> Vec<(Alarm, u64)> {
         let mut raised = Vec::new();
         for (alarm, tracked) in Alarm::ALL.into_iter().zip(&mut self.tracked) {
-            let counter = alarm.count(stats);
+            let Some(counter) = alarm.count(stats) else {
+                continue;
+            };
             let grown = counter.saturating_sub(tracked.counter);
             tracked.counter = counter;
-            if grown == 0 {
-                continue;
-            }
-            tracked.last_seen = Some(now);
-            tracked.since_logged += grown;
-            if tracked.last_logged.is_none_or(|at| now.saturating_sub(at) >= ALARM_PERIOD) {
-                raised.push((alarm, tracked.since_logged));
-                tracked.last_logged = Some(now);
-                tracked.since_logged = 0;
+            if let Some(count) = tracked.seen(now, grown) {
+                raised.push((alarm, count));
             }
         }
         raised
+    }
+
+    /// Raises `alarm` at `now` (for one the election finds, not a counter); returns whether to log
+    /// it now (at most once a minute).
+    pub fn raise(&mut self, now: Duration, alarm: Alarm) -> bool {
+        let index = Alarm::ALL.iter().position(|a| *a == alarm).expect("ALL lists every alarm");
+        self.tracked[index].seen(now, 1).is_some()
     }
 
     /// When `alarm` was last seen.
@@ -162,6 +190,16 @@ mod tests {
             "what it counted meanwhile"
         );
         assert_eq!(alarms.observe(secs(200), &stats(12, 2, 0)), [], "nothing new, nothing logged");
+    }
+
+    #[test]
+    fn the_election_raises_alarms_too() {
+        let mut alarms = Alarms::default();
+        assert!(alarms.raise(secs(1), Alarm::OneWayLink));
+        assert!(!alarms.raise(secs(2), Alarm::OneWayLink), "once a minute");
+        assert_eq!(alarms.recent(secs(3))[0].alarm, Alarm::OneWayLink);
+        assert_eq!(alarms.observe(secs(4), &stats(0, 0, 0)), [], "no counter behind it");
+        assert!(alarms.raise(secs(62), Alarm::OneWayLink));
     }
 
     #[test]

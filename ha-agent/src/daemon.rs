@@ -324,6 +324,7 @@ async fn main_loop(
         agent.refresh_peers();
         let now = monotonic_now();
         let output = agent.election.handle(Event::Tick { now, peers: &agent.peers });
+        agent.watch_deaf_peers(now);
         if agent.execute(output).await {
             return Ok(());
         }

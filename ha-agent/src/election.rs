@@ -29,7 +29,7 @@
 //! - an ACTIVE with a refresh period announces the VIPs again each period after its last
 //!   announcement.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use ha_common::NodeState;
 
@@ -38,86 +38,18 @@ use crate::ids::NodeId;
 mod event;
 mod fault;
 mod peer;
+mod state;
 
 pub use event::{Action, Event, Output, Transition};
 pub use fault::{Fault, Faults};
 pub use peer::{group_peers, PeerView, MAX_INTERVAL, MIN_INTERVAL};
+pub use state::{Advert, Settings, State};
 
 /// The longest wait between two tries to put the VIPs on after a failure.
 pub const MAX_ADD_RETRY: Duration = Duration::from_secs(10);
 /// The longest a node whose VIPs were all refused stays in FAULT before it tries again (if it
 /// wins): each try that fails costs the group a handover of a few milliseconds.
 pub const MAX_REFUSED_HOLD_OFF: Duration = Duration::from_mins(5);
-
-/// This node's fixed election settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// This node's id.
-    pub node_id: NodeId,
-    /// This node's worthiness, 1 to 255.
-    pub priority: u8,
-    /// How long this node listens before it may win, and how long a peer with this node's
-    /// interval may stay silent before it is dead.
-    pub dead_time: Duration,
-    /// This node's heartbeat interval: a peer may stay silent for its own interval times
-    /// `dead_time / interval` ([`Settings::dead_factor`]).
-    pub interval: Duration,
-    /// How often an ACTIVE announces the VIPs again when nothing else made it; `None`: never.
-    pub garp_refresh: Option<Duration>,
-}
-
-impl Settings {
-    /// The dead time in intervals (3.5 by default), applied to each peer's own interval.
-    #[must_use]
-    pub fn dead_factor(&self) -> f64 {
-        self.dead_time.as_secs_f64() / self.interval.as_secs_f64().max(f64::MIN_POSITIVE)
-    }
-}
-
-/// The node's own state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Not holding the VIP.
-    Standby,
-    /// Holding the VIP.
-    Active,
-    /// Shutting down while ACTIVE: the release is announced, the VIP kept until a peer takes over.
-    Releasing,
-    /// Cannot serve (see [`Fault`]): not holding the VIPs, advertising priority 0.
-    Fault,
-    /// Done: the agent exits.
-    Stopped,
-}
-
-impl State {
-    /// Upper-case name for logs and status.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Standby => "STANDBY",
-            Self::Active => "ACTIVE",
-            Self::Releasing => "RELEASING",
-            Self::Fault => "FAULT",
-            Self::Stopped => "STOPPED",
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What this node's heartbeats say right now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Advert {
-    /// Its state.
-    pub state: NodeState,
-    /// Its worthiness; 0 once it releases.
-    pub priority: u8,
-    /// It gave up the VIP to a more worthy node within the last dead time.
-    pub yielded: bool,
-}
 
 /// The election state machine of one node.
 #[derive(Clone, Debug)]
@@ -134,6 +66,8 @@ pub struct Election {
     add_retry: Option<(Duration, Duration)>,
     /// Why this node might not be able to serve.
     faults: Faults,
+    /// While ACTIVE: the less worthy live peers that claim ACTIVE too, and since when.
+    claimants: Vec<(NodeId, Duration)>,
 }
 
 impl Election {
@@ -148,6 +82,7 @@ impl Election {
             last_announced: Duration::ZERO,
             add_retry: None,
             faults: Faults::default(),
+            claimants: Vec::new(),
         }
     }
 
@@ -209,6 +144,18 @@ impl Election {
             }
             Event::AddVipsFailed { .. } | Event::VipRemoved { .. } => Output::default(),
         }
+    }
+
+    /// Less worthy peers that have claimed ACTIVE for more than two dead times while this node
+    /// was ACTIVE and sending. A peer that heard us would have stepped down at once: these do not
+    /// hear us (a one-way link, a filter), and the LAN has two holders.
+    #[must_use]
+    pub fn deaf_peers(&self, now: Duration) -> Vec<NodeId> {
+        self.claimants
+            .iter()
+            .filter(|(_, since)| now.saturating_sub(*since) > self.settings.dead_time * 2)
+            .map(|(node_id, _)| *node_id)
+            .collect()
     }
 
     /// The causes of FAULT in force now, if any.
@@ -289,6 +236,7 @@ impl Election {
         self.state = to;
         if to != State::Active {
             self.add_retry = None;
+            self.claimants.clear();
         }
         Output { actions, transition: Some(Transition { from, to, reason }) }
     }
@@ -326,6 +274,7 @@ impl Election {
                 let claimant = peers.iter().any(|p| {
                     (p.state == NodeState::Active || p.yielded) && !self.is_better(p) && self.is_live(p, now)
                 });
+                self.track_claimants(now, peers);
                 let announced_lately = now.saturating_sub(self.last_announced) < self.settings.dead_time;
                 match winner {
                     None if claimant && !announced_lately => {
@@ -380,6 +329,23 @@ impl Election {
             "restarted within the dead time while holding the VIPs: resuming".to_string(),
             vec![Action::AddVips, Action::SendHeartbeat],
         )
+    }
+
+    /// Keeps [`Election::deaf_peers`]'s record: which less worthy live peers claim ACTIVE now.
+    fn track_claimants(&mut self, now: Duration, peers: &[PeerView]) {
+        let claiming = |id: NodeId| {
+            peers.iter().any(|p| {
+                p.node_id == id && p.state == NodeState::Active && !self.is_better(p) && self.is_live(p, now)
+            })
+        };
+        let still: Vec<(NodeId, Duration)> =
+            self.claimants.iter().copied().filter(|(id, _)| claiming(*id)).collect();
+        let new: Vec<(NodeId, Duration)> = peers
+            .iter()
+            .filter(|p| claiming(p.node_id) && !still.iter().any(|(id, _)| *id == p.node_id))
+            .map(|p| (p.node_id, now))
+            .collect();
+        self.claimants = still.into_iter().chain(new).collect();
     }
 
     /// What an ACTIVE with nothing to decide still owes: a VIP retry, a refresh, when due.

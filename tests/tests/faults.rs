@@ -344,3 +344,29 @@ fn a_restart_with_the_clock_stepped_back_is_heard_and_old_captures_stay_replays(
     assert_eq!(agents[2].status().unwrap()["state"], "ACTIVE");
     assert_eq!(lan.vip_holders(), [2]);
 }
+
+#[test]
+fn a_one_way_link_is_loud() {
+    let (lan, agents) = Lan::with_three_agents("oneway", 4);
+    // Host 2's frames stop reaching host 1; the other way still works.
+    let nft = |args: &[&str]| {
+        let status = lan.switch.command("nft").args(args).status().unwrap();
+        assert!(status.success(), "nft {args:?}");
+    };
+    nft(&["add", "table", "bridge", "ha_oneway"]);
+    nft(&["add", "chain", "bridge", "ha_oneway", "forward", "{ type filter hook forward priority 0; }"]);
+    let (from, to) = (lan.hosts[2].port.as_str(), lan.hosts[1].port.as_str());
+    nft(&["add", "rule", "bridge", "ha_oneway", "forward", "iifname", from, "oifname", to, "drop"]);
+    // Host 1 no longer hears the ACTIVE and claims the VIP; the ACTIVE hears it claim and says
+    // that it is not heard.
+    wait_until(ONE_SECOND, "host 1 claiming ACTIVE", || lan.vip_holders().contains(&1));
+    wait_until(Duration::from_secs(3), "a one-way-link alarm on host 2", || {
+        alarms(&agents[2]).contains(&"OneWayLink".to_string())
+    });
+    let ping =
+        lan.hosts[CLIENT].ns.exec("ping", &["-c", "2", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
+    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    // Healed: host 1 hears the ACTIVE again and steps down.
+    nft(&["delete", "table", "bridge", "ha_oneway"]);
+    wait_until(ONE_SECOND, "host 2 holding the VIP alone again", || lan.vip_holders() == [2]);
+}

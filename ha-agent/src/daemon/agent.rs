@@ -214,6 +214,15 @@ impl Agent {
         }
     }
 
+    /// Raises the one-way-link alarm while the election finds peers that cannot hear us.
+    pub(super) fn watch_deaf_peers(&mut self, now: Duration) {
+        let deaf = self.election.deaf_peers(now);
+        if !deaf.is_empty() && self.alarms.raise(now, Alarm::OneWayLink) {
+            let peers: Vec<String> = deaf.iter().map(ToString::to_string).collect();
+            warn!(peers = ?peers, "{}", Alarm::OneWayLink);
+        }
+    }
+
     /// Keeps the XDP fence down for another dead time: this agent is alive and its loop turns.
     pub(super) fn renew_lease(&mut self) {
         if let Err(err) = self.datapath.renew_lease(monotonic_now()) {

@@ -350,6 +350,20 @@ fn peers_are_judged_by_their_own_interval() {
 }
 
 #[test]
+fn a_less_worthy_active_that_stays_does_not_hear_us() {
+    let mut n = active_node(1, 200);
+    let claimant = |at| peer(2, 100, NodeState::Active, at);
+    tick(&mut n, 1000, &[claimant(1000)]);
+    tick(&mut n, 1700, &[claimant(1690)]);
+    assert!(n.deaf_peers(ms(1700)).is_empty(), "two dead times is not yet more than two");
+    tick(&mut n, 1710, &[claimant(1705)]);
+    assert_eq!(n.deaf_peers(ms(1710)), [NodeId(2)]);
+    // It stepped down (it heard us after all): forgotten.
+    tick(&mut n, 1800, &[peer(2, 100, NodeState::Standby, 1795)]);
+    assert!(n.deaf_peers(ms(1800)).is_empty());
+}
+
+#[test]
 fn a_standby_ignores_vip_results() {
     let mut n = node(1, 100);
     assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10), all: false }), Output::default());
