@@ -191,18 +191,27 @@ impl Datapath {
     /// Sets what the fence guards and for how long a renewal lasts, and renews it now.
     pub fn set_fence(&mut self, fence: Fence, now: Duration) -> Result<(), BpfError> {
         self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, ..fence };
-        self.renew_lease(now)
+        self.write_fence(now)
     }
 
     /// Renews the lease at `now` and records that the heartbeat about to go out carries
     /// `sequence` (see [`Fence::last_sent_sequence`]).
     pub fn note_sending(&mut self, now: Duration, sequence: u64) -> Result<(), BpfError> {
         self.fence.last_sent_sequence = sequence;
-        self.renew_lease(now)
+        self.write_fence(now)
     }
 
-    /// Renews the lease at `now` (CLOCK_MONOTONIC): the fence stays down for another lease.
+    /// Renews the lease at `now` (CLOCK_MONOTONIC): the fence stays down for another lease. A
+    /// renewal within the last millisecond (a heartbeat just went out) is enough.
     pub fn renew_lease(&mut self, now: Duration) -> Result<(), BpfError> {
+        let renewed = Duration::from_nanos(self.fence.renewed_ns);
+        if now.saturating_sub(renewed) < Duration::from_millis(1) {
+            return Ok(());
+        }
+        self.write_fence(now)
+    }
+
+    fn write_fence(&mut self, now: Duration) -> Result<(), BpfError> {
         self.fence.renewed_ns = crate::clock::nanos(now);
         set_slot(&mut self.ebpf, FENCE_MAP, &self.fence)
     }

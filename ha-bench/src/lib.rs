@@ -3,7 +3,8 @@
 //!
 //! A LAN of three nodes (priorities 100, 150, 200: hosts h1-h3) and a client (h4) that pings the
 //! VIP every 2 ms; the outage of a trial is the longest gap between the client's answers.
-//! Each figure is a [`Scenario`]: link cut, crash (SIGKILL), planned stop (SIGTERM), preemption,
+//! Each figure is a [`Scenario`]: link cut, crash (SIGKILL, and the MACs that answer for the VIP
+//! after it), restart (SIGKILL and start again at once), planned stop (SIGTERM), preemption,
 //! a stalled STANDBY, 1 % loss, idle CPU, a forged flood; the XDP cost comes from the `xdp_cost`
 //! example (BPF_PROG_TEST_RUN).
 //!

@@ -188,7 +188,7 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
 
     for trial in 0..options.trials {
         log(&format!(
-            "{}: trial {}/{} (link cut, crash, planned stop, preemption)",
+            "{}: trial {}/{} (link cut, crash, restart, planned stop, preemption)",
             system.name(),
             trial + 1,
             options.trials
@@ -209,6 +209,22 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
         )?;
         measured.push(Scenario::Crash, outage);
         measured.push(Scenario::CrashTakeover, takeover);
+        // The dead node still has the VIP on its interface: does it still answer for it?
+        thread::sleep(options.interval * 4);
+        measured.push(Scenario::CrashMacs, lan.macs_answering_for_vip(CLIENT)?.len() as f64);
+        fleet.restore()?;
+
+        let monitor = VipMonitor::start(&lan, PRIORITIES.len())?;
+        let (outage, _) = measure(
+            &mut fleet,
+            |f| {
+                f.take(TOP)?.signal_all(libc::SIGKILL);
+                f.start(TOP)
+            },
+            |lan| lan.vip_holders().contains(&TOP),
+        )?;
+        measured.push(Scenario::RestartOutage, outage);
+        measured.push(Scenario::RestartMoves, monitor.stop()? as f64);
         fleet.restore()?;
 
         let (outage, _) =

@@ -11,10 +11,17 @@ pub enum Scenario {
     Crash,
     /// From the kill to the successor holding the VIP.
     CrashTakeover,
+    /// MACs answering ARP for the VIP a dead time after the crash (1 is right: the dead node's
+    /// copy of the VIP must not answer).
+    CrashMacs,
     /// The client's outage when the ACTIVE stops on SIGTERM.
     PlannedStop,
     /// The client's outage when a more worthy node joins.
     Preemption,
+    /// The client's outage when the ACTIVE's daemon is killed and started again at once.
+    RestartOutage,
+    /// VIP moves caused by that restart.
+    RestartMoves,
     /// VIP moves while a STANDBY is stopped (SIGSTOP) for 2 s.
     Stall,
     /// VIP moves during the 1 % loss soak.
@@ -45,13 +52,16 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 22] = [
         Self::LinkCut,
         Self::LinkCutTakeover,
         Self::Crash,
         Self::CrashTakeover,
+        Self::CrashMacs,
         Self::PlannedStop,
         Self::Preemption,
+        Self::RestartOutage,
+        Self::RestartMoves,
         Self::Stall,
         Self::Loss,
         Self::CpuActive,
@@ -67,9 +77,9 @@ impl Scenario {
         Self::FuzzCases,
     ];
 
-    /// The scenarios of a `--quick` run (and of the CI test): the outage scenarios 1-4, which
-    /// lead [`Scenario::ALL`].
-    pub const QUICK: &'static [Self] = Self::ALL.split_at(6).0;
+    /// The scenarios of a `--quick` run (and of the CI test): those of every trial, scenarios
+    /// 1-4 and 11, which lead [`Scenario::ALL`].
+    pub const QUICK: &'static [Self] = Self::ALL.split_at(9).0;
 
     /// Its key in the JSON report (stable: `docs/bench-latest.json` uses them).
     #[must_use]
@@ -94,7 +104,12 @@ impl Scenario {
     pub const fn is_outage(self) -> bool {
         matches!(
             self,
-            Self::LinkCut | Self::Crash | Self::PlannedStop | Self::Preemption | Self::FloodLinkCut
+            Self::LinkCut
+                | Self::Crash
+                | Self::PlannedStop
+                | Self::Preemption
+                | Self::RestartOutage
+                | Self::FloodLinkCut
         )
     }
 
@@ -105,8 +120,11 @@ impl Scenario {
             Self::LinkCutTakeover => ("link_cut_takeover", "1 link cut: takeover", "ms"),
             Self::Crash => ("crash", "2 crash: outage", "ms"),
             Self::CrashTakeover => ("crash_takeover", "2 crash: takeover", "ms"),
+            Self::CrashMacs => ("crash_macs", "2 crash: MACs answering for the VIP", "count"),
             Self::PlannedStop => ("planned_stop", "3 planned stop: outage", "ms"),
             Self::Preemption => ("preemption", "4 preemption: outage", "ms"),
+            Self::RestartOutage => ("restart", "11 restart of the ACTIVE: outage", "ms"),
+            Self::RestartMoves => ("restart_moves", "11 restart of the ACTIVE: VIP moves", "count"),
             Self::Stall => ("stall", "5 STANDBY stalled 2 s: false transitions", "count"),
             Self::Loss => ("loss", "6 1% loss: false transitions", "count"),
             Self::CpuActive => ("cpu_active", "7 CPU of the ACTIVE", "% core"),
