@@ -370,3 +370,24 @@ fn a_one_way_link_is_loud() {
     nft(&["delete", "table", "bridge", "ha_oneway"]);
     wait_until(ONE_SECOND, "host 2 holding the VIP alone again", || lan.vip_holders() == [2]);
 }
+
+#[test]
+fn a_hung_active_is_fenced_and_comes_back_cleanly() {
+    let (lan, agents) = Lan::with_three_agents("hang", 4);
+    agents[2].signal(libc::SIGSTOP);
+    wait_until(ONE_SECOND, "takeover by host 1", || lan.vip_holders().contains(&1));
+    thread::sleep(DEAD_TIME);
+    assert_eq!(
+        lan.macs_answering_for_vip(CLIENT).unwrap(),
+        [lan.hosts[1].mac.clone()],
+        "the hung node's kernel must not answer for the VIP"
+    );
+    // It wakes still ACTIVE, beside host 1: the less worthy steps down and the LAN follows.
+    agents[2].signal(libc::SIGCONT);
+    wait_until(ONE_SECOND, "host 2 holding the VIP alone again", || lan.vip_holders() == [2]);
+    wait_until(ONE_SECOND, "the client's ARP entry back on host 2", || {
+        let ping = lan.hosts[CLIENT].ns.exec("ping", &["-c", "1", "-W", "0.2", "192.0.2.100"]);
+        ping.is_ok_and(|p| p.status.success())
+            && lan.neighbour_mac(CLIENT).as_deref() == Some(lan.hosts[2].mac.as_str())
+    });
+}

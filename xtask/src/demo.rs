@@ -70,16 +70,28 @@ pub fn run() -> anyhow::Result<()> {
     let successor = *lan.vip_holders().iter().find(|&&i| i != active).expect("checked above");
     println!("   {} took over; the client's longest gap between answers: {outage:.0} ms", name(successor));
     println!("   the client's ARP entry for the VIP: {}", lan.neighbour_mac(CLIENT).unwrap_or_default());
-    println!("   VIP held by: {} (the cut-off node keeps its copy, unreachable)", describe_holders(&lan));
+    let cut_off = agents[active].status()?;
+    println!(
+        "   VIP held by: {}; {} lost its carrier and is {} ({}): it gave its copy up",
+        describe_holders(&lan),
+        name(active),
+        cut_off["state"].as_str().unwrap_or("?"),
+        cut_off["fault"].as_str().unwrap_or("no fault")
+    );
 
     println!("\n3. healing {}'s link", name(active));
     let prober = Prober::start(&lan, CLIENT)?;
     lan.heal(active)?;
-    let took = wait_for(Duration::from_secs(3), "a single holder", || lan.vip_holders().len() == 1)?;
+    let took = wait_for(Duration::from_secs(3), "the healed node back", || lan.vip_holders() == [active])?;
     thread::sleep(Duration::from_millis(500));
     let outage = longest_gap_ms(&prober.stop()?);
     let holder = lan.vip_holders()[0];
-    println!("   exactly one holder after {:.0} ms: {}", took.as_secs_f64() * 1000.0, describe_holders(&lan));
+    println!(
+        "   {} listened for a dead time, then took the VIP back after {:.0} ms: {}",
+        name(active),
+        took.as_secs_f64() * 1000.0,
+        describe_holders(&lan)
+    );
     println!("   the client's longest gap between answers meanwhile: {outage:.0} ms");
 
     println!("\n4. planned stop: SIGTERM to {}", name(holder));
