@@ -1,6 +1,11 @@
-//! The agent's main loop: a thin I/O layer around the [`Election`]. It feeds the election the
-//! peer table (polled every 100 ms, and at once on a ring-buffer event), the clock and signals,
-//! and carries out the actions it returns.
+//! The agent's start-up and main loop: a thin I/O layer around the [`Election`].
+//!
+//! Start-up ([`run`]) is ordered for restarts: signals first; then the predecessor's lease (if
+//! fresh, renewed at once so that its still-attached program does not fence the VIPs); the
+//! heartbeat epoch, durably raised; a first ACTIVE heartbeat when resuming, before the slow XDP
+//! load; then the program, put behind the pinned link. The loop feeds the election the peer table
+//! (polled every 100 ms, and at once on a ring-buffer event), the clock, link and address changes,
+//! the XDP counters and signals, and carries out the actions it returns (`daemon/agent.rs`).
 
 use std::{io, time::Duration};
 

@@ -5,6 +5,8 @@
 //! - `build-ebpf`: builds the XDP object alone and prints its path.
 //! - `demo`: a LAN of three agents and a client in network namespaces; a failover, a heal and a
 //!   planned stop, with the outage the client saw.
+//! - `lint`: formatting, clippy (also on the XDP program, for its BPF target) and rustdoc, any
+//!   warning an error: what CI runs before the tests.
 //! - `test`: every test: unit, XDP through BPF_PROG_TEST_RUN, network namespaces.
 //! - `bench`: the failover benchmark, side by side with keepalived when it is installed.
 
@@ -41,6 +43,8 @@ enum Task {
     Demo,
     /// The failover benchmark: outages, false transitions, CPU and XDP cost (needs root).
     Bench(bench::BenchArgs),
+    /// Check formatting, clippy (user space and the XDP program) and the docs; any warning fails.
+    Lint,
     /// Run every test (needs root: namespaces, XDP, BPF_PROG_TEST_RUN).
     Test {
         /// Extra arguments for `cargo test`, e.g. a test name filter.
@@ -55,6 +59,7 @@ fn main() {
         Task::InstallDeps { check } => deps::ensure(!check),
         Task::BuildEbpf => build_ebpf().map(|path| println!("{}", path.display())),
         Task::Demo => demo::run(),
+        Task::Lint => lint(),
         Task::Test { args } => test(&args),
         Task::Bench(args) => bench::run(&args),
     };
@@ -113,6 +118,41 @@ fn build_ebpf() -> anyhow::Result<PathBuf> {
             .env_remove("RUSTUP_TOOLCHAIN"),
     )?;
     Ok(target_dir.join("bpfel-unknown-none/release/ha-ebpf"))
+}
+
+/// `cargo fmt --check`, clippy and rustdoc with every warning an error, for user space and for
+/// the XDP program (nightly, its BPF target, as it is built).
+fn lint() -> anyhow::Result<()> {
+    deps::ensure(false)?;
+    run_in_workspace(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+    run_in_workspace(Command::new("cargo").args([
+        "clippy",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run_in_workspace(
+        Command::new("cargo").args(["doc", "--no-deps", "--locked"]).env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    run_in_workspace(
+        Command::new("rustup")
+            .args(["run", "nightly", "cargo", "clippy", "--locked", "--package", "ha-ebpf", "--release"])
+            .args([
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--target-dir",
+                "target/ebpf-clippy",
+            ])
+            .args(["--", "-D", "warnings"])
+            .env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"")
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("RUSTUP_TOOLCHAIN"),
+    )
 }
 
 /// Builds the agent (debug) and runs every test of the default members against it.

@@ -40,7 +40,7 @@ pub enum State {
     Active,
     /// Shutting down while ACTIVE: the release is announced, the VIP kept until a peer takes over.
     Releasing,
-    /// Cannot serve (see [`Fault`]): not holding the VIPs, advertising priority 0.
+    /// Cannot serve (see [`Fault`](super::Fault)): not holding the VIPs, advertising priority 0.
     Fault,
     /// Done: the agent exits.
     Stopped,
