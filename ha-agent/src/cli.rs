@@ -33,6 +33,29 @@ pub enum Command {
     Status(StatusArgs),
     /// Write a new random heartbeat key (mode 0600); copy it to every node.
     Keygen(KeygenArgs),
+    /// Print the man page or a shell's completions (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// Flags of `ha-agent generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to print.
+    #[command(subcommand)]
+    pub what: Generated,
+}
+
+/// What `ha-agent generate` prints.
+#[derive(Debug, Subcommand)]
+pub enum Generated {
+    /// The man page, in roff.
+    Man,
+    /// Completions for `shell`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Flags of `ha-agent keygen`.

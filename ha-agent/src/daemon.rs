@@ -29,6 +29,7 @@ use crate::{
     ids::NodeId,
     keys::{self, KeyError, Keys},
     netwatch::NetWatch,
+    notify::Notifier,
     sequence::{self, SequenceError},
     status::{self, ControlSocket, StatusError},
     vip::{VipError, VipManager},
@@ -128,6 +129,7 @@ fn harden(config: &Config) -> Result<(), DaemonError> {
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signals = Signals::register()?;
+    let notifier = Notifier::from_env();
     // First of all: an agent that renewed its lease here less than a dead time ago was killed or
     // re-executed a moment ago, and its peers have not taken over. Its program is still attached:
     // renew its lease so that it does not fence the VIPs while we get ready to replace it.
@@ -228,7 +230,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let output = agent.election.handle(Event::LinkChanged { now, up: false });
         agent.execute(output).await;
     }
-    let result = main_loop(&mut agent, &mut events, &mut watch, &control.listener, signals).await;
+    notifier.ready(&format!("{} on {}", agent.election.state(), agent.config.iface));
+    let result = main_loop(&mut agent, &mut events, &mut watch, &control.listener, signals, notifier).await;
 
     // Whatever happened, leave no VIP behind.
     if let Err(err) = agent.vips.remove_all().await {
@@ -267,6 +270,7 @@ async fn main_loop(
     watch: &mut NetWatch,
     listener: &UnixListener,
     signals: Signals,
+    notifier: Notifier,
 ) -> Result<(), DaemonError> {
     let mut poll = interval(POLL_PERIOD);
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -300,7 +304,9 @@ async fn main_loop(
                 continue;
             }
             _ = sighup.recv() => {
+                notifier.reloading();
                 agent.reload_keys();
+                notifier.ready(&format!("{} on {}", agent.election.state(), agent.config.iface));
                 continue;
             }
             _ = sigusr2.recv() => {
@@ -316,12 +322,15 @@ async fn main_loop(
             _ = sigint.recv() => shutdown = true,
         }
         if shutdown {
+            notifier.stopping();
             fed = agent.election.handle(Event::Shutdown { now: monotonic_now() });
         }
         if agent.execute(fed).await {
             return Ok(());
         }
+        // The loop turned: the XDP lease and the systemd watchdog, both kept alive by it.
         agent.renew_lease();
+        notifier.alive();
         let counters = agent.watch_counters();
         if agent.execute(counters).await {
             return Ok(());

@@ -22,6 +22,7 @@ pub mod heartbeat;
 pub mod ids;
 pub mod keys;
 pub mod netwatch;
+pub mod notify;
 pub mod sequence;
 pub mod status;
 pub mod vip;

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::Parser as _;
 use ha_agent::{
-    cli::{Cli, Command, RunArgs, StatusArgs},
+    cli::{Cli, Command, Generated, RunArgs, StatusArgs},
     config, daemon, keys, status,
 };
 
@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Status(args)) => show_status(&args),
+        Some(Command::Generate(args)) => generate(&args.what),
         Some(Command::Keygen(args)) => keys::generate(&args.key_file, args.force)
             .map(|()| {
                 println!("wrote a new key to {} (mode 0600); copy it to every node", args.key_file.display());
@@ -52,6 +53,19 @@ fn run_agent(args: &RunArgs) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     Ok(runtime.block_on(daemon::run(config))?)
+}
+
+/// Prints the man page or completions, generated from the command line's own definition.
+fn generate(what: &Generated) -> anyhow::Result<()> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut out = std::io::stdout().lock();
+    match what {
+        Generated::Man => clap_mangen::Man::new(command).section("8").render(&mut out)?,
+        Generated::Completions { shell } => {
+            clap_complete::generate(*shell, &mut command, "ha-agent", &mut out);
+        }
+    }
+    Ok(())
 }
 
 fn show_status(args: &StatusArgs) -> anyhow::Result<()> {

@@ -9,8 +9,10 @@
 //!   warning an error: what CI runs before the tests.
 //! - `test`: every test: unit, XDP through BPF_PROG_TEST_RUN, network namespaces.
 //! - `bench`: the failover benchmark, side by side with keepalived when it is installed.
+//! - `deb`: a Debian package (binary, systemd unit, man page, completions, example config).
 
 mod bench;
+mod deb;
 mod demo;
 mod deps;
 
@@ -45,6 +47,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Check formatting, clippy (user space and the XDP program) and the docs; any warning fails.
     Lint,
+    /// Build a Debian package in target/debian and print its path.
+    Deb,
     /// Run every test (needs root: namespaces, XDP, BPF_PROG_TEST_RUN).
     Test {
         /// Extra arguments for `cargo test`, e.g. a test name filter.
@@ -60,6 +64,7 @@ fn main() {
         Task::BuildEbpf => build_ebpf().map(|path| println!("{}", path.display())),
         Task::Demo => demo::run(),
         Task::Lint => lint(),
+        Task::Deb => deb::build().map(|path| println!("{}", path.display())),
         Task::Test { args } => test(&args),
         Task::Bench(args) => bench::run(&args),
     };
@@ -155,11 +160,19 @@ fn lint() -> anyhow::Result<()> {
     )
 }
 
-/// Builds the agent (debug) and runs every test of the default members against it.
+/// Builds the agent (debug) and the Debian package, and runs every test of the default members
+/// against them.
 fn test(extra: &[String]) -> anyhow::Result<()> {
     require_root("test")?;
     deps::ensure(false)?;
     run_in_workspace(Command::new("cargo").args(["build", "--package", "ha-agent"]))?;
     let binary = workspace().join("target/debug/ha-agent");
-    run_in_workspace(Command::new("cargo").arg("test").args(extra).env("HA_AGENT_BIN", &binary))
+    let package = deb::build()?;
+    run_in_workspace(
+        Command::new("cargo")
+            .arg("test")
+            .args(extra)
+            .env("HA_AGENT_BIN", &binary)
+            .env("HA_AGENT_DEB", &package),
+    )
 }
