@@ -28,11 +28,14 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start; boxing would only add noise")]
 pub enum Command {
     /// Show a running agent's state, VIPs, peers and XDP counters.
     Status(StatusArgs),
     /// Write a new random heartbeat key (mode 0600); copy it to every node.
     Keygen(KeygenArgs),
+    /// Check a config (the file, and any flags given) and its key file without starting.
+    CheckConfig(RunArgs),
     /// Print the man page or a shell's completions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -137,6 +140,13 @@ pub struct RunArgs {
     #[arg(long = "peer", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<String>,
+    /// Whether a more worthy node that joins takes the VIPs from the ACTIVE (true or false;
+    /// default true).
+    #[arg(long, value_name = "BOOL")]
+    pub preempt: Option<bool>,
+    /// How long a node listens before it preempts a live ACTIVE, e.g. 30s (default 0).
+    #[arg(long)]
+    pub preempt_delay: Option<String>,
     /// Gratuitous ARPs sent on promotion.
     #[arg(long)]
     pub garp_count: Option<u32>,

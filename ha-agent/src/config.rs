@@ -66,6 +66,10 @@ pub struct Config {
     pub destination: Destination,
     /// Gratuitous ARP settings.
     pub garp: GarpSettings,
+    /// Whether a more worthy node that joins takes the VIPs from the ACTIVE.
+    pub preempt: bool,
+    /// How long a node listens before it preempts a live ACTIVE.
+    pub preempt_delay: Duration,
     /// The key file, or `None` with `--insecure-no-auth`.
     pub key_file: Option<PathBuf>,
     /// While fenced, let IP traffic to the VIPs through (`--fence-keep-flows`).
@@ -208,6 +212,9 @@ struct RawConfig {
     mcast_group: Option<Endpoint>,
     port: u16,
     peers: Vec<Endpoint>,
+    preempt: bool,
+    #[serde(deserialize_with = "duration")]
+    preempt_delay: Duration,
     garp_count: u32,
     #[serde(deserialize_with = "duration")]
     garp_spacing: Duration,
@@ -238,6 +245,8 @@ impl Default for RawConfig {
             mcast_group: None,
             port: ha_common::DEFAULT_PORT,
             peers: Vec::new(),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
             garp_count: 3,
             garp_spacing: Duration::from_millis(100),
             garp_refresh: Duration::ZERO,
@@ -342,6 +351,8 @@ impl RawConfig {
                 spacing: self.garp_spacing,
                 refresh: Some(self.garp_refresh).filter(|d| !d.is_zero()),
             },
+            preempt: self.preempt,
+            preempt_delay: self.preempt_delay,
             key_file: (!self.insecure_no_auth).then_some(self.key_file),
             fence_keep_flows: self.fence_keep_flows,
             mlockall: self.mlockall,

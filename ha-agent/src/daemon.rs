@@ -170,6 +170,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         dead_time: config.dead_time,
         interval: config.interval,
         garp_refresh: config.garp.refresh,
+        preempt: config.preempt,
+        preempt_delay: config.preempt_delay,
     };
     let resumed = if resume {
         let now = monotonic_now();

@@ -196,7 +196,7 @@ impl Election {
     pub fn next_deadline(&self, now: Duration, peers: &[PeerView]) -> Option<Duration> {
         let fault_change = self.faults.next_change(now, self.settings.dead_time);
         let own = match self.state {
-            State::Standby => Some(self.quiet_at(peers)),
+            State::Standby => Some(self.promotion_at(now, peers)),
             State::Releasing => Some(self.releasing_since + self.settings.dead_time),
             State::Active => {
                 let refresh = self.settings.garp_refresh.map(|period| self.last_announced + period);
@@ -231,6 +231,24 @@ impl Election {
             .fold(self.started_at + self.settings.dead_time, Duration::max)
     }
 
+    /// When a STANDBY may win: [`Election::quiet_at`]; and while a live peer serves, not before
+    /// this node may preempt it (`preempt_delay` after it started listening), or, without
+    /// preemption, not before that peer is dead.
+    fn promotion_at(&self, now: Duration, peers: &[PeerView]) -> Duration {
+        let quiet = self.quiet_at(peers);
+        let factor = self.settings.dead_factor();
+        let serving_until = peers
+            .iter()
+            .filter(|p| p.state == NodeState::Active && self.is_live(p, now))
+            .map(|p| p.last_seen + p.dead_time(factor))
+            .max();
+        match serving_until {
+            None => quiet,
+            Some(dead_at) if !self.settings.preempt => quiet.max(dead_at),
+            Some(_) => quiet.max(self.started_at + self.settings.preempt_delay),
+        }
+    }
+
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
         let from = self.state;
         self.state = to;
@@ -244,7 +262,7 @@ impl Election {
     fn tick(&mut self, now: Duration, peers: &[PeerView]) -> Output {
         match self.state {
             State::Standby => {
-                if now < self.quiet_at(peers) {
+                if now < self.promotion_at(now, peers) {
                     return Output::default();
                 }
                 let released: Vec<NodeId> = peers

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Status(args)) => show_status(&args),
         Some(Command::Generate(args)) => generate(&args.what),
+        Some(Command::CheckConfig(args)) => check_config(&args),
         Some(Command::Keygen(args)) => keys::generate(&args.key_file, args.force)
             .map(|()| {
                 println!("wrote a new key to {} (mode 0600); copy it to every node", args.key_file.display());
@@ -53,6 +54,41 @@ fn run_agent(args: &RunArgs) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     Ok(runtime.block_on(daemon::run(config))?)
+}
+
+/// Checks the config and its key file as the agent would at start, and says what it means.
+fn check_config(args: &RunArgs) -> anyhow::Result<()> {
+    let config = config::load(args)?;
+    let auth = match &config.key_file {
+        Some(path) => {
+            let keys = keys::load(path)?;
+            format!(
+                "key file {} ({} key{})",
+                path.display(),
+                if keys.next.is_some() { 2 } else { 1 },
+                if keys.next.is_some() { "s" } else { "" }
+            )
+        }
+        None => "no authentication (--insecure-no-auth)".to_string(),
+    };
+    let vips: Vec<String> = config.vips.iter().map(ToString::to_string).collect();
+    let destination = match &config.destination {
+        ha_agent::heartbeat::Destination::Multicast(group) => format!("multicast {group}"),
+        ha_agent::heartbeat::Destination::Unicast(peers) => {
+            format!("unicast to {}", peers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+        }
+    };
+    println!(
+        "config OK: {} VIPs [{}] on {}, priority {}, group {}, heartbeat every {} ms ({destination}), dead after {} ms, {auth}",
+        vips.len(),
+        vips.join(", "),
+        config.iface,
+        config.priority,
+        config.group,
+        config.interval.as_millis(),
+        config.dead_time.as_millis(),
+    );
+    Ok(())
 }
 
 /// Prints the man page or completions, generated from the command line's own definition.

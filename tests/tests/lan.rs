@@ -214,3 +214,35 @@ fn bad_flags_give_one_line_errors() {
         assert!(lines[0].contains(expected), "{args:?}: {stderr:?} should say {expected:?}");
     }
 }
+
+#[test]
+fn without_preemption_a_more_worthy_node_that_joins_stays_standby() {
+    require_root();
+    let lan = Lan::new("nopreempt", 4).unwrap();
+    let _low = lan.start_agent(0, 100, &[]).unwrap();
+    assert_eq!(lan.wait_single_holder(FIRST_ELECTION).unwrap(), 0);
+    let high = lan.start_agent(2, 200, &["--preempt", "false"]).unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(lan.vip_holders(), vec![0], "the joining node must leave the ACTIVE alone");
+    assert_eq!(high.status().unwrap()["state"], "STANDBY");
+    assert!(client_ping_answered(&lan));
+}
+
+#[test]
+fn a_preempt_delay_holds_the_joining_node_back_then_it_takes_over_without_a_lost_ping() {
+    require_root();
+    let lan = Lan::new("predelay", 4).unwrap();
+    let _low = lan.start_agent(0, 100, &[]).unwrap();
+    assert_eq!(lan.wait_single_holder(FIRST_ELECTION).unwrap(), 0);
+    let prober = Prober::start(&lan, CLIENT).unwrap();
+    let started = std::time::Instant::now();
+    let _high = lan.start_agent(2, 200, &["--preempt-delay", "2s"]).unwrap();
+    wait_until(Duration::from_secs(5), "the joining node holding the VIP alone", || {
+        lan.vip_holders() == vec![2]
+    });
+    assert!(started.elapsed() >= Duration::from_secs(2), "it took over after {:?}", started.elapsed());
+    thread::sleep(Duration::from_millis(300));
+    let lost = prober.stop_counting_lost().unwrap();
+    assert_eq!(lost, 0, "the preemption lost pings");
+    assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[2].mac.as_str()));
+}

@@ -53,6 +53,16 @@ fn flags_override_the_file_key_by_key() {
 }
 
 #[test]
+fn preemption_policy_from_file_and_flags() {
+    let config =
+        resolve("preempt = false\npreempt_delay = \"30s\"\n", &flags("eth0", &["192.0.2.1/24"])).unwrap();
+    assert_eq!((config.preempt, config.preempt_delay), (false, Duration::from_secs(30)));
+    let f = RunArgs { preempt: Some(true), ..flags("eth0", &["192.0.2.1/24"]) };
+    assert!(resolve("preempt = false\n", &f).unwrap().preempt, "the flag wins");
+    assert!(resolve("", &flags("eth0", &["192.0.2.1/24"])).unwrap().preempt, "on by default");
+}
+
+#[test]
 fn unicast_peers_take_the_port() {
     let mut f = flags("eth0", &["192.0.2.1/24"]);
     f.peers = vec!["192.0.2.9".into(), "192.0.2.10:9999".into()];

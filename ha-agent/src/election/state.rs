@@ -21,6 +21,12 @@ pub struct Settings {
     pub interval: Duration,
     /// How often an ACTIVE announces the VIPs again when nothing else made it; `None`: never.
     pub garp_refresh: Option<Duration>,
+    /// Whether this node, more worthy, takes the VIPs from a live less worthy ACTIVE (keepalived's
+    /// `nopreempt` is `false`).
+    pub preempt: bool,
+    /// How long after it starts listening (at start, or after a FAULT) this node waits before it
+    /// preempts a live ACTIVE.
+    pub preempt_delay: Duration,
 }
 
 impl Settings {

@@ -10,7 +10,15 @@ fn ms(value: u64) -> Duration {
 }
 
 fn settings(node_id: u32, priority: u8) -> Settings {
-    Settings { node_id: NodeId(node_id), priority, dead_time: DEAD, interval: ms(100), garp_refresh: None }
+    Settings {
+        node_id: NodeId(node_id),
+        priority,
+        dead_time: DEAD,
+        interval: ms(100),
+        garp_refresh: None,
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+    }
 }
 
 fn node(node_id: u32, priority: u8) -> Election {
@@ -361,6 +369,28 @@ fn a_less_worthy_active_that_stays_does_not_hear_us() {
     // It stepped down (it heard us after all): forgotten.
     tick(&mut n, 1800, &[peer(2, 100, NodeState::Standby, 1795)]);
     assert!(n.deaf_peers(ms(1800)).is_empty());
+}
+
+#[test]
+fn preemption_policy() {
+    use NodeState::Active as A;
+    let serving = |at| peer(2, 100, A, at);
+    // Default: a more worthy node that joins takes over once it has listened a dead time.
+    let mut n = node(1, 200);
+    assert_eq!(tick(&mut n, 350, &[serving(340)]).actions, PROMOTE);
+    // preempt = false: never from a live ACTIVE, but as usual once that one is dead.
+    let mut n = Election::new(Settings { preempt: false, ..settings(1, 200) }, ms(0));
+    assert_eq!(tick(&mut n, 5000, &[serving(4990)]), Output::default());
+    assert_eq!(n.next_deadline(ms(5000), &[serving(4990)]), Some(ms(4990 + 350)));
+    assert_eq!(tick(&mut n, 5340, &[serving(4990)]).actions, PROMOTE, "the ACTIVE died");
+    // preempt_delay: only once that long after it started listening.
+    let mut n = Election::new(Settings { preempt_delay: ms(2000), ..settings(1, 200) }, ms(0));
+    assert_eq!(tick(&mut n, 1999, &[serving(1990)]), Output::default());
+    assert_eq!(n.next_deadline(ms(1999), &[serving(1990)]), Some(ms(2000)));
+    assert_eq!(tick(&mut n, 2000, &[serving(1990)]).actions, PROMOTE);
+    // Nobody serving: the delay does not hold a node back.
+    let mut n = Election::new(Settings { preempt_delay: ms(2000), ..settings(1, 200) }, ms(0));
+    assert_eq!(tick(&mut n, 350, &[peer(2, 100, NodeState::Standby, 340)]).actions, PROMOTE);
 }
 
 #[test]
