@@ -147,6 +147,22 @@ pub struct RunArgs {
     /// How long a node listens before it preempts a live ACTIVE, e.g. 30s (default 0).
     #[arg(long)]
     pub preempt_delay: Option<String>,
+    /// Command run (by /bin/sh) on every transition; HA_OLD_STATE, HA_NEW_STATE, HA_REASON,
+    /// HA_VIPS, HA_IFACE, HA_GROUP and HA_NODE_ID say what happened.
+    #[arg(long, value_name = "COMMAND")]
+    pub notify: Option<String>,
+    /// Command run on becoming ACTIVE.
+    #[arg(long, value_name = "COMMAND")]
+    pub notify_active: Option<String>,
+    /// Command run on becoming STANDBY.
+    #[arg(long, value_name = "COMMAND")]
+    pub notify_standby: Option<String>,
+    /// Command run on entering FAULT.
+    #[arg(long, value_name = "COMMAND")]
+    pub notify_fault: Option<String>,
+    /// How long a hook may run before it is killed, e.g. 10s (default).
+    #[arg(long)]
+    pub hook_timeout: Option<String>,
     /// Gratuitous ARPs sent on promotion.
     #[arg(long)]
     pub garp_count: Option<u32>,

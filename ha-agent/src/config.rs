@@ -17,6 +17,7 @@ use crate::{
     election::{MAX_INTERVAL, MIN_INTERVAL},
     garp::GarpSettings,
     heartbeat::Destination,
+    hooks::HookCommands,
     ids::{GroupId, NodeId},
     keys::DEFAULT_KEY_FILE,
     vip::Vip,
@@ -66,6 +67,8 @@ pub struct Config {
     pub destination: Destination,
     /// Gratuitous ARP settings.
     pub garp: GarpSettings,
+    /// The notify hooks.
+    pub hooks: HookCommands,
     /// Whether a more worthy node that joins takes the VIPs from the ACTIVE.
     pub preempt: bool,
     /// How long a node listens before it preempts a live ACTIVE.
@@ -215,6 +218,12 @@ struct RawConfig {
     preempt: bool,
     #[serde(deserialize_with = "duration")]
     preempt_delay: Duration,
+    notify: Option<String>,
+    notify_active: Option<String>,
+    notify_standby: Option<String>,
+    notify_fault: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    hook_timeout: Duration,
     garp_count: u32,
     #[serde(deserialize_with = "duration")]
     garp_spacing: Duration,
@@ -247,6 +256,11 @@ impl Default for RawConfig {
             peers: Vec::new(),
             preempt: true,
             preempt_delay: Duration::ZERO,
+            notify: None,
+            notify_active: None,
+            notify_standby: None,
+            notify_fault: None,
+            hook_timeout: Duration::from_secs(10),
             garp_count: 3,
             garp_spacing: Duration::from_millis(100),
             garp_refresh: Duration::ZERO,
@@ -350,6 +364,13 @@ impl RawConfig {
                 count: self.garp_count,
                 spacing: self.garp_spacing,
                 refresh: Some(self.garp_refresh).filter(|d| !d.is_zero()),
+            },
+            hooks: HookCommands {
+                any: self.notify,
+                active: self.notify_active,
+                standby: self.notify_standby,
+                fault: self.notify_fault,
+                timeout: self.hook_timeout,
             },
             preempt: self.preempt,
             preempt_delay: self.preempt_delay,

@@ -26,6 +26,7 @@ use crate::{
     election::{Election, Event, Output, Settings},
     garp::Holding,
     heartbeat::{HeartbeatSender, Origin},
+    hooks::{HookContext, Hooks},
     ids::NodeId,
     keys::{self, KeyError, Keys},
     netwatch::NetWatch,
@@ -210,7 +211,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Some((election, output)) => (election, Some(output)),
         None => (Election::new(settings, now), None),
     };
+    let hooks = Hooks::start(
+        config.hooks.clone(),
+        HookContext {
+            iface: config.iface.clone(),
+            group: config.group.to_string(),
+            node_id: node_id.to_string(),
+            vips: config.vips.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        },
+    );
     let mut agent = Agent {
+        hooks,
         election,
         config,
         interface,
@@ -240,6 +251,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         error!(error = err.as_dyn(), "removing the VIPs at exit failed");
     }
     drop(control);
+    agent.hooks.finish().await;
     info!("stopped");
     result
 }

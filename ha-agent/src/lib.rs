@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod election;
 pub mod garp;
 pub mod heartbeat;
+pub mod hooks;
 pub mod ids;
 pub mod keys;
 pub mod netwatch;

@@ -14,6 +14,7 @@ use crate::{
     election::{group_peers, Action, Election, Event, Output, PeerView, State},
     garp::{self, Holding},
     heartbeat::HeartbeatSender,
+    hooks::Hooks,
     ids::NodeId,
     keys::{self, Keys},
     netwatch::NetEvent,
@@ -37,6 +38,8 @@ pub(super) struct Agent {
     pub(super) holding: Holding,
     /// The heartbeat epoch stored in the state directory (see `sequence`).
     pub(super) epoch: u32,
+    /// The notify hooks' queue.
+    pub(super) hooks: Hooks,
     /// Misconfigurations the XDP counters reveal.
     pub(super) alarms: Alarms,
     /// The loaded keys; `None` with `--insecure-no-auth`.
@@ -125,6 +128,7 @@ impl Agent {
         if let Some(transition) = &output.transition {
             info!(from = %transition.from, to = %transition.to, "{}", transition.reason);
             self.state_since = monotonic_now();
+            self.hooks.transition(transition);
         }
     }
 
