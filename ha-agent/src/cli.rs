@@ -34,6 +34,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Write a new random heartbeat key (mode 0600); copy it to every node.
     Keygen(KeygenArgs),
+    /// Drain, resume or reload a running agent over its control socket.
+    Ctl(CtlArgs),
     /// Check a config (the file, and any flags given) and its key file without starting.
     CheckConfig(RunArgs),
     /// Print the man page or a shell's completions (for packaging).
@@ -72,18 +74,48 @@ pub struct KeygenArgs {
     pub force: bool,
 }
 
+/// Which running agent a client talks to.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The agent's run directory (default: /run/ha-agent/IFACE, or the only agent running).
+    #[arg(long, global = true)]
+    pub run_dir: Option<PathBuf>,
+    /// The agent's interface, to find its default run directory.
+    #[arg(long, global = true)]
+    pub iface: Option<String>,
+}
+
 /// Flags of `ha-agent status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The agent's run directory (default: /run/ha-agent/IFACE, or the only agent running).
-    #[arg(long)]
-    pub run_dir: Option<PathBuf>,
-    /// The agent's interface, to find its default run directory.
-    #[arg(long)]
-    pub iface: Option<String>,
+    /// Which agent.
+    #[command(flatten)]
+    pub target: Target,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `ha-agent ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+    /// Which agent.
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// What `ha-agent ctl` asks a running agent.
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Maintenance: hand the VIPs over gap-free and stay out of elections until resumed.
+    Drain,
+    /// Back into elections after a drain.
+    Resume,
+    /// Re-read the key file (as SIGHUP).
+    Reload,
 }
 
 /// The agent's flags. Each has the name of a config file key (with `_` for `-`), and a flag
@@ -123,6 +155,9 @@ pub struct RunArgs {
     /// Directory for the control socket (default /run/ha-agent/IFACE).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
+    /// Open the control socket to this group too (default: root only).
+    #[arg(long)]
+    pub control_group: Option<String>,
     /// Directory for what must survive a restart: the heartbeat epoch (default
     /// /var/lib/ha-agent/IFACE).
     #[arg(long)]

@@ -57,6 +57,8 @@ pub struct Config {
     pub pin_dir: PathBuf,
     /// Run directory (control socket).
     pub run_dir: PathBuf,
+    /// The group the control socket is open to, besides root.
+    pub control_group: Option<String>,
     /// State directory (the heartbeat epoch).
     pub state_dir: PathBuf,
     /// XDP attach mode.
@@ -210,6 +212,7 @@ struct RawConfig {
     dead_time: Option<Duration>,
     pin_dir: Option<PathBuf>,
     run_dir: Option<PathBuf>,
+    control_group: Option<String>,
     state_dir: Option<PathBuf>,
     xdp_mode: XdpMode,
     mcast_group: Option<Endpoint>,
@@ -249,6 +252,7 @@ impl Default for RawConfig {
             dead_time: None,
             pin_dir: None,
             run_dir: None,
+            control_group: None,
             state_dir: None,
             xdp_mode: XdpMode::default(),
             mcast_group: None,
@@ -349,6 +353,7 @@ impl RawConfig {
         Ok(Config {
             pin_dir: self.pin_dir.unwrap_or_else(|| Path::new(DEFAULT_PIN_ROOT).join(&iface)),
             run_dir: self.run_dir.unwrap_or_else(|| Path::new(DEFAULT_RUN_ROOT).join(&iface)),
+            control_group: self.control_group,
             state_dir: self.state_dir.unwrap_or_else(|| Path::new(DEFAULT_STATE_ROOT).join(&iface)),
             iface,
             vips: self.vips,

@@ -12,7 +12,6 @@ use std::{io, time::Duration};
 use ha_common::XdpConfig;
 use pnet::datalink::{self, NetworkInterface};
 use tokio::{
-    net::UnixListener,
     signal::unix::{signal, SignalKind},
     time::{interval, sleep_until, Instant, MissedTickBehavior},
 };
@@ -23,6 +22,7 @@ use crate::{
     bpf::{self, BpfError, Datapath, Events},
     clock::{millis, monotonic_now},
     config::Config,
+    control::{ControlSocket, Request},
     election::{Election, Event, Output, Settings},
     garp::Holding,
     heartbeat::{HeartbeatSender, Origin},
@@ -32,7 +32,7 @@ use crate::{
     netwatch::NetWatch,
     notify::Notifier,
     sequence::{self, SequenceError},
-    status::{self, ControlSocket, StatusError},
+    status::StatusError,
     vip::{VipError, VipManager},
 };
 
@@ -198,7 +198,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
     datapath.forward_logs()?;
     let mut events = datapath.events()?;
-    let control = ControlSocket::bind(&config.run_dir)?;
+    let mut control = ControlSocket::bind(&config.run_dir, config.control_group.as_deref())?;
 
     info!(
         iface = %config.iface, node = %node_id, priority = config.priority, group = %config.group,
@@ -244,7 +244,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         agent.execute(output).await;
     }
     notifier.ready(&format!("{} on {}", agent.election.state(), agent.config.iface));
-    let result = main_loop(&mut agent, &mut events, &mut watch, &control.listener, signals, notifier).await;
+    let result = main_loop(&mut agent, &mut events, &mut watch, &mut control, signals, notifier).await;
 
     // Whatever happened, leave no VIP behind.
     if let Err(err) = agent.vips.remove_all().await {
@@ -282,7 +282,7 @@ async fn main_loop(
     agent: &mut Agent,
     events: &mut Events,
     watch: &mut NetWatch,
-    listener: &UnixListener,
+    control: &mut ControlSocket,
     signals: Signals,
     notifier: Notifier,
 ) -> Result<(), DaemonError> {
@@ -311,11 +311,19 @@ async fn main_loop(
                 Some(event) => fed = agent.net_event(event),
                 None => return Err(DaemonError::EventLoop(io::Error::other("the netlink watch ended"))),
             },
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
-                    status::serve(stream, &agent.report().await).await;
+            pending = control.next() => {
+                let Some((request, reply)) = pending else { continue };
+                if request == Request::Status {
+                    let _ = reply.send(serde_json::to_vec(&agent.report().await).unwrap_or_default());
+                    continue;
                 }
-                continue;
+                if request == Request::Reload {
+                    notifier.reloading();
+                }
+                fed = agent.command(request, reply);
+                if request == Request::Reload {
+                    notifier.ready(&format!("{} on {}", agent.election.state(), agent.config.iface));
+                }
             }
             _ = sighup.recv() => {
                 notifier.reloading();

@@ -37,6 +37,7 @@ use crate::ids::NodeId;
 
 mod event;
 mod fault;
+mod lifecycle;
 mod peer;
 mod state;
 
@@ -68,6 +69,8 @@ pub struct Election {
     faults: Faults,
     /// While ACTIVE: the less worthy live peers that claim ACTIVE too, and since when.
     claimants: Vec<(NodeId, Duration)>,
+    /// Where a release ends: STOPPED for a shutdown, MAINTENANCE for a drain.
+    release_to: State,
 }
 
 impl Election {
@@ -83,6 +86,7 @@ impl Election {
             add_retry: None,
             faults: Faults::default(),
             claimants: Vec::new(),
+            release_to: State::Stopped,
         }
     }
 
@@ -102,7 +106,7 @@ impl Election {
             State::Standby => (NodeState::Standby, self.settings.priority),
             State::Active => (NodeState::Active, self.settings.priority),
             State::Releasing => (NodeState::Active, 0),
-            State::Stopped | State::Fault => (NodeState::Standby, 0),
+            State::Stopped | State::Fault | State::Maintenance => (NodeState::Standby, 0),
         };
         Advert { state, priority, yielded: now < self.yielded_until }
     }
@@ -113,6 +117,8 @@ impl Election {
             Event::Tick { now, peers } => self.settle_faults(now).unwrap_or_else(|| self.tick(now, peers)),
             Event::Shutdown { now } => self.shutdown(now),
             Event::Resume { now } => self.resume(now),
+            Event::Drain { now } => self.drain(now),
+            Event::Undrain { now } => self.undrain(now),
             Event::LinkChanged { now, up } => {
                 self.faults.note_link(up);
                 self.settle_faults(now).unwrap_or_default()
@@ -203,7 +209,7 @@ impl Election {
                 let retry = self.add_retry.map(|(at, _)| at);
                 refresh.into_iter().chain(retry).min()
             }
-            State::Fault | State::Stopped => None,
+            State::Fault | State::Maintenance | State::Stopped => None,
         };
         own.into_iter().chain(fault_change).min()
     }
@@ -328,25 +334,13 @@ impl Election {
                 } else {
                     return Output::default();
                 };
-                self.go(State::Stopped, reason, vec![Action::RemoveVips, Action::Exit])
+                let last =
+                    if self.release_to == State::Stopped { Action::Exit } else { Action::SendHeartbeat };
+                self.go(self.release_to, reason, vec![Action::RemoveVips, last])
             }
-            // Settled by `settle_faults` before every tick: nothing else to decide.
-            State::Fault | State::Stopped => Output::default(),
+            // Settled by `settle_faults` before every tick, or by the operator: nothing to decide.
+            State::Fault | State::Maintenance | State::Stopped => Output::default(),
         }
-    }
-
-    fn resume(&mut self, _now: Duration) -> Output {
-        if self.state != State::Standby {
-            return Output::default();
-        }
-        // Nothing is announced (the LAN already points at us), so `last_announced` stays: a
-        // claimant that appeared during the restart is answered at once. AddVips confirms they are all on (one removed meanwhile comes back); the heartbeat
-        // tells the peers at once that the ACTIVE they were about to miss is still here.
-        self.go(
-            State::Active,
-            "restarted within the dead time while holding the VIPs: resuming".to_string(),
-            vec![Action::AddVips, Action::SendHeartbeat],
-        )
     }
 
     /// Keeps [`Election::deaf_peers`]'s record: which less worthy live peers claim ACTIVE now.
@@ -382,31 +376,6 @@ impl Election {
             actions.push(Action::RefreshGratuitousArp);
         }
         Output { actions, transition: None }
-    }
-
-    fn shutdown(&mut self, now: Duration) -> Output {
-        match self.state {
-            State::Active => {
-                self.releasing_since = now;
-                self.go(
-                    State::Releasing,
-                    "shutdown requested: announcing the release".to_string(),
-                    vec![Action::SendHeartbeat],
-                )
-            }
-            State::Standby | State::Fault => self.go(
-                State::Stopped,
-                "shutdown requested".to_string(),
-                vec![Action::SendHeartbeat, Action::Exit],
-            ),
-            // A second signal while releasing: stop waiting for a successor.
-            State::Releasing => self.go(
-                State::Stopped,
-                "second shutdown request".to_string(),
-                vec![Action::RemoveVips, Action::Exit],
-            ),
-            State::Stopped => Output::default(),
-        }
     }
 }
 

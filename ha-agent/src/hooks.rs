@@ -43,7 +43,7 @@ impl HookCommands {
             State::Active => &self.active,
             State::Standby => &self.standby,
             State::Fault => &self.fault,
-            State::Releasing | State::Stopped => &None,
+            State::Releasing | State::Maintenance | State::Stopped => &None,
         };
         own.iter().chain(&self.any).cloned().collect()
     }

@@ -15,6 +15,7 @@ pub mod bpf;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod election;
 pub mod garp;

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::Parser as _;
 use ha_agent::{
-    cli::{Cli, Command, Generated, RunArgs, StatusArgs},
+    cli::{Cli, Command, CtlArgs, CtlCommand, Generated, RunArgs, StatusArgs, Target},
     config, daemon, keys, status,
 };
 
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Some(Command::Status(args)) => show_status(&args),
         Some(Command::Generate(args)) => generate(&args.what),
         Some(Command::CheckConfig(args)) => check_config(&args),
+        Some(Command::Ctl(args)) => ctl(&args),
         Some(Command::Keygen(args)) => keys::generate(&args.key_file, args.force)
             .map(|()| {
                 println!("wrote a new key to {} (mode 0600); copy it to every node", args.key_file.display());
@@ -104,13 +105,27 @@ fn generate(what: &Generated) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show_status(args: &StatusArgs) -> anyhow::Result<()> {
-    let run_dir = match (&args.run_dir, &args.iface) {
+/// The run directory of the agent `target` names.
+fn run_dir(target: &Target) -> anyhow::Result<PathBuf> {
+    Ok(match (&target.run_dir, &target.iface) {
         (Some(dir), _) => dir.clone(),
         (None, Some(iface)) => PathBuf::from(config::DEFAULT_RUN_ROOT).join(iface),
         (None, None) => only_run_dir()?,
+    })
+}
+
+fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
+    let request = match args.command {
+        CtlCommand::Drain => ha_agent::control::Request::Drain,
+        CtlCommand::Resume => ha_agent::control::Request::Resume,
+        CtlCommand::Reload => ha_agent::control::Request::Reload,
     };
-    let report = status::fetch(&run_dir)?;
+    print!("{}", ha_agent::control::request(&run_dir(&args.target)?, request)?);
+    Ok(())
+}
+
+fn show_status(args: &StatusArgs) -> anyhow::Result<()> {
+    let report = status::fetch(&run_dir(&args.target)?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

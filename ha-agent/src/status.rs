@@ -4,16 +4,14 @@
 
 use std::{
     fmt::Write as _,
-    io::{self, Read as _},
+    io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use ha_common::{NodeState, PeerKey, PeerRecord, XdpStats};
 use serde::{Deserialize, Serialize};
-use tokio::net::UnixListener;
 
 use crate::{
     alarms::AlarmReport,
@@ -49,56 +47,21 @@ pub enum StatusError {
     /// No agent answers.
     #[error("no agent answers on {} (is it running with this --run-dir?)", .0.display())]
     NoAgent(PathBuf, #[source] io::Error),
+    /// The socket refuses this user.
+    #[error("{} is not open to this user: run as root, or as a member of the agent's control_group", .0.display())]
+    Refused(PathBuf),
+    /// The group the socket is to be opened to does not exist.
+    #[error("no group {0} (control_group)")]
+    NoGroup(String),
+    /// The agent answered a command with an error.
+    #[error("the agent refused: {0}")]
+    Command(String),
     /// The answer could not be read.
     #[error("reading the agent's answer")]
     Read(#[source] io::Error),
     /// The answer is not a report.
     #[error("the agent's answer is not a status report")]
     Parse(#[source] serde_json::Error),
-}
-
-/// The agent's end of the control socket; the socket file goes when it is dropped.
-pub struct ControlSocket {
-    /// Accepts the clients.
-    pub listener: UnixListener,
-    path: PathBuf,
-}
-
-impl ControlSocket {
-    /// Binds `RUN_DIR/control.sock`, refusing to steal it from a live agent that still answers
-    /// there (a stale file of a crashed one is replaced). Needs a tokio runtime.
-    pub fn bind(run_dir: &Path) -> Result<Self, StatusError> {
-        let setup = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StatusError::Setup { action, path, source }
-        };
-        std::fs::create_dir_all(run_dir).map_err(setup("create", run_dir))?;
-        let path = socket_path(run_dir);
-        if UnixStream::connect(&path).is_ok() {
-            return Err(StatusError::InUse(run_dir.to_path_buf()));
-        }
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(setup("bind", &path))?;
-        listener.set_nonblocking(true).map_err(setup("bind", &path))?;
-        let listener = UnixListener::from_std(listener).map_err(setup("bind", &path))?;
-        Ok(Self { listener, path })
-    }
-}
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Answers one client with `report`, then closes. Nothing is read: a client that connects and
-/// stays silent must not hold up the agent's loop (and with it the heartbeats), and the write
-/// gives up after 100 ms for the same reason.
-pub async fn serve(mut stream: tokio::net::UnixStream, report: &StatusReport) {
-    if let Ok(json) = serde_json::to_vec(report) {
-        let write = tokio::io::AsyncWriteExt::write_all(&mut stream, &json);
-        let _ = tokio::time::timeout(Duration::from_millis(100), write).await;
-    }
 }
 
 /// Everything `ha-agent status` shows.
@@ -201,11 +164,7 @@ pub fn named_stats(stats: &XdpStats) -> Vec<(String, u64)> {
 
 /// Fetches the report from a running agent.
 pub fn fetch(run_dir: &Path) -> Result<StatusReport, StatusError> {
-    let path = socket_path(run_dir);
-    let mut stream = UnixStream::connect(&path).map_err(|err| StatusError::NoAgent(path, err))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(StatusError::Read)?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).map_err(StatusError::Read)?;
+    let text = crate::control::request(run_dir, crate::control::Request::Status)?;
     serde_json::from_str(&text).map_err(StatusError::Parse)
 }
 

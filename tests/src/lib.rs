@@ -79,6 +79,21 @@ pub fn agent_binary() -> PathBuf {
     path
 }
 
+/// A copy of the agent binary in `dir` (created world-readable), which an unprivileged user can
+/// run: the checkout may sit where `nobody` cannot reach it.
+pub fn agent_binary_for_anyone(dir: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::create_dir_all(dir)?;
+    for open in
+        dir.ancestors().take_while(|d| d.starts_with(std::env::temp_dir()) && *d != std::env::temp_dir())
+    {
+        fs::set_permissions(open, fs::Permissions::from_mode(0o755))?;
+    }
+    let binary = dir.join("ha-agent");
+    fs::copy(agent_binary(), &binary)?;
+    Ok(binary)
+}
+
 /// A network namespace, deleted on drop.
 pub struct Netns {
     /// Its name under /run/netns.

@@ -190,9 +190,7 @@ fn bad_flags_give_one_line_errors() {
     // Not root: the agent needs root for XDP and addresses, and must say so. A copy in a fresh
     // world-readable directory, since the checkout may sit where `nobody` cannot reach it.
     let unprivileged_dir = std::env::temp_dir().join(format!("ha{}-nobody", std::process::id()));
-    std::fs::create_dir_all(&unprivileged_dir).unwrap();
-    let unprivileged_bin = unprivileged_dir.join("ha-agent");
-    std::fs::copy(&bin, &unprivileged_bin).unwrap();
+    let unprivileged_bin = ha_tests::agent_binary_for_anyone(&unprivileged_dir).unwrap();
     let output = scratch
         .command("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -245,4 +243,62 @@ fn a_preempt_delay_holds_the_joining_node_back_then_it_takes_over_without_a_lost
     let lost = prober.stop_counting_lost().unwrap();
     assert_eq!(lost, 0, "the preemption lost pings");
     assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[2].mac.as_str()));
+}
+
+/// `ha-agent ctl COMMAND` against `agent`; returns its stdout.
+fn ctl(agent: &ha_tests::Agent, command: &str) -> String {
+    let out = std::process::Command::new(ha_tests::agent_binary())
+        .args(["ctl", command, "--run-dir"])
+        .arg(&agent.run_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ctl {command}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ctl_drain_and_resume_lose_no_ping() {
+    let (lan, agents) = Lan::with_three_agents("drain", 4);
+    let prober = Prober::start(&lan, CLIENT).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    assert!(ctl(&agents[2], "drain").starts_with("drain: RELEASING"));
+    wait_until(ONE_SECOND, "host 1 holding the VIP alone", || lan.vip_holders() == vec![1]);
+    // Drained, the most worthy node stays out, however long.
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(lan.vip_holders(), vec![1]);
+    assert_eq!(agents[2].status().unwrap()["state"], "MAINTENANCE");
+    assert!(ctl(&agents[2], "resume").starts_with("resume: STANDBY"));
+    wait_until(FIRST_ELECTION, "host 2 holding the VIP alone again", || lan.vip_holders() == vec![2]);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(prober.stop_counting_lost().unwrap(), 0, "drain and resume must lose no ping");
+    assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[2].mac.as_str()));
+}
+
+#[test]
+fn the_control_socket_is_roots_alone_or_a_groups() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    require_root();
+    let lan = Lan::new("ctlperm", 2).unwrap();
+    let private = lan.start_agent(0, 100, &[]).unwrap();
+    let socket = private.run_dir.join("control.sock");
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+    // Another user is refused, in one clear line.
+    let binary = ha_tests::agent_binary_for_anyone(&lan.dir.join("nobody-bin")).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(["ctl", "drain", "--run-dir"])
+        .arg(&private.run_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(stderr.contains("is not open to this user"), "{stderr:?}");
+    assert_eq!(private.status().unwrap()["state"], "STANDBY", "nothing changed");
+    // Open to a group: mode 0660 and that group.
+    let shared = lan.start_agent(1, 100, &["--control-group", "root"]).unwrap();
+    let metadata = std::fs::metadata(shared.run_dir.join("control.sock")).unwrap();
+    assert_eq!((metadata.permissions().mode() & 0o777, metadata.gid()), (0o660, 0));
 }

@@ -6,11 +6,14 @@ use std::{collections::VecDeque, time::Duration};
 use pnet::datalink::NetworkInterface;
 use tracing::{debug, error, info, warn};
 
+use tokio::sync::oneshot;
+
 use crate::{
     alarms::{Alarm, Alarms},
     bpf::Datapath,
     clock::{millis, monotonic_now},
     config::Config,
+    control::Request,
     election::{group_peers, Action, Election, Event, Output, PeerView, State},
     garp::{self, Holding},
     heartbeat::HeartbeatSender,
@@ -216,6 +219,25 @@ impl Agent {
         } else {
             Output::default()
         }
+    }
+
+    /// A command from the control socket (not `status`, which the loop answers itself); the
+    /// answer is one line.
+    pub(super) fn command(&mut self, request: Request, reply: oneshot::Sender<Vec<u8>>) -> Output {
+        let now = monotonic_now();
+        let (output, done) = match request {
+            Request::Drain => (self.election.handle(Event::Drain { now }), "drain"),
+            Request::Resume => (self.election.handle(Event::Undrain { now }), "resume"),
+            Request::Reload => {
+                self.reload_keys();
+                (Output::default(), "reload")
+            }
+            Request::Status => (Output::default(), "status"),
+        };
+        let state = output.transition.as_ref().map_or(self.election.state(), |t| t.to);
+        info!(%state, "control: {done}");
+        let _ = reply.send(format!("{done}: {state}\n").into_bytes());
+        output
     }
 
     /// Raises the one-way-link alarm while the election finds peers that cannot hear us.

@@ -46,6 +46,16 @@ pub enum Event<'a> {
         /// Whether it is up and has a carrier.
         up: bool,
     },
+    /// The operator drains this node (`ctl drain`): hand over, then stay out of elections.
+    Drain {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
+    /// The operator resumes a drained node (`ctl resume`).
+    Undrain {
+        /// Now, on the monotonic clock.
+        now: Duration,
+    },
     /// An authentic heartbeat with this node's id arrived from another node.
     DuplicateNodeId {
         /// Now, on the monotonic clock.

@@ -48,6 +48,9 @@ pub enum State {
     Releasing,
     /// Cannot serve (see [`Fault`](super::Fault)): not holding the VIPs, advertising priority 0.
     Fault,
+    /// Drained by the operator (`ha-agent ctl drain`): out of elections until resumed, not holding
+    /// the VIPs, advertising priority 0.
+    Maintenance,
     /// Done: the agent exits.
     Stopped,
 }
@@ -60,6 +63,7 @@ impl State {
             Self::Active => "ACTIVE",
             Self::Releasing => "RELEASING",
             Self::Fault => "FAULT",
+            Self::Maintenance => "MAINTENANCE",
             Self::Stopped => "STOPPED",
         }
     }

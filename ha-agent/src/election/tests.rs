@@ -394,6 +394,34 @@ fn preemption_policy() {
 }
 
 #[test]
+fn a_drained_node_hands_over_then_stays_out_until_resumed() {
+    let mut n = active_node(1, 200);
+    // Drained while ACTIVE: the release of a planned stop, gap-free.
+    assert_eq!(n.handle(Event::Drain { now: ms(1000) }).actions, [Action::SendHeartbeat]);
+    assert_eq!((n.state(), n.advertised(ms(1000)).priority), (State::Releasing, 0));
+    let successor = peer(2, 100, NodeState::Active, 1050);
+    let out = tick(&mut n, 1050, &[successor]);
+    assert_eq!(out.actions, [Action::RemoveVips, Action::SendHeartbeat], "no exit: it stays");
+    assert_eq!(n.state(), State::Maintenance);
+    // Out of elections, however long and whoever is live.
+    assert_eq!(tick(&mut n, 9000, &[]), Output::default());
+    assert_eq!(n.advertised(ms(9000)).priority, 0);
+    // Resumed: STANDBY, listening a dead time before it may win.
+    let out = n.handle(Event::Undrain { now: ms(10_000) });
+    assert_eq!(out.transition.map(|t| (t.from, t.to)), Some((State::Maintenance, State::Standby)));
+    assert_eq!(tick(&mut n, 10_349, &[]), Output::default());
+    assert_eq!(tick(&mut n, 10_350, &[]).actions, PROMOTE);
+    // A STANDBY goes straight to MAINTENANCE; a shutdown from there exits.
+    let mut standby = node(2, 100);
+    assert_eq!(standby.handle(Event::Drain { now: ms(10) }).actions, [Action::SendHeartbeat]);
+    assert_eq!(standby.state(), State::Maintenance);
+    assert_eq!(
+        standby.handle(Event::Shutdown { now: ms(20) }).actions,
+        [Action::SendHeartbeat, Action::Exit]
+    );
+}
+
+#[test]
 fn a_standby_ignores_vip_results() {
     let mut n = node(1, 100);
     assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10), all: false }), Output::default());

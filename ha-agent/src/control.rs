@@ -1,0 +1,193 @@
+//! The control socket (`RUN_DIR/control.sock`): `ha-agent status` and `ha-agent ctl …`.
+//!
+//! A client sends one request line (`status`, `drain`, `resume`, `reload`) and reads the answer
+//! until the agent closes: the status report as JSON, or one line saying what the command did.
+//! Each connection is read by a task of its own and its request handed to the agent's loop over a
+//! channel, so that a client that connects and stays silent can never hold up the loop (and with
+//! it the heartbeats). The socket is root's alone (mode 0600), or open to one group
+//! (`control_group`, mode 0660); a refused client gets a clear one-line error.
+
+use std::{
+    ffi::CString,
+    io::{Read as _, Write as _},
+    os::unix::{fs::PermissionsExt as _, net::UnixStream},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::UnixListener,
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use crate::status::{socket_path, StatusError};
+
+/// What a client asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// The status report (JSON).
+    Status,
+    /// Hand the VIPs over gap-free and stay out of elections (maintenance).
+    Drain,
+    /// Back into elections after a drain.
+    Resume,
+    /// Re-read the key file (as SIGHUP).
+    Reload,
+}
+
+impl Request {
+    /// The request's line on the wire.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Drain => "drain",
+            Self::Resume => "resume",
+            Self::Reload => "reload",
+        }
+    }
+
+    fn parse(line: &str) -> Option<Self> {
+        [Self::Status, Self::Drain, Self::Resume, Self::Reload]
+            .into_iter()
+            .find(|r| r.as_str() == line.trim())
+    }
+}
+
+/// A request and where its answer goes.
+pub type Pending = (Request, oneshot::Sender<Vec<u8>>);
+
+/// The agent's end of the control socket; the socket file goes when it is dropped.
+pub struct ControlSocket {
+    requests: mpsc::UnboundedReceiver<Pending>,
+    acceptor: JoinHandle<()>,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds `RUN_DIR/control.sock`, refusing to steal it from a live agent that still answers
+    /// there (a stale file of a crashed one is replaced), root's alone or open to `group`.
+    /// Needs a tokio runtime.
+    pub fn bind(run_dir: &Path, group: Option<&str>) -> Result<Self, StatusError> {
+        let setup = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StatusError::Setup { action, path, source }
+        };
+        std::fs::create_dir_all(run_dir).map_err(setup("create", run_dir))?;
+        let path = socket_path(run_dir);
+        if UnixStream::connect(&path).is_ok() {
+            return Err(StatusError::InUse(run_dir.to_path_buf()));
+        }
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(setup("bind", &path))?;
+        let mode = match group {
+            Some(name) => {
+                let gid = group_id(name).ok_or_else(|| StatusError::NoGroup(name.to_string()))?;
+                std::os::unix::fs::chown(&path, None, Some(gid)).map_err(setup("chown", &path))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(setup("chmod", &path))?;
+        listener.set_nonblocking(true).map_err(setup("bind", &path))?;
+        let listener = UnixListener::from_std(listener).map_err(setup("bind", &path))?;
+        let (sender, requests) = mpsc::unbounded_channel();
+        let acceptor = tokio::spawn(accept(listener, sender));
+        Ok(Self { requests, acceptor, path })
+    }
+
+    /// The next request, with where to send its answer.
+    pub async fn next(&mut self) -> Option<Pending> {
+        self.requests.recv().await
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Accepts clients, each served by a task of its own.
+async fn accept(listener: UnixListener, requests: mpsc::UnboundedSender<Pending>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(serve(stream, requests.clone()));
+    }
+}
+
+/// Reads one request line (a second at most), hands it to the loop, writes the answer back (a
+/// second at most).
+async fn serve(stream: tokio::net::UnixStream, requests: mpsc::UnboundedSender<Pending>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = String::new();
+    let answer = match tokio::time::timeout(Duration::from_secs(1), reader.read_line(&mut line)).await {
+        Ok(Ok(_)) => match Request::parse(&line) {
+            Some(request) => {
+                let (reply, answer) = oneshot::channel();
+                if requests.send((request, reply)).is_err() {
+                    return;
+                }
+                answer.await.unwrap_or_default()
+            }
+            None => format!("error: unknown request '{}': status, drain, resume or reload\n", line.trim())
+                .into_bytes(),
+        },
+        _ => return,
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write.write_all(&answer)).await;
+}
+
+/// Sends `request` to the agent with run directory `run_dir`; returns its answer. An answer that
+/// starts with `error: ` is an error.
+pub fn request(run_dir: &Path, request: Request) -> Result<String, StatusError> {
+    let path = socket_path(run_dir);
+    let mut stream = UnixStream::connect(&path).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::PermissionDenied {
+            StatusError::Refused(path.clone())
+        } else {
+            StatusError::NoAgent(path.clone(), err)
+        }
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(StatusError::Read)?;
+    writeln!(stream, "{}", request.as_str()).map_err(StatusError::Read)?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(StatusError::Read)?;
+    match text.strip_prefix("error: ") {
+        Some(message) => Err(StatusError::Command(message.trim().to_string())),
+        None => Ok(text),
+    }
+}
+
+/// The id of group `name`.
+fn group_id(name: &str) -> Option<u32> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: `name` is NUL-terminated; getgrnam returns null or a pointer to a static record
+    // that is read at once, before any other call could overwrite it.
+    let group = unsafe { libc::getgrnam(name.as_ptr()) };
+    // SAFETY: checked for null; gr_gid is a plain integer field.
+    (!group.is_null()).then(|| unsafe { (*group).gr_gid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_lines() {
+        for request in [Request::Status, Request::Drain, Request::Resume, Request::Reload] {
+            assert_eq!(Request::parse(&format!("{}\n", request.as_str())), Some(request));
+        }
+        assert_eq!(Request::parse("reboot"), None);
+    }
+
+    #[test]
+    fn groups_by_name() {
+        assert_eq!(group_id("root"), Some(0));
+        assert_eq!(group_id("no-such-group-ha"), None);
+    }
+}
