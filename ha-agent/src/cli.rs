@@ -155,6 +155,9 @@ pub struct RunArgs {
     /// Directory for the control socket (default /run/ha-agent/IFACE).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9741 (default: off).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Open the control socket to this group too (default: root only).
     #[arg(long)]
     pub control_group: Option<String>,

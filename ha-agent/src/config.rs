@@ -59,6 +59,8 @@ pub struct Config {
     pub run_dir: PathBuf,
     /// The group the control socket is open to, besides root.
     pub control_group: Option<String>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// State directory (the heartbeat epoch).
     pub state_dir: PathBuf,
     /// XDP attach mode.
@@ -213,6 +215,7 @@ struct RawConfig {
     pin_dir: Option<PathBuf>,
     run_dir: Option<PathBuf>,
     control_group: Option<String>,
+    metrics_listen: Option<SocketAddr>,
     state_dir: Option<PathBuf>,
     xdp_mode: XdpMode,
     mcast_group: Option<Endpoint>,
@@ -253,6 +256,7 @@ impl Default for RawConfig {
             pin_dir: None,
             run_dir: None,
             control_group: None,
+            metrics_listen: None,
             state_dir: None,
             xdp_mode: XdpMode::default(),
             mcast_group: None,
@@ -354,6 +358,7 @@ impl RawConfig {
             pin_dir: self.pin_dir.unwrap_or_else(|| Path::new(DEFAULT_PIN_ROOT).join(&iface)),
             run_dir: self.run_dir.unwrap_or_else(|| Path::new(DEFAULT_RUN_ROOT).join(&iface)),
             control_group: self.control_group,
+            metrics_listen: self.metrics_listen,
             state_dir: self.state_dir.unwrap_or_else(|| Path::new(DEFAULT_STATE_ROOT).join(&iface)),
             iface,
             vips: self.vips,

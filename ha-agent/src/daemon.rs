@@ -29,6 +29,7 @@ use crate::{
     hooks::{HookContext, Hooks},
     ids::NodeId,
     keys::{self, KeyError, Keys},
+    metrics::Metrics,
     netwatch::NetWatch,
     notify::Notifier,
     sequence::{self, SequenceError},
@@ -73,6 +74,9 @@ pub enum DaemonError {
     /// `--mlockall` or `--realtime` was refused.
     #[error("{0}")]
     Harden(&'static str, #[source] io::Error),
+    /// The metrics address could not be bound.
+    #[error("serving metrics on {0}")]
+    Metrics(std::net::SocketAddr, #[source] io::Error),
     /// Signals, or waiting on the event ring buffer.
     #[error("the event loop")]
     EventLoop(#[source] io::Error),
@@ -220,7 +224,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             vips: config.vips.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
         },
     );
+    let metrics = Metrics::new(config.group.to_string());
+    if let Some(address) = config.metrics_listen {
+        metrics.serve(address).await.map_err(|err| DaemonError::Metrics(address, err))?;
+    }
     let mut agent = Agent {
+        metrics,
         hooks,
         election,
         config,
@@ -239,6 +248,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(output) = resumed {
         agent.execute(output).await;
     }
+    agent.metrics.set_state(agent.election.state(), false);
     if !(agent.interface.is_up() && agent.interface.is_running()) {
         let output = agent.election.handle(Event::LinkChanged { now, up: false });
         agent.execute(output).await;

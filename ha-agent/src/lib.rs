@@ -23,6 +23,7 @@ pub mod heartbeat;
 pub mod hooks;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod netwatch;
 pub mod notify;
 pub mod sequence;

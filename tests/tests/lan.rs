@@ -302,3 +302,42 @@ fn the_control_socket_is_roots_alone_or_a_groups() {
     let metadata = std::fs::metadata(shared.run_dir.join("control.sock")).unwrap();
     assert_eq!((metadata.permissions().mode() & 0o777, metadata.gid()), (0o660, 0));
 }
+
+#[test]
+fn the_metrics_endpoint_speaks_prometheus() {
+    use prometheus_parse::{Scrape, Value};
+
+    require_root();
+    let lan = Lan::new("metrics", 3).unwrap();
+    let _low = lan.start_agent(0, 100, &[]).unwrap();
+    let _high = lan.start_agent(1, 200, &[]).unwrap();
+    let _observed = lan.start_agent(2, 50, &["--metrics-listen", "127.0.0.1:9741"]).unwrap();
+    wait_until(FIRST_ELECTION, "host 1 holding the VIP alone", || lan.vip_holders() == vec![1]);
+    thread::sleep(Duration::from_millis(500));
+    // Scraped from inside the host's namespace, where the agent listens.
+    let script = "exec 3<>/dev/tcp/127.0.0.1/9741; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3";
+    let out = lan.hosts[2].ns.exec("bash", &["-c", script]).unwrap();
+    let response = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let scrape =
+        Scrape::parse(body.lines().map(|line| Ok(line.to_string()))).expect("Prometheus text format");
+    let value = |metric: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match &s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+                Value::Histogram(_) | Value::Summary(_) => f64::NAN,
+            })
+    };
+    assert_eq!(value("ha_agent_state", Some(("state", "STANDBY"))), Some(1.0), "{body}");
+    assert_eq!(value("ha_agent_state", Some(("state", "ACTIVE"))), Some(0.0), "{body}");
+    assert_eq!(value("ha_agent_peers_live", None), Some(2.0), "{body}");
+    assert!(
+        value("ha_agent_xdp_frames_total", Some(("outcome", "accepted"))).is_some_and(|v| v > 0.0),
+        "{body}"
+    );
+    assert!(scrape.samples.iter().any(|s| s.metric.starts_with("ha_agent_heartbeat_gap_seconds")), "{body}");
+}

@@ -20,6 +20,7 @@ use crate::{
     hooks::Hooks,
     ids::NodeId,
     keys::{self, Keys},
+    metrics::Metrics,
     netwatch::NetEvent,
     sequence,
     status::{named_stats, PeerStatus, StatusReport},
@@ -43,6 +44,8 @@ pub(super) struct Agent {
     pub(super) epoch: u32,
     /// The notify hooks' queue.
     pub(super) hooks: Hooks,
+    /// The Prometheus metrics.
+    pub(super) metrics: Metrics,
     /// Misconfigurations the XDP counters reveal.
     pub(super) alarms: Alarms,
     /// The loaded keys; `None` with `--insecure-no-auth`.
@@ -53,7 +56,11 @@ impl Agent {
     /// Reads the peer map into the election's view; keeps the last view if the read fails.
     pub(super) fn refresh_peers(&mut self) {
         match self.datapath.peers() {
-            Ok(entries) => self.peers = group_peers(&entries, self.config.group),
+            Ok(entries) => {
+                self.peers = group_peers(&entries, self.config.group);
+                let factor = self.election.settings().dead_factor();
+                self.metrics.observe_peers(monotonic_now(), &self.peers, factor);
+            }
             Err(err) => warn!(error = err.as_dyn(), "reading the peer map failed"),
         }
     }
@@ -132,6 +139,7 @@ impl Agent {
             info!(from = %transition.from, to = %transition.to, "{}", transition.reason);
             self.state_since = monotonic_now();
             self.hooks.transition(transition);
+            self.metrics.set_state(transition.to, true);
         }
     }
 
@@ -211,8 +219,10 @@ impl Agent {
             }
         };
         let now = monotonic_now();
+        self.metrics.observe_xdp(&stats);
         for (alarm, heartbeats) in self.alarms.observe(now, &stats) {
             warn!(heartbeats, "{alarm}");
+            self.metrics.alarm(&format!("{alarm:?}"));
         }
         if self.alarms.last_seen(Alarm::DuplicateNodeId) == Some(now) {
             self.election.handle(Event::DuplicateNodeId { now })
@@ -244,6 +254,7 @@ impl Agent {
     pub(super) fn watch_deaf_peers(&mut self, now: Duration) {
         let deaf = self.election.deaf_peers(now);
         if !deaf.is_empty() && self.alarms.raise(now, Alarm::OneWayLink) {
+            self.metrics.alarm(&format!("{:?}", Alarm::OneWayLink));
             let peers: Vec<String> = deaf.iter().map(ToString::to_string).collect();
             warn!(peers = ?peers, "{}", Alarm::OneWayLink);
         }
