@@ -87,81 +87,6 @@ pub struct Config {
     pub realtime: bool,
 }
 
-/// A configuration problem. Its message (with its source, `{err:#}`) is one line.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The config file could not be read.
-    #[error("cannot read config file {}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The config file is not valid TOML, has an unknown key or a bad value.
-    #[error("config file {}{}", path.display(), line.map(|line| format!(" line {line}")).unwrap_or_default())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// The line of the problem (1-based), when known.
-        line: Option<usize>,
-        /// What is wrong there.
-        #[source]
-        source: TomlError,
-    },
-    /// A flag has a bad value.
-    #[error(transparent)]
-    Flag(TomlError),
-    /// Neither `--iface` nor `iface`.
-    #[error("no interface: give --iface NAME or `iface` in the config file")]
-    NoInterface,
-    /// Not a Linux interface name.
-    #[error("bad interface name '{0}'")]
-    InterfaceName(String),
-    /// More VIPs than the XDP fence guards.
-    #[error("{0} VIPs: at most {max} per agent", max = ha_common::MAX_FENCED_VIPS)]
-    TooManyVips(usize),
-    /// No VIP at all.
-    #[error("no VIP configured: give --vip CIDR (e.g. --vip 192.0.2.100/24) or `vips` in the config file")]
-    NoVip,
-    /// Priority 0, which heartbeats use to announce a release.
-    #[error("bad priority 0: use 1-255 (0 is reserved for a release)")]
-    ZeroPriority,
-    /// An interval outside 10 ms to 60 s.
-    #[error("bad interval {} ms: use 10 ms to 60 s", .0.as_millis())]
-    Interval(Duration),
-    /// A dead time shorter than two intervals.
-    #[error("bad dead time {} ms: it must be at least two intervals ({} ms)", dead_time.as_millis(), (*interval * 2).as_millis())]
-    DeadTime {
-        /// The dead time given.
-        dead_time: Duration,
-        /// The interval.
-        interval: Duration,
-    },
-    /// Port 0.
-    #[error("bad port 0")]
-    ZeroPort,
-    /// A heartbeat group that is not multicast.
-    #[error("bad multicast group {0}: not a multicast address")]
-    NotMulticast(IpAddr),
-    /// Unicast peers of both families.
-    #[error("peers mix IPv4 and IPv6: use one family")]
-    MixedPeerFamilies,
-    /// A unicast peer that is multicast or unspecified.
-    #[error("bad peer {0}: not a unicast address")]
-    NotUnicastPeer(IpAddr),
-    /// A gratuitous ARP count outside 1-100.
-    #[error("bad garp count {0}: use 1-100")]
-    GarpCount(u32),
-}
-
-/// A TOML or value error, shown as its message's first line (the message of a bad value is
-/// ours: see the `Deserialize` impls of [`Vip`] and [`Endpoint`]).
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.message().lines().next().unwrap_or("invalid TOML"))]
-pub struct TomlError(Box<toml::de::Error>);
-
 /// An IP address with an optional port (`192.0.2.11`, `[2001:db8::11]:9740`), as the
 /// multicast group and the unicast peers are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,15 +236,14 @@ pub fn load(flags: &RunArgs) -> Result<Config, ConfigError> {
 pub fn from_text(path: &Path, text: &str, flags: &RunArgs) -> Result<Config, ConfigError> {
     let file_error = |err: toml::de::Error| {
         let line = err.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-        ConfigError::File { path: path.to_path_buf(), line, source: TomlError(Box::new(err)) }
+        ConfigError::File { path: path.to_path_buf(), line, source: err.into() }
     };
     // The file alone is parsed first, from its text, only so that its errors name the file and
     // the line; the merged table below can then fail only on a flag.
     toml::from_str::<RawConfig>(text).map_err(file_error)?;
     let mut merged = text.parse::<toml::Table>().map_err(file_error)?;
     merged.extend(toml::Table::try_from(flags).expect("flags serialize into a table"));
-    let settings =
-        RawConfig::deserialize(merged).map_err(|err| ConfigError::Flag(TomlError(Box::new(err))))?;
+    let settings = RawConfig::deserialize(merged).map_err(|err| ConfigError::Flag(err.into()))?;
     settings.check()
 }
 
@@ -411,6 +335,10 @@ fn destination(group: Option<Endpoint>, peers: &[Endpoint], port: u16) -> Result
     }
     Ok(Destination::Unicast(peers))
 }
+
+mod error;
+
+pub use error::{ConfigError, TomlError};
 
 #[cfg(test)]
 mod tests;
