@@ -34,6 +34,17 @@ pub enum Alarm {
 impl Alarm {
     const ALL: [Self; 4] = [Self::KeyMismatch, Self::OtherGroup, Self::DuplicateNodeId, Self::OneWayLink];
 
+    /// Its name, as `status` (JSON) and the metrics give it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::KeyMismatch => "KeyMismatch",
+            Self::OtherGroup => "OtherGroup",
+            Self::DuplicateNodeId => "DuplicateNodeId",
+            Self::OneWayLink => "OneWayLink",
+        }
+    }
+
     /// The XDP counter behind it; `None` for one the election raises ([`Alarms::raise`]).
     fn count(self, stats: &XdpStats) -> Option<u64> {
         match self {

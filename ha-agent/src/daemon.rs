@@ -231,10 +231,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let mut agent = Agent {
         metrics,
         hooks,
+        notifier,
         election,
         config,
         interface,
-        node_id,
         datapath,
         vips,
         sender,
@@ -253,8 +253,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let output = agent.election.handle(Event::LinkChanged { now, up: false });
         agent.execute(output).await;
     }
-    notifier.ready(&format!("{} on {}", agent.election.state(), agent.config.iface));
-    let result = main_loop(&mut agent, &mut events, &mut watch, &mut control, signals, notifier).await;
+    agent.ready();
+    let result = main_loop(&mut agent, &mut events, &mut watch, &mut control, signals).await;
 
     // Whatever happened, leave no VIP behind.
     if let Err(err) = agent.vips.remove_all().await {
@@ -294,7 +294,6 @@ async fn main_loop(
     watch: &mut NetWatch,
     control: &mut ControlSocket,
     signals: Signals,
-    notifier: Notifier,
 ) -> Result<(), DaemonError> {
     let mut poll = interval(POLL_PERIOD);
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -327,18 +326,10 @@ async fn main_loop(
                     let _ = reply.send(serde_json::to_vec(&agent.report().await).unwrap_or_default());
                     continue;
                 }
-                if request == Request::Reload {
-                    notifier.reloading();
-                }
                 fed = agent.command(request, reply);
-                if request == Request::Reload {
-                    notifier.ready(&format!("{} on {}", agent.election.state(), agent.config.iface));
-                }
             }
             _ = sighup.recv() => {
-                notifier.reloading();
-                agent.reload_keys();
-                notifier.ready(&format!("{} on {}", agent.election.state(), agent.config.iface));
+                agent.reload();
                 continue;
             }
             _ = sigusr2.recv() => {
@@ -354,15 +345,13 @@ async fn main_loop(
             _ = sigint.recv() => shutdown = true,
         }
         if shutdown {
-            notifier.stopping();
+            agent.notifier.stopping();
             fed = agent.election.handle(Event::Shutdown { now: monotonic_now() });
         }
         if agent.execute(fed).await {
             return Ok(());
         }
-        // The loop turned: the XDP lease and the systemd watchdog, both kept alive by it.
-        agent.renew_lease();
-        notifier.alive();
+        agent.loop_turned();
         let counters = agent.watch_counters();
         if agent.execute(counters).await {
             return Ok(());

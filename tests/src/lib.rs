@@ -353,6 +353,12 @@ impl Lan {
         Ok(macs)
     }
 
+    /// Whether the VIP answers host `client`'s ping (two requests, 100 ms apart, a second each).
+    pub fn vip_answers_ping(&self, client: usize) -> bool {
+        let args = ["-c", "2", "-i", "0.1", "-W", "1", &VIP.to_string()];
+        self.hosts[client].ns.exec("ping", &args).is_ok_and(|out| out.status.success())
+    }
+
     /// The MAC the client `client` has for the VIP in its neighbour table, if any.
     pub fn neighbour_mac(&self, client: usize) -> Option<String> {
         let out = self.hosts[client].ns.ip(&["neigh", "show", &VIP.to_string(), "dev", "eth0"]).ok()?;

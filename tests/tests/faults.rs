@@ -38,9 +38,7 @@ fn sigkill_of_the_active_leaves_exactly_one_mac_answering() {
         "only the successor may answer ARP for the VIP"
     );
     lan.hosts[CLIENT].ns.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
-    let ping =
-        lan.hosts[CLIENT].ns.exec("ping", &["-c", "3", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
-    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    assert!(lan.vip_answers_ping(CLIENT), "the client's ping to the VIP is not answered");
     assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[1].mac.as_str()));
 }
 
@@ -124,9 +122,7 @@ fn a_vip_deleted_by_hand_is_back_within_an_interval() {
     let back = ha_tests::wait_for(ONE_SECOND, "the VIP back on host 2", || lan.vip_holders() == [2]).unwrap();
     assert!(back < Duration::from_millis(100), "the VIP took {back:?} to come back (interval: 100 ms)");
     assert_eq!(agents[2].status().unwrap()["state"], "ACTIVE");
-    let ping =
-        lan.hosts[CLIENT].ns.exec("ping", &["-c", "2", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
-    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    assert!(lan.vip_answers_ping(CLIENT), "the client's ping to the VIP is not answered");
 }
 
 #[test]
@@ -149,9 +145,7 @@ fn an_interface_deleted_and_recreated_is_followed() {
     assert_eq!(status["state"], "ACTIVE", "{status}");
     assert_eq!(status["peers"].as_array().map(Vec::len), Some(2), "it hears both peers again: {status}");
     lan.hosts[CLIENT].ns.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
-    let ping =
-        lan.hosts[CLIENT].ns.exec("ping", &["-c", "2", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
-    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    assert!(lan.vip_answers_ping(CLIENT), "the client's ping to the VIP is not answered");
     assert_eq!(lan.neighbour_mac(CLIENT), Some(new_mac));
 }
 
@@ -278,9 +272,7 @@ fn a_duplicate_node_id_refuses_to_serve_and_says_so() {
     thread::sleep(Duration::from_millis(500));
     assert_eq!(lan.vip_holders().len(), 1, "it stays that way: {:?}", lan.vip_holders());
     let holder = lan.vip_holders()[0];
-    let ping =
-        lan.hosts[CLIENT].ns.exec("ping", &["-c", "2", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
-    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    assert!(lan.vip_answers_ping(CLIENT), "the client's ping to the VIP is not answered");
     assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[holder].mac.as_str()));
 }
 
@@ -363,9 +355,7 @@ fn a_one_way_link_is_loud() {
     wait_until(Duration::from_secs(3), "a one-way-link alarm on host 2", || {
         alarms(&agents[2]).contains(&"OneWayLink".to_string())
     });
-    let ping =
-        lan.hosts[CLIENT].ns.exec("ping", &["-c", "2", "-i", "0.1", "-W", "1", "192.0.2.100"]).unwrap();
-    assert!(ping.status.success(), "the client's ping to the VIP is not answered");
+    assert!(lan.vip_answers_ping(CLIENT), "the client's ping to the VIP is not answered");
     // Healed: host 1 hears the ACTIVE again and steps down.
     nft(&["delete", "table", "bridge", "ha_oneway"]);
     wait_until(ONE_SECOND, "host 2 holding the VIP alone again", || lan.vip_holders() == [2]);

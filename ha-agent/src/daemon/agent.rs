@@ -18,10 +18,10 @@ use crate::{
     garp::{self, Holding},
     heartbeat::HeartbeatSender,
     hooks::Hooks,
-    ids::NodeId,
     keys::{self, Keys},
     metrics::Metrics,
     netwatch::NetEvent,
+    notify::Notifier,
     sequence,
     status::{named_stats, PeerStatus, StatusReport},
     vip::VipManager,
@@ -31,7 +31,6 @@ use crate::{
 pub(super) struct Agent {
     pub(super) config: Config,
     pub(super) interface: NetworkInterface,
-    pub(super) node_id: NodeId,
     pub(super) datapath: Datapath,
     pub(super) vips: VipManager,
     pub(super) sender: HeartbeatSender,
@@ -46,6 +45,8 @@ pub(super) struct Agent {
     pub(super) hooks: Hooks,
     /// The Prometheus metrics.
     pub(super) metrics: Metrics,
+    /// systemd's readiness and watchdog.
+    pub(super) notifier: Notifier,
     /// Misconfigurations the XDP counters reveal.
     pub(super) alarms: Alarms,
     /// The loaded keys; `None` with `--insecure-no-auth`.
@@ -96,21 +97,13 @@ impl Agent {
         let mut pending = VecDeque::from(output.actions);
         let mut exit = false;
         while let Some(action) = pending.pop_front() {
+            // AddVips and SendHeartbeat have outcomes the election must hear of.
             let fed_back = match action {
                 Action::AddVips => self.add_vips().await,
+                Action::SendHeartbeat => self.send_heartbeat().await,
                 Action::RemoveVips => {
-                    self.holding.released();
-                    match self.vips.remove_all().await {
-                        Ok(count) => info!(count, "VIPs removed"),
-                        Err(err) => error!(error = err.as_dyn(), "removing the VIPs failed"),
-                    }
+                    self.remove_vips().await;
                     continue;
-                }
-                // Only while the VIPs are ours: a refused promotion must not point the LAN at us.
-                Action::SendGratuitousArp | Action::RefreshGratuitousArp
-                    if self.election.state() != State::Active =>
-                {
-                    continue
                 }
                 Action::SendGratuitousArp => {
                     self.announce(self.config.garp.count);
@@ -120,7 +113,6 @@ impl Agent {
                     self.announce(1);
                     continue;
                 }
-                Action::SendHeartbeat => self.send_heartbeat().await,
                 Action::Exit => {
                     exit = true;
                     continue;
@@ -200,8 +192,21 @@ impl Agent {
         self.interface = interface;
     }
 
-    /// Announces the VIPs: `rounds` rounds, the first now (see [`garp::announce`]).
-    pub(super) fn announce(&self, rounds: u32) {
+    /// Takes the VIPs off, stopping any gratuitous ARP burst still under way.
+    async fn remove_vips(&mut self) {
+        self.holding.released();
+        match self.vips.remove_all().await {
+            Ok(count) => info!(count, "VIPs removed"),
+            Err(err) => error!(error = err.as_dyn(), "removing the VIPs failed"),
+        }
+    }
+
+    /// Announces the VIPs: `rounds` rounds, the first now (see [`garp::announce`]); only while
+    /// they are ours, so that a promotion whose VIPs were refused never points the LAN at us.
+    fn announce(&self, rounds: u32) {
+        if self.election.state() != State::Active {
+            return;
+        }
         let (vips, spacing) = (self.vips.vips(), self.config.garp.spacing);
         if let Err(err) = garp::announce(&self.interface, vips, rounds, spacing, &self.holding) {
             warn!(error = err.as_dyn(), "gratuitous ARP failed");
@@ -221,8 +226,8 @@ impl Agent {
         let now = monotonic_now();
         self.metrics.observe_xdp(&stats);
         for (alarm, heartbeats) in self.alarms.observe(now, &stats) {
+            self.metrics.alarm(alarm.name());
             warn!(heartbeats, "{alarm}");
-            self.metrics.alarm(&format!("{alarm:?}"));
         }
         if self.alarms.last_seen(Alarm::DuplicateNodeId) == Some(now) {
             self.election.handle(Event::DuplicateNodeId { now })
@@ -239,7 +244,7 @@ impl Agent {
             Request::Drain => (self.election.handle(Event::Drain { now }), "drain"),
             Request::Resume => (self.election.handle(Event::Undrain { now }), "resume"),
             Request::Reload => {
-                self.reload_keys();
+                self.reload();
                 (Output::default(), "reload")
             }
             Request::Status => (Output::default(), "status"),
@@ -254,14 +259,32 @@ impl Agent {
     pub(super) fn watch_deaf_peers(&mut self, now: Duration) {
         let deaf = self.election.deaf_peers(now);
         if !deaf.is_empty() && self.alarms.raise(now, Alarm::OneWayLink) {
-            self.metrics.alarm(&format!("{:?}", Alarm::OneWayLink));
+            self.metrics.alarm(Alarm::OneWayLink.name());
             let peers: Vec<String> = deaf.iter().map(ToString::to_string).collect();
             warn!(peers = ?peers, "{}", Alarm::OneWayLink);
         }
     }
 
+    /// The loop turned: the XDP lease and the systemd watchdog, both kept alive by it.
+    pub(super) fn loop_turned(&mut self) {
+        self.renew_lease();
+        self.notifier.alive();
+    }
+
+    /// Tells systemd the agent serves, and in which state.
+    pub(super) fn ready(&self) {
+        self.notifier.ready(&format!("{} on {}", self.election.state(), self.config.iface));
+    }
+
+    /// SIGHUP or `ctl reload`: re-reads the key file, with systemd told of the reload.
+    pub(super) fn reload(&mut self) {
+        self.notifier.reloading();
+        self.reload_keys();
+        self.ready();
+    }
+
     /// Keeps the XDP fence down for another dead time: this agent is alive and its loop turns.
-    pub(super) fn renew_lease(&mut self) {
+    fn renew_lease(&mut self) {
         if let Err(err) = self.datapath.renew_lease(monotonic_now()) {
             warn!(error = err.as_dyn(), "renewing the XDP lease failed");
         }
@@ -288,7 +311,7 @@ impl Agent {
 
     /// Re-reads the key file (SIGHUP) and hands the keys to the XDP program and the sender. On
     /// error the old keys stay in force: a typo in a rollout must not stop the cluster.
-    pub(super) fn reload_keys(&mut self) {
+    fn reload_keys(&mut self) {
         let Some(path) = self.config.key_file.clone() else {
             return info!("SIGHUP: authentication is off (--insecure-no-auth); nothing to reload");
         };
@@ -334,7 +357,7 @@ impl Agent {
         };
         StatusReport {
             iface: self.config.iface.clone(),
-            node_id: self.node_id,
+            node_id: self.election.settings().node_id,
             group: self.config.group,
             priority: self.config.priority,
             state: self.election.state().to_string(),
