@@ -24,7 +24,7 @@ use aya::{
 use clap::ValueEnum;
 use ha_common::{
     AuthKeys, Fence, PeerKey, PeerRecord, XdpConfig, XdpStats, CONFIG_MAP, EVENTS_MAP, FENCE_KEEP_FLOWS,
-    FENCE_MAP, KEYS_MAP, MAX_FENCED_VIPS, PEERS_MAP, STATS_MAP, XDP_PROGRAM,
+    FENCE_MAP, GROUPS_MAP, KEYS_MAP, MAX_FENCED_VIPS, PEERS_MAP, STATS_MAP, XDP_PROGRAM,
 };
 use serde::{Deserialize, Serialize};
 
@@ -235,6 +235,23 @@ impl Datapath {
             map.pin(&path).map_err(|err| pin_err(PinDirError::PinMap(file, err)))?;
         }
         self.pin_dir = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Makes `groups` the groups whose heartbeats the program records (at start, and on reload):
+    /// adds the new ones first, then removes those no longer served.
+    pub fn set_groups(&mut self, groups: &[u32]) -> Result<(), BpfError> {
+        let map = self.ebpf.map_mut(GROUPS_MAP).ok_or(BpfError::NoMap(GROUPS_MAP))?;
+        let map_err = |err| BpfError::Map(GROUPS_MAP, err);
+        let mut served: HashMap<&mut MapData, u32, u32> = HashMap::try_from(map).map_err(map_err)?;
+        for group in groups {
+            served.insert(group, 1, 0).map_err(map_err)?;
+        }
+        let gone: Vec<u32> =
+            served.keys().filter_map(Result::ok).filter(|group| !groups.contains(group)).collect();
+        for group in gone {
+            served.remove(&group).map_err(map_err)?;
+        }
         Ok(())
     }
 

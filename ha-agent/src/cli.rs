@@ -114,14 +114,24 @@ pub enum CtlCommand {
     Drain,
     /// Back into elections after a drain.
     Resume,
-    /// Re-read the key file (as SIGHUP).
+    /// Re-read the config file (as SIGHUP): changes apply without a transition they do not need.
     Reload,
+    /// Hand the VIPs over gap-free to a node (or to the most worthy live peer); it keeps them:
+    /// no more worthy node preempts it while it holds them.
+    Handover {
+        /// The node to hand over to, as `status` shows it (e.g. 0xc000020b).
+        #[arg(long, value_name = "NODE")]
+        to: Option<crate::ids::NodeId>,
+        /// Only this group (default: every group this node holds).
+        #[arg(long, value_name = "ID")]
+        group: Option<u32>,
+    },
 }
 
 /// The agent's flags. Each has the name of a config file key (with `_` for `-`), and a flag
 /// that is given overrides that key: they are serialized, flags left out skipped, and laid over
 /// the file's table (`config::load`).
-#[derive(Debug, Default, Args, Serialize)]
+#[derive(Clone, Debug, Default, Args, Serialize)]
 pub struct RunArgs {
     /// Network interface for heartbeats, XDP and the VIPs.
     #[arg(long)]

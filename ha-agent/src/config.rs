@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::{
     bpf::XdpMode,
+    checks::{CheckConfig, CheckConfigError},
     cli::RunArgs,
     election::{MAX_INTERVAL, MIN_INTERVAL},
     garp::GarpSettings,
@@ -41,14 +42,12 @@ pub const DEFAULT_DEAD_INTERVALS: f64 = 3.5;
 pub struct Config {
     /// Interface for heartbeats, XDP and VIPs.
     pub iface: String,
-    /// The VIPs.
-    pub vips: Vec<Vip>,
-    /// Worthiness, 1-255.
-    pub priority: u8,
+    /// The VIP groups this node serves, each an election of its own (at least one).
+    pub groups: Vec<GroupConfig>,
+    /// The health checks, which groups track by name.
+    pub checks: Vec<CheckConfig>,
     /// Node id, if given.
     pub node_id: Option<NodeId>,
-    /// VIP group id.
-    pub group: GroupId,
     /// Heartbeat interval.
     pub interval: Duration,
     /// Dead time.
@@ -71,12 +70,6 @@ pub struct Config {
     pub destination: Destination,
     /// Gratuitous ARP settings.
     pub garp: GarpSettings,
-    /// The notify hooks.
-    pub hooks: HookCommands,
-    /// Whether a more worthy node that joins takes the VIPs from the ACTIVE.
-    pub preempt: bool,
-    /// How long a node listens before it preempts a live ACTIVE.
-    pub preempt_delay: Duration,
     /// The key file, or `None` with `--insecure-no-auth`.
     pub key_file: Option<PathBuf>,
     /// While fenced, let IP traffic to the VIPs through (`--fence-keep-flows`).
@@ -132,7 +125,10 @@ struct RawConfig {
     vips: Vec<Vip>,
     priority: u8,
     node_id: Option<NodeId>,
-    group: GroupId,
+    group: GroupField,
+    #[serde(rename = "check")]
+    checks: Vec<CheckConfig>,
+    track: Vec<String>,
     #[serde(deserialize_with = "duration")]
     interval: Duration,
     #[serde(deserialize_with = "optional_duration")]
@@ -175,7 +171,9 @@ impl Default for RawConfig {
             vips: Vec::new(),
             priority: 100,
             node_id: None,
-            group: GroupId::default(),
+            group: GroupField::default(),
+            checks: Vec::new(),
+            track: Vec::new(),
             interval: DEFAULT_INTERVAL,
             dead_time: None,
             pin_dir: None,
@@ -212,11 +210,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("bad duration '{}': expected e.g. 100ms, 1.5s or 2m", text.trim()))
 }
 
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     parse_duration(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
 }
 
-fn optional_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
     duration(deserializer).map(Some)
 }
 
@@ -250,18 +250,10 @@ pub fn from_text(path: &Path, text: &str, flags: &RunArgs) -> Result<Config, Con
 impl RawConfig {
     /// The checks that span several settings, and the defaults that depend on others.
     fn check(self) -> Result<Config, ConfigError> {
+        let (groups, checks) = groups_and_checks(&self)?;
         let iface = self.iface.ok_or(ConfigError::NoInterface)?;
         if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ']) {
             return Err(ConfigError::InterfaceName(iface));
-        }
-        if self.vips.is_empty() {
-            return Err(ConfigError::NoVip);
-        }
-        if self.vips.len() > ha_common::MAX_FENCED_VIPS {
-            return Err(ConfigError::TooManyVips(self.vips.len()));
-        }
-        if self.priority == 0 {
-            return Err(ConfigError::ZeroPriority);
         }
         let interval = self.interval;
         if interval < MIN_INTERVAL || interval > MAX_INTERVAL {
@@ -285,10 +277,9 @@ impl RawConfig {
             metrics_listen: self.metrics_listen,
             state_dir: self.state_dir.unwrap_or_else(|| Path::new(DEFAULT_STATE_ROOT).join(&iface)),
             iface,
-            vips: self.vips,
-            priority: self.priority,
+            groups,
+            checks,
             node_id: self.node_id,
-            group: self.group,
             interval,
             dead_time,
             xdp_mode: self.xdp_mode,
@@ -299,21 +290,74 @@ impl RawConfig {
                 spacing: self.garp_spacing,
                 refresh: Some(self.garp_refresh).filter(|d| !d.is_zero()),
             },
-            hooks: HookCommands {
-                any: self.notify,
-                active: self.notify_active,
-                standby: self.notify_standby,
-                fault: self.notify_fault,
-                timeout: self.hook_timeout,
-            },
-            preempt: self.preempt,
-            preempt_delay: self.preempt_delay,
             key_file: (!self.insecure_no_auth).then_some(self.key_file),
             fence_keep_flows: self.fence_keep_flows,
             mlockall: self.mlockall,
             realtime: self.realtime,
         })
     }
+}
+
+impl Config {
+    /// Every VIP of every group.
+    pub fn all_vips(&self) -> impl Iterator<Item = &Vip> {
+        self.groups.iter().flat_map(|group| &group.vips)
+    }
+}
+
+/// The groups (the `[[group]]` tables, or the one the top-level keys make) and the checks, each
+/// checked, and checked against each other.
+fn groups_and_checks(raw: &RawConfig) -> Result<(Vec<GroupConfig>, Vec<CheckConfig>), ConfigError> {
+    let top = GroupConfig {
+        id: GroupId::default(),
+        vips: raw.vips.clone(),
+        priority: raw.priority,
+        preempt: raw.preempt,
+        preempt_delay: raw.preempt_delay,
+        hooks: HookCommands {
+            any: raw.notify.clone(),
+            active: raw.notify_active.clone(),
+            standby: raw.notify_standby.clone(),
+            fault: raw.notify_fault.clone(),
+            timeout: raw.hook_timeout,
+        },
+        track: raw.track.clone(),
+    };
+    let groups = match &raw.group {
+        GroupField::Id(id) => vec![GroupConfig { id: *id, ..top }],
+        GroupField::Tables(_) if !raw.vips.is_empty() => return Err(ConfigError::VipsBesideGroups),
+        GroupField::Tables(tables) => tables.iter().map(|table| table.clone().with_defaults(&top)).collect(),
+    };
+    let mut vips: Vec<&Vip> = Vec::new();
+    for (index, group) in groups.iter().enumerate() {
+        if group.vips.is_empty() {
+            return Err(ConfigError::NoVip);
+        }
+        if group.priority == 0 {
+            return Err(ConfigError::ZeroPriority);
+        }
+        if groups[..index].iter().any(|other| other.id == group.id) {
+            return Err(ConfigError::DuplicateGroup(group.id));
+        }
+        for vip in &group.vips {
+            if vips.iter().any(|seen| seen.addr == vip.addr) {
+                return Err(ConfigError::DuplicateVip(vip.to_string()));
+            }
+            vips.push(vip);
+        }
+        if let Some(name) = group.track.iter().find(|name| !raw.checks.iter().any(|c| &c.name == *name)) {
+            return Err(CheckConfigError::Unknown(group.id.to_string(), name.clone()).into());
+        }
+    }
+    if vips.len() > ha_common::MAX_FENCED_VIPS {
+        return Err(ConfigError::TooManyVips(vips.len()));
+    }
+    for (index, check) in raw.checks.iter().enumerate() {
+        if raw.checks[..index].iter().any(|other| other.name == check.name) {
+            return Err(CheckConfigError::Duplicate(check.name.clone()).into());
+        }
+    }
+    Ok((groups, raw.checks.clone()))
 }
 
 /// Unicast to `peers` if any are given, else multicast to `group` (default 239.255.97.1).
@@ -337,8 +381,11 @@ fn destination(group: Option<Endpoint>, peers: &[Endpoint], port: u16) -> Result
 }
 
 mod error;
+mod group;
 
 pub use error::{ConfigError, TomlError};
+pub use group::GroupConfig;
+use group::GroupField;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The control socket (`RUN_DIR/control.sock`): `ha-agent status` and `ha-agent ctl …`.
 //!
-//! A client sends one request line (`status`, `drain`, `resume`, `reload`) and reads the answer
+//! A client sends one request line (`status`, `drain`, `resume`, `reload`, or `handover` with
+//! `group=ID` and `to=NODE` if given) and reads the answer
 //! until the agent closes: the status report as JSON, or one line saying what the command did.
 //! Each connection is read by a task of its own and its request handed to the agent's loop over a
 //! channel, so that a client that connects and stays silent can never hold up the loop (and with
@@ -22,7 +23,10 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::status::{socket_path, StatusError};
+use crate::{
+    ids::{GroupId, NodeId},
+    status::{socket_path, StatusError},
+};
 
 /// What a client asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +37,20 @@ pub enum Request {
     Drain,
     /// Back into elections after a drain.
     Resume,
-    /// Re-read the key file (as SIGHUP).
+    /// Re-read the config file (as SIGHUP).
     Reload,
+    /// Hand the VIPs of the groups this node holds (or of one group) to a node, or to the most
+    /// worthy live peer.
+    Handover {
+        /// Only this group.
+        group: Option<GroupId>,
+        /// To this node.
+        to: Option<NodeId>,
+    },
 }
 
 impl Request {
-    /// The request's line on the wire.
+    /// The request's name.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -46,13 +58,44 @@ impl Request {
             Self::Drain => "drain",
             Self::Resume => "resume",
             Self::Reload => "reload",
+            Self::Handover { .. } => "handover",
+        }
+    }
+
+    /// The request's line on the wire.
+    #[must_use]
+    pub fn line(self) -> String {
+        match self {
+            Self::Handover { group, to } => {
+                let group = group.map(|g| format!(" group={g}")).unwrap_or_default();
+                let to = to.map(|n| format!(" to={n}")).unwrap_or_default();
+                format!("handover{group}{to}")
+            }
+            _ => self.as_str().to_string(),
         }
     }
 
     fn parse(line: &str) -> Option<Self> {
-        [Self::Status, Self::Drain, Self::Resume, Self::Reload]
-            .into_iter()
-            .find(|r| r.as_str() == line.trim())
+        let mut words = line.split_whitespace();
+        let request = match words.next()? {
+            "status" => Self::Status,
+            "drain" => Self::Drain,
+            "resume" => Self::Resume,
+            "reload" => Self::Reload,
+            "handover" => {
+                let (mut group, mut to) = (None, None);
+                for word in words.by_ref() {
+                    match word.split_once('=')? {
+                        ("group", id) => group = Some(GroupId(id.parse().ok()?)),
+                        ("to", node) => to = Some(node.parse().ok()?),
+                        _ => return None,
+                    }
+                }
+                Self::Handover { group, to }
+            }
+            _ => return None,
+        };
+        words.next().is_none().then_some(request)
     }
 }
 
@@ -134,8 +177,11 @@ async fn serve(stream: tokio::net::UnixStream, requests: mpsc::UnboundedSender<P
                 }
                 answer.await.unwrap_or_default()
             }
-            None => format!("error: unknown request '{}': status, drain, resume or reload\n", line.trim())
-                .into_bytes(),
+            None => format!(
+                "error: unknown request '{}': status, drain, resume, reload or handover\n",
+                line.trim()
+            )
+            .into_bytes(),
         },
         _ => return,
     };
@@ -154,7 +200,7 @@ pub fn request(run_dir: &Path, request: Request) -> Result<String, StatusError> 
         }
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(StatusError::Read)?;
-    writeln!(stream, "{}", request.as_str()).map_err(StatusError::Read)?;
+    writeln!(stream, "{}", request.line()).map_err(StatusError::Read)?;
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(StatusError::Read)?;
     match text.strip_prefix("error: ") {
@@ -179,10 +225,18 @@ mod tests {
 
     #[test]
     fn requests_round_trip_as_lines() {
-        for request in [Request::Status, Request::Drain, Request::Resume, Request::Reload] {
-            assert_eq!(Request::parse(&format!("{}\n", request.as_str())), Some(request));
+        let handovers = [
+            Request::Handover { group: None, to: None },
+            Request::Handover { group: Some(GroupId(7)), to: Some(NodeId(0xc000_020b)) },
+        ];
+        for request in
+            [Request::Status, Request::Drain, Request::Resume, Request::Reload].into_iter().chain(handovers)
+        {
+            assert_eq!(Request::parse(&format!("{}\n", request.line())), Some(request));
         }
-        assert_eq!(Request::parse("reboot"), None);
+        for bad in ["reboot", "drain now", "handover to=", "handover to=xyz", "handover colour=red", ""] {
+            assert_eq!(Request::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -20,13 +20,14 @@ use tracing::{error, info, warn};
 use crate::{
     alarms::Alarms,
     bpf::{self, BpfError, Datapath, Events},
+    checks::Checks,
+    cli::RunArgs,
     clock::{millis, monotonic_now},
     config::Config,
     control::{ControlSocket, Request},
-    election::{Election, Event, Output, Settings},
-    garp::Holding,
+    election::{Election, Event},
     heartbeat::{HeartbeatSender, Origin},
-    hooks::{HookContext, Hooks},
+    hooks::Hooks,
     ids::NodeId,
     keys::{self, KeyError, Keys},
     metrics::Metrics,
@@ -34,12 +35,17 @@ use crate::{
     notify::Notifier,
     sequence::{self, SequenceError},
     status::StatusError,
-    vip::{VipError, VipManager},
+    vip::VipError,
 };
 
 mod agent;
+mod group;
+mod reload;
+mod report;
 
 use agent::{Agent, AsDynError as _};
+use group::Group;
+pub use reload::ReloadError;
 
 /// Why the agent could not start, or stopped on an error.
 #[derive(Debug, thiserror::Error)]
@@ -131,8 +137,8 @@ fn harden(config: &Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+/// Runs the agent until SIGTERM or SIGINT; `flags` are kept for reloads.
+pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     let signals = Signals::register()?;
     let notifier = Notifier::from_env();
     // First of all: an agent that renewed its lease here less than a dead time ago was killed or
@@ -153,112 +159,103 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         warn!("authentication is off (--insecure-no-auth): anyone on the LAN can take the VIP");
         None
     };
-    let vips = VipManager::new(interface.index, config.vips.clone())?;
-    let resume = predecessor.is_some() && !vips.present().await?.is_empty();
-    if !resume {
-        // A crashed instance may have left the VIP behind: every node starts STANDBY without it.
-        let stale = vips.remove_all().await?;
-        if stale > 0 {
-            warn!(count = stale, "removed stale VIPs left on {} by an earlier run", config.iface);
+    let checks = Checks::start(&config.checks);
+    let now = monotonic_now();
+    let mut groups = Vec::with_capacity(config.groups.len());
+    let mut resumed = Vec::new();
+    for group_config in &config.groups {
+        let group = Group::new(group_config.clone(), &config, node_id, interface.index, &checks, now)?;
+        if predecessor.is_some() && !group.vips.present().await?.is_empty() {
+            resumed.push(groups.len());
+        } else {
+            // A crashed instance may have left the VIPs behind: a group starts STANDBY without them.
+            let stale = group.vips.remove_all().await?;
+            if stale > 0 {
+                warn!(group = %group.config.id, count = stale, "removed stale VIPs left on {} by an earlier run", config.iface);
+            }
         }
+        groups.push(group);
     }
     // Durably raised before the first heartbeat: see `sequence`.
     let epoch = sequence::next_epoch(&config.state_dir)?;
-    let origin = Origin { group: config.group, node_id, interval: config.interval };
+    let origin = Origin { node_id, interval: config.interval };
     let mut sender =
         HeartbeatSender::open(&interface, &config.destination, origin, sequence::first_sequence(epoch))
             .map_err(DaemonError::Heartbeat)?;
     sender.set_key(keys.as_ref().map(Keys::signing_key));
-    let settings = Settings {
-        node_id,
-        priority: config.priority,
-        dead_time: config.dead_time,
-        interval: config.interval,
-        garp_refresh: config.garp.refresh,
-        preempt: config.preempt,
-        preempt_delay: config.preempt_delay,
-    };
-    let resumed = if resume {
+    let mut resume_outputs = Vec::new();
+    for &index in &resumed {
+        let group = &mut groups[index];
         let now = monotonic_now();
-        let mut election = Election::new(settings, now);
-        let output = election.handle(Event::Resume { now });
+        resume_outputs.push((index, group.election.handle(Event::Resume { now })));
         // Before the slow part (loading the XDP program takes a good part of a dead time): the
         // peers must hear that their ACTIVE is still here before they give up on it.
-        if let Err(err) = sender.send(election.advertised(now)).await {
+        if let Err(err) = sender.send(group.config.id, group.election.advertised(now)).await {
             warn!(error = err.as_dyn(), "sending the first heartbeat failed");
         }
-        Some((election, output))
-    } else {
-        None
-    };
+    }
 
-    let xdp_config =
-        XdpConfig { port: config.port, group: config.group.0, own_node_id: node_id.0, ..Default::default() };
+    let xdp_config = XdpConfig { port: config.port, own_node_id: node_id.0, ..Default::default() };
     let auth_keys = keys.as_ref().map(Keys::to_auth_keys).unwrap_or_default();
     let mut datapath = Datapath::load(&xdp_config, &auth_keys)?;
+    datapath.set_groups(&config.groups.iter().map(|g| g.id.0).collect::<Vec<_>>())?;
     datapath.pin(&config.pin_dir)?;
-    let fence = bpf::fence(&config.vips, config.dead_time, config.fence_keep_flows);
-    datapath.set_fence(fence, monotonic_now())?;
+    let vips: Vec<_> = config.all_vips().copied().collect();
+    datapath.set_fence(bpf::fence(&vips, config.dead_time, config.fence_keep_flows), monotonic_now())?;
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
     datapath.forward_logs()?;
     let mut events = datapath.events()?;
     let mut control = ControlSocket::bind(&config.run_dir, config.control_group.as_deref())?;
 
+    let ids: Vec<String> = config.groups.iter().map(|g| g.id.to_string()).collect();
     info!(
-        iface = %config.iface, node = %node_id, priority = config.priority, group = %config.group,
-        xdp = mode, interval_ms = millis(config.interval), dead_time_ms = millis(config.dead_time),
+        iface = %config.iface, node = %node_id, groups = %ids.join(","), xdp = mode,
+        interval_ms = millis(config.interval), dead_time_ms = millis(config.dead_time),
         "started STANDBY"
     );
-    // A fresh node listens for a dead time from now, when the XDP program can hear for it.
+    // A fresh group listens for a dead time from now, when the XDP program can hear for it.
     let now = monotonic_now();
-    let (election, resumed) = match resumed {
-        Some((election, output)) => (election, Some(output)),
-        None => (Election::new(settings, now), None),
-    };
-    let hooks = Hooks::start(
-        config.hooks.clone(),
-        HookContext {
-            iface: config.iface.clone(),
-            group: config.group.to_string(),
-            node_id: node_id.to_string(),
-            vips: config.vips.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
-        },
-    );
-    let metrics = Metrics::new(config.group.to_string());
+    for (index, group) in groups.iter_mut().enumerate() {
+        if !resumed.contains(&index) {
+            group.election = Election::new(*group.election.settings(), now);
+            group.state_since = now;
+        }
+    }
+    let metrics = Metrics::new();
     if let Some(address) = config.metrics_listen {
         metrics.serve(address).await.map_err(|err| DaemonError::Metrics(address, err))?;
     }
     let mut agent = Agent {
         metrics,
-        hooks,
+        hooks: Hooks::start(),
         notifier,
-        election,
+        groups,
+        checks,
         config,
+        flags,
         interface,
         datapath,
-        vips,
         sender,
-        peers: Vec::new(),
-        state_since: now,
-        holding: Holding::default(),
         alarms: Alarms::default(),
         epoch,
         keys,
     };
-    if let Some(output) = resumed {
-        agent.execute(output).await;
+    agent.execute_all(resume_outputs).await;
+    for group in &agent.groups {
+        agent.metrics.set_state(group.config.id, group.election.state(), false);
     }
-    agent.metrics.set_state(agent.election.state(), false);
     if !(agent.interface.is_up() && agent.interface.is_running()) {
-        let output = agent.election.handle(Event::LinkChanged { now, up: false });
-        agent.execute(output).await;
+        let fed = agent.feed_all(|now| Event::LinkChanged { now, up: false });
+        agent.execute_all(fed).await;
     }
     agent.ready();
     let result = main_loop(&mut agent, &mut events, &mut watch, &mut control, signals).await;
 
     // Whatever happened, leave no VIP behind.
-    if let Err(err) = agent.vips.remove_all().await {
-        error!(error = err.as_dyn(), "removing the VIPs at exit failed");
+    for group in &agent.groups {
+        if let Err(err) = group.vips.remove_all().await {
+            error!(error = err.as_dyn(), "removing the VIPs at exit failed");
+        }
     }
     drop(control);
     agent.hooks.finish().await;
@@ -304,34 +301,31 @@ async fn main_loop(
 
     loop {
         let now = monotonic_now();
-        let deadline =
-            agent.election.next_deadline(now, &agent.peers).map(|at| Instant::now() + at.saturating_sub(now));
-        // What the election made of the wake-up's cause, carried out before the tick.
-        let mut fed = Output::default();
+        let deadline = agent.next_deadline(now).map(|at| Instant::now() + at.saturating_sub(now));
+        // What the elections made of the wake-up's cause, carried out before the tick.
+        let mut fed = Vec::new();
         let mut shutdown = false;
         tokio::select! {
             _ = heartbeat.tick() => {
                 // Evaluate now and restart the poll period: at the default 100 ms interval the
                 // heartbeat and the poll share one wake-up instead of two.
-                fed = agent.send_heartbeat().await;
+                fed = agent.send_heartbeats().await;
                 poll.reset();
             }
             event = watch.next() => match event {
                 Some(event) => fed = agent.net_event(event),
                 None => return Err(DaemonError::EventLoop(io::Error::other("the netlink watch ended"))),
             },
+            result = agent.checks.next() => fed = agent.check_result(&result),
             pending = control.next() => {
                 let Some((request, reply)) = pending else { continue };
                 if request == Request::Status {
                     let _ = reply.send(serde_json::to_vec(&agent.report().await).unwrap_or_default());
                     continue;
                 }
-                fed = agent.command(request, reply);
+                fed = agent.command(request, reply).await;
             }
-            _ = sighup.recv() => {
-                agent.reload();
-                continue;
-            }
+            _ = sighup.recv() => fed = agent.reload().await.unwrap_or_default(),
             _ = sigusr2.recv() => {
                 agent.reexec().await;
                 continue;
@@ -344,23 +338,24 @@ async fn main_loop(
             _ = sigterm.recv() => shutdown = true,
             _ = sigint.recv() => shutdown = true,
         }
+        if heartbeat.period() != agent.config.interval {
+            // A reload changed the interval.
+            heartbeat = interval(agent.config.interval);
+            heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        }
         if shutdown {
             agent.notifier.stopping();
-            fed = agent.election.handle(Event::Shutdown { now: monotonic_now() });
+            fed = agent.feed_all(|now| Event::Shutdown { now });
         }
-        if agent.execute(fed).await {
-            return Ok(());
-        }
+        agent.execute_all(fed).await;
         agent.loop_turned();
         let counters = agent.watch_counters();
-        if agent.execute(counters).await {
-            return Ok(());
-        }
+        agent.execute_all(counters).await;
         agent.refresh_peers();
-        let now = monotonic_now();
-        let output = agent.election.handle(Event::Tick { now, peers: &agent.peers });
-        agent.watch_deaf_peers(now);
-        if agent.execute(output).await {
+        let ticked = agent.tick();
+        agent.watch_deaf_peers(monotonic_now());
+        agent.execute_all(ticked).await;
+        if agent.stopped() {
             return Ok(());
         }
     }

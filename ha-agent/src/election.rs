@@ -43,6 +43,7 @@ mod state;
 
 pub use event::{Action, Event, Output, Transition};
 pub use fault::{Fault, Faults};
+pub use lifecycle::HandoverError;
 pub use peer::{group_peers, PeerView, MAX_INTERVAL, MIN_INTERVAL};
 pub use state::{Advert, Settings, State};
 
@@ -69,8 +70,14 @@ pub struct Election {
     faults: Faults,
     /// While ACTIVE: the less worthy live peers that claim ACTIVE too, and since when.
     claimants: Vec<(NodeId, Duration)>,
-    /// Where a release ends: STOPPED for a shutdown, MAINTENANCE for a drain.
+    /// Where a release ends: STOPPED for a shutdown, MAINTENANCE for a drain, STANDBY for a
+    /// handover.
     release_to: State,
+    /// While releasing for `ctl handover`: the node the VIPs go to.
+    handover_to: Option<NodeId>,
+    /// ACTIVE because a handover gave it the VIPs: advertised, so that more worthy nodes do
+    /// not preempt it.
+    chosen: bool,
 }
 
 impl Election {
@@ -87,6 +94,8 @@ impl Election {
             faults: Faults::default(),
             claimants: Vec::new(),
             release_to: State::Stopped,
+            handover_to: None,
+            chosen: false,
         }
     }
 
@@ -95,9 +104,16 @@ impl Election {
         self.state
     }
 
-    /// The settings it was made with.
+    /// Its settings now.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// A reload changed the settings: they apply from the next event on, the state stays. A new
+    /// priority or preemption policy is acted on at the next tick (and heard by the peers at the
+    /// next heartbeat), as if the node had been configured so all along.
+    pub fn reconfigure(&mut self, settings: Settings) {
+        self.settings = settings;
     }
 
     /// What this node's heartbeats say at `now`.
@@ -108,7 +124,13 @@ impl Election {
             State::Releasing => (NodeState::Active, 0),
             State::Stopped | State::Fault | State::Maintenance => (NodeState::Standby, 0),
         };
-        Advert { state, priority, yielded: now < self.yielded_until }
+        Advert {
+            state,
+            priority,
+            yielded: now < self.yielded_until,
+            handover_to: self.handover_to.filter(|_| self.state == State::Releasing),
+            chosen: self.chosen && self.state == State::Active,
+        }
     }
 
     /// Feeds one event; returns the actions to carry out.
@@ -126,6 +148,15 @@ impl Election {
             Event::DuplicateNodeId { now } => {
                 self.faults.note_duplicate(now);
                 self.settle_faults(now).unwrap_or_default()
+            }
+            Event::Health { now, priority, failing } => {
+                self.faults.note_check(failing);
+                let changed = priority != self.settings.priority;
+                self.settings.priority = priority;
+                // Peers must hear a new worthiness at once: a STANDBY may now win, or this
+                // node preempt the ACTIVE.
+                let heartbeat = if changed { vec![Action::SendHeartbeat] } else { Vec::new() };
+                self.settle_faults(now).unwrap_or(Output { actions: heartbeat, transition: None })
             }
             Event::HeartbeatSent { now, ok } => {
                 self.faults.note_send(now, ok);
@@ -237,22 +268,41 @@ impl Election {
             .fold(self.started_at + self.settings.dead_time, Duration::max)
     }
 
-    /// When a STANDBY may win: [`Election::quiet_at`]; and while a live peer serves, not before
-    /// this node may preempt it (`preempt_delay` after it started listening), or, without
-    /// preemption, not before that peer is dead.
+    /// When a STANDBY may win: [`Election::quiet_at`], and not while a peer hands its VIPs to
+    /// another live node; and while a live peer serves, not before this node may preempt it
+    /// (`preempt_delay` after it started listening), or, without preemption or when an operator
+    /// chose that peer, not before it is dead.
     fn promotion_at(&self, now: Duration, peers: &[PeerView]) -> Duration {
-        let quiet = self.quiet_at(peers);
         let factor = self.settings.dead_factor();
-        let serving_until = peers
+        let me = self.settings.node_id;
+        let handed_elsewhere = peers
             .iter()
-            .filter(|p| p.state == NodeState::Active && self.is_live(p, now))
+            .filter(|p| {
+                p.handover_to.is_some_and(|to| {
+                    to != me && peers.iter().any(|q| q.node_id == to && self.is_live(q, now))
+                })
+            })
             .map(|p| p.last_seen + p.dead_time(factor))
             .max();
-        match serving_until {
+        let quiet = handed_elsewhere.map_or(self.quiet_at(peers), |until| self.quiet_at(peers).max(until));
+        let serving = peers.iter().filter(|p| p.state == NodeState::Active && self.is_live(p, now));
+        let chosen = serving.clone().any(|p| p.chosen);
+        match serving.map(|p| p.last_seen + p.dead_time(factor)).max() {
             None => quiet,
-            Some(dead_at) if !self.settings.preempt => quiet.max(dead_at),
+            Some(dead_at) if !self.settings.preempt || chosen => quiet.max(dead_at),
             Some(_) => quiet.max(self.started_at + self.settings.preempt_delay),
         }
+    }
+
+    /// A live peer that hands its VIPs to this node, if any.
+    fn handing_to_me(&self, now: Duration, peers: &[PeerView]) -> Option<NodeId> {
+        let factor = self.settings.dead_factor();
+        peers
+            .iter()
+            .find(|p| {
+                p.handover_to == Some(self.settings.node_id) && p.heard_within(now, p.dead_time(factor))
+            })
+            .map(|p| p.node_id)
     }
 
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
@@ -261,6 +311,10 @@ impl Election {
         if to != State::Active {
             self.add_retry = None;
             self.claimants.clear();
+            self.chosen = false;
+        }
+        if to != State::Releasing {
+            self.handover_to = None;
         }
         Output { actions, transition: Some(Transition { from, to, reason }) }
     }
@@ -268,6 +322,15 @@ impl Election {
     fn tick(&mut self, now: Duration, peers: &[PeerView]) -> Output {
         match self.state {
             State::Standby => {
+                if let Some(giver) = self.handing_to_me(now, peers) {
+                    self.chosen = true;
+                    self.last_announced = now;
+                    return self.go(
+                        State::Active,
+                        format!("peer {giver} hands the VIPs over to this node"),
+                        vec![Action::AddVips, Action::SendGratuitousArp, Action::SendHeartbeat],
+                    );
+                }
                 if now < self.promotion_at(now, peers) {
                     return Output::default();
                 }

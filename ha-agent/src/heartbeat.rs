@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use ha_common::{Heartbeat, SipKey, FLAG_YIELDED};
+use ha_common::{Heartbeat, SipKey, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_YIELDED};
 use pnet::datalink::NetworkInterface;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -44,11 +44,9 @@ impl Destination {
     }
 }
 
-/// Who sends: what every heartbeat of this node says besides its state.
+/// Who sends: what every heartbeat of this node says besides its group and state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
-    /// The VIP group.
-    pub group: GroupId,
     /// This node.
     pub node_id: NodeId,
     /// How often it sends (peers may use it to judge its silence).
@@ -94,20 +92,29 @@ impl HeartbeatSender {
         Ok(())
     }
 
+    /// Advertises `interval` from now on (a reload changed it).
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.origin.interval = interval;
+    }
+
     /// Signs heartbeats with `key` from now on; `None` sends them unsigned (tag 0).
     pub fn set_key(&mut self, key: Option<SipKey>) {
         self.key = key;
     }
 
-    /// Sends one heartbeat saying `advert` to every destination.
-    pub async fn send(&mut self, advert: Advert) -> io::Result<()> {
+    /// Sends one heartbeat of `group` saying `advert` to every destination. The groups of a node
+    /// share one numbering: every heartbeat it sends is above all it sent before.
+    pub async fn send(&mut self, group: GroupId, advert: Advert) -> io::Result<()> {
         let heartbeat = Heartbeat {
             state: advert.state,
             priority: advert.priority,
-            flags: if advert.yielded { FLAG_YIELDED } else { 0 },
-            group: self.origin.group.0,
+            flags: if advert.yielded { FLAG_YIELDED } else { 0 }
+                | if advert.handover_to.is_some() { FLAG_HANDOVER } else { 0 }
+                | if advert.chosen { FLAG_CHOSEN } else { 0 },
+            group: group.0,
             node_id: self.origin.node_id.0,
             interval_ms: u32::try_from(self.origin.interval.as_millis()).unwrap_or(u32::MAX),
+            handover_to: advert.handover_to.map_or(0, |node| node.0),
             sequence: self.next_sequence,
             tag: 0,
         };

@@ -20,6 +20,22 @@ impl NodeId {
     }
 }
 
+impl std::str::FromStr for NodeId {
+    type Err = String;
+
+    /// A node id as `status` prints it (`0xc000020b`), or in decimal.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            Some(hex) => u32::from_str_radix(hex, 16),
+            None => text.parse(),
+        };
+        match parsed {
+            Ok(id) if id != 0 => Ok(Self(id)),
+            _ => Err(format!("bad node id '{text}': expected e.g. 0xc000020b or 3221226059")),
+        }
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
@@ -53,5 +69,8 @@ mod tests {
         assert_eq!(NodeId::from_mac([0x02, 0, 0xc0, 0, 0x02, 0x0b]), Some(NodeId(0xc000_020b)));
         assert_eq!(NodeId::from_mac([0; 6]), None);
         assert_eq!(NodeId(0xab).to_string(), "0xab");
+        assert_eq!("0xab".parse::<NodeId>(), Ok(NodeId(0xab)));
+        assert_eq!("171".parse::<NodeId>(), Ok(NodeId(0xab)));
+        assert!("0".parse::<NodeId>().is_err() && "0xzz".parse::<NodeId>().is_err());
     }
 }

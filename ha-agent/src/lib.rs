@@ -12,6 +12,7 @@
 
 pub mod alarms;
 pub mod bpf;
+pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;

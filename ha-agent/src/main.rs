@@ -54,7 +54,7 @@ fn run_agent(args: &RunArgs) -> anyhow::Result<()> {
         .init();
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    Ok(runtime.block_on(daemon::run(config))?)
+    Ok(runtime.block_on(daemon::run(config, args.clone()))?)
 }
 
 /// Checks the config and its key file as the agent would at start, and says what it means.
@@ -72,7 +72,6 @@ fn check_config(args: &RunArgs) -> anyhow::Result<()> {
         }
         None => "no authentication (--insecure-no-auth)".to_string(),
     };
-    let vips: Vec<String> = config.vips.iter().map(ToString::to_string).collect();
     let destination = match &config.destination {
         ha_agent::heartbeat::Destination::Multicast(group) => format!("multicast {group}"),
         ha_agent::heartbeat::Destination::Unicast(peers) => {
@@ -80,15 +79,31 @@ fn check_config(args: &RunArgs) -> anyhow::Result<()> {
         }
     };
     println!(
-        "config OK: {} VIPs [{}] on {}, priority {}, group {}, heartbeat every {} ms ({destination}), dead after {} ms, {auth}",
-        vips.len(),
-        vips.join(", "),
+        "config OK: {} group{} on {}, heartbeat every {} ms ({destination}), dead after {} ms, {auth}",
+        config.groups.len(),
+        if config.groups.len() == 1 { "" } else { "s" },
         config.iface,
-        config.priority,
-        config.group,
         config.interval.as_millis(),
         config.dead_time.as_millis(),
     );
+    for group in &config.groups {
+        let vips: Vec<String> = group.vips.iter().map(ToString::to_string).collect();
+        let track = if group.track.is_empty() {
+            String::new()
+        } else {
+            format!(", tracks {}", group.track.join(", "))
+        };
+        println!(
+            "group {}: VIPs [{}], priority {}{}{track}",
+            group.id,
+            vips.join(", "),
+            group.priority,
+            if group.preempt { "" } else { ", no preemption" },
+        );
+    }
+    for check in &config.checks {
+        println!("check {}: {} every {} ms", check.name, check.kind, check.interval.as_millis());
+    }
     Ok(())
 }
 
@@ -119,6 +134,9 @@ fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Drain => ha_agent::control::Request::Drain,
         CtlCommand::Resume => ha_agent::control::Request::Resume,
         CtlCommand::Reload => ha_agent::control::Request::Reload,
+        CtlCommand::Handover { to, group } => {
+            ha_agent::control::Request::Handover { group: group.map(ha_agent::ids::GroupId), to }
+        }
     };
     print!("{}", ha_agent::control::request(&run_dir(&args.target)?, request)?);
     Ok(())

@@ -1,6 +1,6 @@
-//! The Prometheus endpoint (`--metrics-listen ADDR`, off by default): the state, transitions,
-//! live peers, the XDP counters, alarms, and the gaps between each peer's heartbeats as a
-//! histogram, in the OpenMetrics text format (prometheus-client), served over plain HTTP at any
+//! The Prometheus endpoint (`--metrics-listen ADDR`, off by default): the state, transitions and
+//! live peers of each group, the XDP counters, alarms, health check results and probe times,
+//! and the gaps between each peer's heartbeats as a histogram, in the OpenMetrics text format (prometheus-client), served over plain HTTP at any
 //! path by a task of its own.
 //!
 //! The loop updates the metrics as it goes (they are atomics); a scrape only encodes them.
@@ -20,8 +20,11 @@ use tokio::{
 
 use crate::{
     election::{PeerView, State},
-    ids::NodeId,
+    ids::{GroupId, NodeId},
 };
+
+/// Label sets: `(name, value)` pairs.
+type Labels = Vec<(&'static str, String)>;
 
 /// Every state, for the one-hot state gauge.
 const STATES: [State; 6] =
@@ -29,27 +32,35 @@ const STATES: [State; 6] =
 
 /// The agent's metrics.
 pub struct Metrics {
-    state: Family<Vec<(&'static str, String)>, Gauge>,
-    transitions: Family<Vec<(&'static str, String)>, Counter>,
-    peers_live: Gauge,
-    xdp: Family<Vec<(&'static str, String)>, Counter>,
-    alarms: Family<Vec<(&'static str, String)>, Counter>,
+    state: Family<Labels, Gauge>,
+    transitions: Family<Labels, Counter>,
+    peers_live: Family<Labels, Gauge>,
+    xdp: Family<Labels, Counter>,
+    alarms: Family<Labels, Counter>,
+    check_up: Family<Labels, Gauge>,
+    check_results: Family<Labels, Counter>,
+    check_durations: Histogram,
     heartbeat_gaps: Histogram,
-    group: String,
     last_stats: XdpStats,
-    last_seen: HashMap<NodeId, Duration>,
+    last_seen: HashMap<(GroupId, NodeId), Duration>,
     registry: Arc<Registry>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    /// The metrics of an agent serving `group`.
+    /// The metrics of an agent, all zero.
     #[must_use]
-    pub fn new(group: String) -> Self {
-        let state = Family::default();
-        let transitions = Family::default();
-        let peers_live = Gauge::default();
-        let xdp = Family::default();
-        let alarms = Family::default();
+    pub fn new() -> Self {
+        let (state, transitions, peers_live, xdp) =
+            (Family::default(), Family::default(), Family::default(), Family::default());
+        let (alarms, check_up, check_results) = (Family::default(), Family::default(), Family::default());
+        // 1 ms to 10 s: a local probe, up to one that runs into its timeout.
+        let check_durations = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0]);
         // 10 ms to about 10 s: from a fast interval to a peer that stalls.
         let heartbeat_gaps = Histogram::new([0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0]);
         let mut registry = Registry::with_prefix("ha_agent");
@@ -62,6 +73,13 @@ impl Metrics {
         );
         registry.register("xdp_frames", "Frames the XDP program saw, by outcome", xdp.clone());
         registry.register("alarms", "Misconfigurations raised (see `ha-agent status`)", alarms.clone());
+        registry.register("check_up", "1 while the health check counts as up", check_up.clone());
+        registry.register("check_results", "Health check probes, by result", check_results.clone());
+        registry.register(
+            "check_duration_seconds",
+            "How long health check probes took",
+            check_durations.clone(),
+        );
         registry.register(
             "heartbeat_gap_seconds",
             "Time between two heartbeats of a peer, as the XDP program recorded them",
@@ -73,36 +91,37 @@ impl Metrics {
             peers_live,
             xdp,
             alarms,
+            check_up,
+            check_results,
+            check_durations,
             heartbeat_gaps,
-            group,
             last_stats: XdpStats::default(),
             last_seen: HashMap::new(),
             registry: Arc::new(registry),
         }
     }
 
-    fn labels(&self, key: &'static str, value: String) -> Vec<(&'static str, String)> {
-        vec![("group", self.group.clone()), (key, value)]
-    }
-
-    /// The node is now in `current`; `entered` when it just changed to it.
-    pub fn set_state(&self, current: State, entered: bool) {
+    /// Group `group` is now in `current`; `entered` when it just changed to it.
+    pub fn set_state(&self, group: GroupId, current: State, entered: bool) {
         for state in STATES {
-            self.state
-                .get_or_create(&self.labels("state", state.to_string()))
-                .set(i64::from(state == current));
+            let labels = vec![("group", group.to_string()), ("state", state.to_string())];
+            self.state.get_or_create(&labels).set(i64::from(state == current));
         }
         if entered {
-            self.transitions.get_or_create(&self.labels("to", current.to_string())).inc();
+            self.transitions
+                .get_or_create(&vec![("group", group.to_string()), ("to", current.to_string())])
+                .inc();
         }
     }
 
-    /// The peer table as the loop read it: live peers, and the gap of each new heartbeat.
-    pub fn observe_peers(&mut self, now: Duration, peers: &[PeerView], dead_factor: f64) {
+    /// A group's peer table as the loop read it: live peers, and the gap of each new heartbeat.
+    pub fn observe_peers(&mut self, group: GroupId, now: Duration, peers: &[PeerView], dead_factor: f64) {
         let live = peers.iter().filter(|peer| peer.is_live(now, dead_factor)).count();
-        self.peers_live.set(i64::try_from(live).unwrap_or(i64::MAX));
+        self.peers_live
+            .get_or_create(&vec![("group", group.to_string())])
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
         for peer in peers {
-            match self.last_seen.insert(peer.node_id, peer.last_seen) {
+            match self.last_seen.insert((group, peer.node_id), peer.last_seen) {
                 Some(before) if peer.last_seen > before => {
                     self.heartbeat_gaps.observe(peer.last_seen.saturating_sub(before).as_secs_f64());
                 }
@@ -122,7 +141,17 @@ impl Metrics {
 
     /// An alarm was raised.
     pub fn alarm(&self, name: &str) {
-        self.alarms.get_or_create(&self.labels("alarm", name.to_string())).inc();
+        self.alarms.get_or_create(&vec![("alarm", name.to_string())]).inc();
+    }
+
+    /// A health check probe ended (`ok` or not) after `took`; the check now counts as `up`.
+    pub fn check(&self, name: &str, ok: bool, took: Duration, up: bool) {
+        let result = if ok { "pass" } else { "fail" };
+        self.check_results
+            .get_or_create(&vec![("check", name.to_string()), ("result", result.to_string())])
+            .inc();
+        self.check_up.get_or_create(&vec![("check", name.to_string())]).set(i64::from(up));
+        self.check_durations.observe(took.as_secs_f64());
     }
 
     /// Serves the metrics on `address` from a task of its own. Needs a tokio runtime.
@@ -170,9 +199,9 @@ mod tests {
 
     #[test]
     fn the_metrics_follow_what_the_loop_sees() {
-        let mut metrics = Metrics::new("1".into());
-        metrics.set_state(State::Standby, false);
-        metrics.set_state(State::Active, true);
+        let mut metrics = Metrics::new();
+        metrics.set_state(GroupId(1), State::Standby, false);
+        metrics.set_state(GroupId(1), State::Active, true);
         let peer = |at| PeerView {
             node_id: NodeId(7),
             priority: 100,
@@ -180,9 +209,12 @@ mod tests {
             last_seen: Duration::from_millis(at),
             yielded: false,
             interval: Duration::from_millis(100),
+            handover_to: None,
+            chosen: false,
         };
-        metrics.observe_peers(Duration::from_millis(100), &[peer(100)], 3.5);
-        metrics.observe_peers(Duration::from_millis(200), &[peer(200)], 3.5);
+        metrics.observe_peers(GroupId(1), Duration::from_millis(100), &[peer(100)], 3.5);
+        metrics.observe_peers(GroupId(1), Duration::from_millis(200), &[peer(200)], 3.5);
+        metrics.check("web", false, Duration::from_millis(3), false);
         metrics.observe_xdp(&XdpStats { accepted: 5, bad_tag: 2, ..Default::default() });
         metrics.observe_xdp(&XdpStats { accepted: 8, bad_tag: 2, ..Default::default() });
         metrics.alarm("KeyMismatch");
@@ -191,10 +223,13 @@ mod tests {
             "ha_agent_state{group=\"1\",state=\"ACTIVE\"} 1",
             "ha_agent_state{group=\"1\",state=\"STANDBY\"} 0",
             "ha_agent_transitions_total{group=\"1\",to=\"ACTIVE\"} 1",
-            "ha_agent_peers_live 1",
+            "ha_agent_peers_live{group=\"1\"} 1",
+            "ha_agent_check_up{check=\"web\"} 0",
+            "ha_agent_check_results_total{check=\"web\",result=\"fail\"} 1",
+            "ha_agent_check_duration_seconds_count 1",
             "ha_agent_xdp_frames_total{outcome=\"accepted\"} 8",
             "ha_agent_xdp_frames_total{outcome=\"bad_tag\"} 2",
-            "ha_agent_alarms_total{group=\"1\",alarm=\"KeyMismatch\"} 1",
+            "ha_agent_alarms_total{alarm=\"KeyMismatch\"} 1",
             "ha_agent_heartbeat_gap_seconds_count 1",
         ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");

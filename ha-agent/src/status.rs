@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     alarms::AlarmReport,
+    checks::CheckReport,
     election::PeerView,
+    hooks::HookRun,
     ids::{GroupId, NodeId},
 };
 
@@ -71,18 +73,6 @@ pub struct StatusReport {
     pub iface: String,
     /// This node's id.
     pub node_id: NodeId,
-    /// VIP group.
-    pub group: GroupId,
-    /// This node's worthiness.
-    pub priority: u8,
-    /// STANDBY, ACTIVE, RELEASING or STOPPED.
-    pub state: String,
-    /// How long it has been in that state, in ms.
-    pub state_for_ms: u64,
-    /// Configured VIPs.
-    pub vips: Vec<String>,
-    /// Of those, the ones on the interface right now.
-    pub vips_present: Vec<String>,
     /// Heartbeat interval in ms.
     pub interval_ms: u64,
     /// Dead time in ms.
@@ -91,13 +81,44 @@ pub struct StatusReport {
     pub xdp_mode: String,
     /// Heartbeat authentication: "off", or how many keys are accepted.
     pub auth: String,
-    /// The peer table.
-    pub peers: Vec<PeerStatus>,
+    /// Each VIP group.
+    pub groups: Vec<GroupStatus>,
+    /// The health checks.
+    pub checks: Vec<CheckReport>,
+    /// The notify hooks' latest runs, oldest first.
+    pub hook_runs: Vec<HookRun>,
     /// XDP counters by name, summed over CPUs.
     pub xdp_stats: Vec<(String, u64)>,
     /// Misconfigurations seen within the last minute.
     pub alarms: Vec<AlarmReport>,
-    /// Why the node is in FAULT, when it is.
+}
+
+/// One VIP group as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupStatus {
+    /// The group's id.
+    pub group: GroupId,
+    /// This node's worthiness now: the configured priority with the checks' weights.
+    pub priority: u8,
+    /// The configured priority.
+    pub configured_priority: u8,
+    /// STANDBY, ACTIVE, RELEASING, FAULT, MAINTENANCE or STOPPED.
+    pub state: String,
+    /// How long it has been in that state, in ms.
+    pub state_for_ms: u64,
+    /// Configured VIPs.
+    pub vips: Vec<String>,
+    /// Of those, the ones on the interface right now.
+    pub vips_present: Vec<String>,
+    /// Whether this node preempts a less worthy ACTIVE.
+    pub preempt: bool,
+    /// The checks it tracks.
+    pub track: Vec<String>,
+    /// Its notify hooks: `state: command` (`any` for the one run on every transition).
+    pub hooks: Vec<String>,
+    /// The peer table.
+    pub peers: Vec<PeerStatus>,
+    /// Why the group is in FAULT, when it is.
     pub fault: Option<String>,
 }
 
@@ -173,50 +194,78 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "ha-agent on {}: node {:#010x}, group {}, priority {}: {} for {:.1} s",
-        report.iface,
-        report.node_id.0,
-        report.group,
-        report.priority,
-        report.state,
-        report.state_for_ms as f64 / 1000.0
+        "ha-agent on {}: node {:#010x}, heartbeat every {} ms, dead after {} ms, XDP in {} mode, authentication {}",
+        report.iface, report.node_id.0, report.interval_ms, report.dead_time_ms, report.xdp_mode, report.auth
     );
-    let present: Vec<String> = report
+    for alarm in &report.alarms {
+        let _ = writeln!(out, "WARNING: {} ({} ms ago)", alarm.message, alarm.last_seen_ms_ago);
+    }
+    for group in &report.groups {
+        render_group(&mut out, &report.iface, group);
+    }
+    for check in &report.checks {
+        let why = check.last_failure.as_ref().map(|why| format!(": last probe {why}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "check {}: {} ({}, every {} ms, {}){why}",
+            check.name, check.state, check.probes, check.interval_ms, check.effect
+        );
+    }
+    for run in &report.hook_runs {
+        let _ = writeln!(out, "hook ({} ms ago): {}: {}", run.ended_ms_ago, run.command, run.outcome);
+    }
+    let counters: Vec<String> =
+        report.xdp_stats.iter().map(|(name, value)| format!("{name} {value}")).collect();
+    let _ = writeln!(out, "XDP: {}", counters.join(", "));
+    out
+}
+
+fn render_group(out: &mut String, iface: &str, group: &GroupStatus) {
+    let weighted = if group.priority == group.configured_priority {
+        String::new()
+    } else {
+        format!(" (configured {})", group.configured_priority)
+    };
+    let _ = writeln!(
+        out,
+        "\ngroup {}: {} for {:.1} s, priority {}{weighted}{}",
+        group.group,
+        group.state,
+        group.state_for_ms as f64 / 1000.0,
+        group.priority,
+        if group.preempt { "" } else { ", no preemption" },
+    );
+    let present: Vec<String> = group
         .vips
         .iter()
         .map(|v| {
-            if report.vips_present.contains(v) {
-                format!("{v} (on {})", report.iface)
+            if group.vips_present.contains(v) {
+                format!("{v} (on {iface})")
             } else {
                 format!("{v} (not held)")
             }
         })
         .collect();
     let _ = writeln!(out, "VIPs: {}", present.join(", "));
-    let _ = writeln!(
-        out,
-        "heartbeat every {} ms, dead after {} ms, XDP in {} mode, authentication {}",
-        report.interval_ms, report.dead_time_ms, report.xdp_mode, report.auth
-    );
-    if let Some(fault) = &report.fault {
+    if let Some(fault) = &group.fault {
         let _ = writeln!(out, "FAULT: {fault}");
     }
-    for alarm in &report.alarms {
-        let _ = writeln!(out, "WARNING: {} ({} ms ago)", alarm.message, alarm.last_seen_ms_ago);
+    if !group.track.is_empty() {
+        let _ = writeln!(out, "tracks: {}", group.track.join(", "));
     }
-    let counters: Vec<String> =
-        report.xdp_stats.iter().map(|(name, value)| format!("{name} {value}")).collect();
-    let _ = writeln!(out, "XDP: {}", counters.join(", "));
-    if report.peers.is_empty() {
+    for hook in &group.hooks {
+        let _ = writeln!(out, "hook {hook}");
+    }
+    if group.peers.is_empty() {
         out.push_str("no peers heard\n");
-        return out;
+        return;
     }
     let _ = writeln!(
         out,
         "{:<12} {:<26} {:<17} {:>4} {:<8} {:>12} {:>9}",
         "NODE", "ADDRESS", "MAC", "PRIO", "STATE", "LAST SEEN", "PACKETS"
     );
-    for peer in &report.peers {
+    for peer in &group.peers {
         let _ = writeln!(
             out,
             "{:<12} {:<26} {:<17} {:>4} {:<8} {:>9} ms{} {:>9}",
@@ -230,7 +279,6 @@ pub fn render(report: &StatusReport) -> String {
             peer.packets
         );
     }
-    out
 }
 
 #[cfg(test)]

@@ -111,6 +111,12 @@ impl VipManager {
         Ok(Self { handle, ifindex, vips })
     }
 
+    /// A manager of `vips` on the same interface, sharing this one's netlink connection.
+    #[must_use]
+    pub fn with_vips(&self, vips: Vec<Vip>) -> Self {
+        Self { handle: self.handle.clone(), ifindex: self.ifindex, vips }
+    }
+
     /// Manages them on the interface of index `ifindex` from now on (it was recreated).
     pub fn set_ifindex(&mut self, ifindex: u32) {
         self.ifindex = ifindex;

@@ -15,8 +15,10 @@ use ha_common::{sip_key, AuthKeys, Heartbeat, NodeState, XdpConfig, DEFAULT_PORT
 use ha_tests::frames::ipv4_frame;
 
 fn load(keys: &AuthKeys) -> anyhow::Result<Datapath> {
-    let config = XdpConfig { port: DEFAULT_PORT, group: 1, own_node_id: 99, ..Default::default() };
-    Ok(Datapath::load(&config, keys)?)
+    let config = XdpConfig { port: DEFAULT_PORT, own_node_id: 99, ..Default::default() };
+    let mut datapath = Datapath::load(&config, keys)?;
+    datapath.set_groups(&[1])?;
+    Ok(datapath)
 }
 
 /// Mean ns of one run of `frame` over `repeat` runs. The kernel reports the mean of one run.
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         group: 1,
         node_id: 5,
         interval_ms: 100,
+        handover_to: 0,
         sequence: 1,
         tag: 0,
     };

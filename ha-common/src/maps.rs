@@ -16,6 +16,11 @@ pub const KEYS_MAP: &str = "KEYS";
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the XDP program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ha_xdp";
+/// Name of the hash map of the groups this agent serves (group id → 1); heartbeats of any other
+/// group are counted (`wrong_group`) and dropped.
+pub const GROUPS_MAP: &str = "GROUPS";
+/// How many groups one agent may serve.
+pub const MAX_GROUPS: u32 = 256;
 /// Name of the array (one slot) holding the [`Fence`]: the agent's lease and the VIPs it guards.
 pub const FENCE_MAP: &str = "FENCE";
 /// How many VIPs the fence can guard (and so how many one agent may configure).
@@ -23,8 +28,8 @@ pub const MAX_FENCED_VIPS: usize = 16;
 /// [`Fence::flags`]: while fenced, let IP traffic to the VIPs through (only ARP and neighbour
 /// discovery for them are dropped), so that established flows of a stalled holder survive.
 pub const FENCE_KEEP_FLOWS: u32 = 1;
-/// How many peers the map holds; a LAN segment with more HA nodes in one place is not a use case.
-pub const MAX_PEERS: u32 = 256;
+/// How many (group, peer) entries the map holds: [`MAX_GROUPS`] groups of 16 nodes.
+pub const MAX_PEERS: u32 = MAX_GROUPS * 16;
 
 /// Key of the peer map: one entry per (group, node id).
 #[repr(C)]
@@ -62,6 +67,10 @@ pub struct PeerRecord {
     pub priority: u8,
     /// The peer's advertised state, a `NodeState` value.
     pub state: u8,
+    /// The node the peer hands its VIPs to (with `FLAG_HANDOVER`), else 0.
+    pub handover_to: u32,
+    /// Explicit padding; always 0.
+    pub _pad0: u32,
 }
 
 /// Settings the agent writes into the `CONFIG` map before attaching the program.
@@ -72,12 +81,9 @@ pub struct XdpConfig {
     pub port: u16,
     /// Explicit padding; always 0.
     pub _pad0: u16,
-    /// The group this agent serves; heartbeats of other groups are counted and passed.
-    pub group: u32,
-    /// This agent's own node id; heartbeats carrying it are counted and passed.
+    /// This agent's own node id; heartbeats carrying it are told apart as our own or another
+    /// node's with our id (`replay`, `own_echo`).
     pub own_node_id: u32,
-    /// Explicit padding; always 0.
-    pub _pad1: u32,
 }
 
 /// The keys heartbeats are verified with (SipHash-2-4 keys as two little-endian halves).
@@ -247,7 +253,7 @@ pub mod change {
     pub const PRIORITY: u32 = 4;
     /// The peer was silent for longer than two of its intervals and is heard again.
     pub const REVIVED: u32 = 8;
-    /// The peer's flags changed (it yielded the VIP, or stopped saying so).
+    /// The peer's flags changed (it yielded the VIP, hands it over, or stopped saying so).
     pub const FLAGS: u32 = 16;
 }
 
@@ -300,9 +306,9 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<PeerKey>(), 8);
-        assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1);
+        assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1 + 4 + 4);
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
-        assert_eq!(size_of::<XdpConfig>(), 16);
+        assert_eq!(size_of::<XdpConfig>(), 8);
         assert_eq!(size_of::<XdpStats>(), 8 * 13);
         assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 4 + 4 + 16 * MAX_FENCED_VIPS + MAX_FENCED_VIPS);
         assert_eq!(size_of::<AuthKeys>(), 40);

@@ -8,11 +8,11 @@
 //! | 4      | 1    | version (1)  |
 //! | 5      | 1    | state        |
 //! | 6      | 1    | priority (worthiness; 0 = releasing) |
-//! | 7      | 1    | flags: bit 0 [`FLAG_YIELDED`], others 0 |
+//! | 7      | 1    | flags: bit 0 [`FLAG_YIELDED`], bit 1 [`FLAG_HANDOVER`], bit 2 [`FLAG_CHOSEN`], others 0 |
 //! | 8      | 4    | group id     |
 //! | 12     | 4    | node id      |
 //! | 16     | 4    | sender's interval in ms |
-//! | 20     | 4    | reserved (0) |
+//! | 20     | 4    | handover target's node id (0 unless [`FLAG_HANDOVER`]) |
 //! | 24     | 8    | sequence number |
 //! | 32     | 8    | authentication tag |
 
@@ -30,8 +30,14 @@ pub const DEFAULT_MCAST_V4: [u8; 4] = [239, 255, 97, 1];
 /// The ACTIVE that sees it announces the VIP again, since the sender may have pointed the LAN's
 /// ARP caches at itself.
 pub const FLAG_YIELDED: u8 = 1;
+/// Flag: the sender, releasing, hands its VIPs to the node named in `handover_to`
+/// (`ha-agent ctl handover`): that node takes over at once, the others leave it to it.
+pub const FLAG_HANDOVER: u8 = 2;
+/// Flag: the sender holds the VIPs because an operator handed them to it: more worthy nodes do
+/// not preempt it (until it stops holding them).
+pub const FLAG_CHOSEN: u8 = 4;
 /// Every flag this version defines; a heartbeat with any other bit set is rejected.
-pub const KNOWN_FLAGS: u8 = FLAG_YIELDED;
+pub const KNOWN_FLAGS: u8 = FLAG_YIELDED | FLAG_HANDOVER | FLAG_CHOSEN;
 /// Byte offset of the authentication tag, which covers bytes `0..TAG_OFFSET`.
 pub const TAG_OFFSET: usize = 32;
 
@@ -79,6 +85,8 @@ pub struct Heartbeat {
     pub node_id: u32,
     /// Sender's heartbeat interval in milliseconds.
     pub interval_ms: u32,
+    /// With [`FLAG_HANDOVER`]: the node the sender hands its VIPs to; 0 otherwise.
+    pub handover_to: u32,
     /// Strictly increasing per sender (see `docs/PROTOCOL.md`).
     pub sequence: u64,
     /// Authentication tag over bytes `0..TAG_OFFSET`; 0 while authentication is off.
@@ -94,7 +102,8 @@ pub enum DecodeError {
     BadMagic,
     /// The version byte is not [`VERSION`].
     BadVersion,
-    /// A field holds a value this version does not define (state, flags, reserved bytes).
+    /// A field holds a value this version does not define (state, flags, a handover target
+    /// without the handover flag).
     BadField,
 }
 
@@ -110,6 +119,7 @@ impl Heartbeat {
         buf[8..12].copy_from_slice(&self.group.to_be_bytes());
         buf[12..16].copy_from_slice(&self.node_id.to_be_bytes());
         buf[16..20].copy_from_slice(&self.interval_ms.to_be_bytes());
+        buf[20..24].copy_from_slice(&self.handover_to.to_be_bytes());
         buf[24..32].copy_from_slice(&self.sequence.to_be_bytes());
         buf[32..40].copy_from_slice(&self.tag.to_be_bytes());
         buf
@@ -148,7 +158,8 @@ impl Heartbeat {
         let Some(state) = NodeState::from_u8(buf[5]) else {
             return Err(DecodeError::BadField);
         };
-        if buf[7] & !KNOWN_FLAGS != 0 || buf[20] | buf[21] | buf[22] | buf[23] != 0 {
+        let handover_to = u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]]);
+        if buf[7] & !KNOWN_FLAGS != 0 || (buf[7] & FLAG_HANDOVER == 0 && handover_to != 0) {
             return Err(DecodeError::BadField);
         }
         Ok(Self {
@@ -158,6 +169,7 @@ impl Heartbeat {
             group: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
             node_id: u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]),
             interval_ms: u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]),
+            handover_to,
             sequence: u64::from_be_bytes([
                 buf[24], buf[25], buf[26], buf[27], buf[28], buf[29], buf[30], buf[31],
             ]),
@@ -179,6 +191,7 @@ mod tests {
             group: 7,
             node_id: 0xdead_beef,
             interval_ms: 100,
+            handover_to: 0,
             sequence: 0x0102_0304_0506_0708,
             tag: 0,
         }
@@ -190,7 +203,7 @@ mod tests {
         0, 0, 0, 7, // group
         0xde, 0xad, 0xbe, 0xef, // node id
         0, 0, 0, 100, // interval
-        0, 0, 0, 0, // reserved
+        0, 0, 0, 0, // handover target
         1, 2, 3, 4, 5, 6, 7, 8, // sequence
         0, 0, 0, 0, 0, 0, 0, 0, // tag
     ];
@@ -232,7 +245,8 @@ mod tests {
 
     #[test]
     fn rejects_undefined_fields() {
-        for (offset, value) in [(5usize, 0u8), (5, 3), (7, 2), (20, 1), (23, 0x80)] {
+        // A state of 0 or 3, an undefined flag, a handover target without the handover flag.
+        for (offset, value) in [(5usize, 0u8), (5, 3), (7, 8), (20, 1), (23, 0x80)] {
             let mut bytes = SAMPLE_BYTES;
             bytes[offset] = value;
             assert_eq!(Heartbeat::decode(&bytes), Err(DecodeError::BadField), "offset {offset}");
@@ -247,12 +261,26 @@ mod tests {
             any::<u32>(),
             any::<u32>(),
             any::<u32>(),
+            any::<u32>(),
             any::<u64>(),
             any::<u64>(),
         )
-            .prop_map(|(state, priority, flags, group, node_id, interval_ms, sequence, tag)| {
-                Heartbeat { state, priority, flags, group, node_id, interval_ms, sequence, tag }
-            })
+            .prop_map(
+                |(state, priority, flags, group, node_id, interval_ms, target, sequence, tag)| {
+                    let handover_to = if flags & FLAG_HANDOVER == 0 { 0 } else { target };
+                    Heartbeat {
+                        state,
+                        priority,
+                        flags,
+                        group,
+                        node_id,
+                        interval_ms,
+                        handover_to,
+                        sequence,
+                        tag,
+                    }
+                },
+            )
     }
 
     proptest! {

@@ -29,7 +29,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use ha_common::{
     change, verify_tag, AuthKeys, DecodeError, Fence, Heartbeat, PeerEvent, PeerKey, PeerRecord, XdpConfig,
-    XdpStats, FENCE_KEEP_FLOWS, HEARTBEAT_LEN, MAX_PEERS,
+    XdpStats, FENCE_KEEP_FLOWS, HEARTBEAT_LEN, MAX_GROUPS, MAX_PEERS,
 };
 
 /// Peers by (group, node id). Written only here; read by the agent. Entries are never removed:
@@ -37,6 +37,11 @@ use ha_common::{
 /// size bounds how many there can be.
 #[btf_map]
 static PEERS: HashMap<PeerKey, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
+
+/// The groups the agent serves (group id → 1), written before attaching and on reload. A hash
+/// map rather than a list in `CONFIG`: one lookup per heartbeat however many groups there are.
+#[btf_map]
+static GROUPS: HashMap<u32, u32, { MAX_GROUPS as usize }> = HashMap::new();
 
 /// Verdict and rejection counters, one copy per CPU so the hot path needs no atomics.
 #[btf_map]
@@ -256,7 +261,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
         Ok(heartbeat) => heartbeat,
         Err(reason) => return Outcome::Rejected(reason),
     };
-    if heartbeat.group != config.group {
+    if GROUPS.get_ptr(heartbeat.group).is_none() {
         return Outcome::WrongGroup;
     }
     let Some(keys) = KEYS.get(0) else {
@@ -344,6 +349,8 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
         src_mac,
         priority: heartbeat.priority,
         state: heartbeat.state as u8,
+        handover_to: heartbeat.handover_to,
+        _pad0: 0,
     };
     if PEERS.insert(key, new_record, 0).is_err() {
         // The map is full: more peers than MAX_PEERS. Leave the frame to the stack.

@@ -302,8 +302,9 @@ impl Lan {
             }
             None => host.ns.command(agent_binary()),
         };
-        // The LAN's VIP unless the test gives its own.
-        let vip: &[&str] = if extra.contains(&"--vip") { &[] } else { &["--vip", VIP_CIDR] };
+        // The LAN's VIP unless the test gives its own, or a config file (which may hold groups).
+        let own_vips = extra.contains(&"--vip") || extra.contains(&"--config");
+        let vip: &[&str] = if own_vips { &[] } else { &["--vip", VIP_CIDR] };
         // And the LAN's key unless the test gives another.
         let key: &[&std::ffi::OsStr] = if extra.contains(&"--key-file") {
             &[]
@@ -419,8 +420,19 @@ impl Agent {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// `ha-agent status --json`, run from another `ip netns exec` of the agent's namespace.
+    /// The status of a single-group agent: the report's node-wide fields with its first group's
+    /// fields (state, peers, VIPs, fault…) laid over them.
     pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let mut report = self.report()?;
+        let group = report["groups"][0].clone();
+        if let (Some(top), Some(fields)) = (report.as_object_mut(), group.as_object()) {
+            top.extend(fields.clone());
+        }
+        Ok(report)
+    }
+
+    /// `ha-agent status --json`, run from another `ip netns exec` of the agent's namespace.
+    pub fn report(&self) -> anyhow::Result<serde_json::Value> {
         let output = Command::new("ip")
             .args(["netns", "exec", &self.ns])
             .arg(agent_binary())
@@ -431,6 +443,22 @@ impl Agent {
             bail!("status failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// `ha-agent ctl ARGS…` against this agent: its answer, or its error (stderr).
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(agent_binary())
+            .arg("ctl")
+            .args(args)
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .output()
+            .map_err(|err| err.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// The agent's process id while it runs (`ip netns exec` execs it, so this is the agent's).

@@ -22,7 +22,8 @@ fn check_config_says_what_a_config_means_or_what_is_wrong_in_one_line() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.starts_with("config OK: 2 VIPs [192.0.2.100/24, 2001:db8::100/64] on eth0, priority 150"),
+        stdout.starts_with("config OK: 1 group on eth0")
+            && stdout.contains("group 1: VIPs [192.0.2.100/24, 2001:db8::100/64], priority 150"),
         "{stdout}"
     );
     assert!(stdout.contains("(1 key)"), "{stdout}");

@@ -245,15 +245,9 @@ fn a_preempt_delay_holds_the_joining_node_back_then_it_takes_over_without_a_lost
     assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[2].mac.as_str()));
 }
 
-/// `ha-agent ctl COMMAND` against `agent`; returns its stdout.
+/// `ha-agent ctl COMMAND` against `agent`; returns its answer.
 fn ctl(agent: &ha_tests::Agent, command: &str) -> String {
-    let out = std::process::Command::new(ha_tests::agent_binary())
-        .args(["ctl", command, "--run-dir"])
-        .arg(&agent.run_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ctl {command}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    agent.ctl(&[command]).unwrap_or_else(|err| panic!("ctl {command}: {err}"))
 }
 
 #[test]
@@ -261,13 +255,13 @@ fn ctl_drain_and_resume_lose_no_ping() {
     let (lan, agents) = Lan::with_three_agents("drain", 4);
     let prober = Prober::start(&lan, CLIENT).unwrap();
     thread::sleep(Duration::from_millis(200));
-    assert!(ctl(&agents[2], "drain").starts_with("drain: RELEASING"));
+    assert!(ctl(&agents[2], "drain").starts_with("drain: group 1 RELEASING"));
     wait_until(ONE_SECOND, "host 1 holding the VIP alone", || lan.vip_holders() == vec![1]);
     // Drained, the most worthy node stays out, however long.
     thread::sleep(Duration::from_secs(1));
     assert_eq!(lan.vip_holders(), vec![1]);
     assert_eq!(agents[2].status().unwrap()["state"], "MAINTENANCE");
-    assert!(ctl(&agents[2], "resume").starts_with("resume: STANDBY"));
+    assert!(ctl(&agents[2], "resume").starts_with("resume: group 1 STANDBY"));
     wait_until(FIRST_ELECTION, "host 2 holding the VIP alone again", || lan.vip_holders() == vec![2]);
     thread::sleep(Duration::from_millis(300));
     assert_eq!(prober.stop_counting_lost().unwrap(), 0, "drain and resume must lose no ping");
@@ -340,4 +334,27 @@ fn the_metrics_endpoint_speaks_prometheus() {
         "{body}"
     );
     assert!(scrape.samples.iter().any(|s| s.metric.starts_with("ha_agent_heartbeat_gap_seconds")), "{body}");
+}
+
+#[test]
+fn ctl_handover_moves_the_vip_to_the_chosen_node_and_it_stays() {
+    let (lan, agents) = Lan::with_three_agents("handover", 4);
+    let least_worthy = agents[0].status().unwrap()["node_id"].as_u64().unwrap().to_string();
+    let prober = Prober::start(&lan, CLIENT).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let answer = agents[2].ctl(&["handover", "--to", &least_worthy]).unwrap();
+    assert!(answer.starts_with("handover: group 1 RELEASING"), "{answer}");
+    wait_until(ONE_SECOND, "host 0 holding the VIP alone", || lan.vip_holders() == vec![0]);
+    // The operator's choice stands: the more worthy nodes do not preempt it.
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(lan.vip_holders(), vec![0]);
+    assert_eq!(agents[2].status().unwrap()["state"], "STANDBY");
+    assert_eq!(prober.stop_counting_lost().unwrap(), 0, "a handover must lose no ping");
+    assert_eq!(lan.neighbour_mac(CLIENT).as_deref(), Some(lan.hosts[0].mac.as_str()));
+    // Without a target: to the most worthy live peer.
+    agents[0].ctl(&["handover"]).unwrap();
+    wait_until(ONE_SECOND, "host 2 holding the VIP alone", || lan.vip_holders() == vec![2]);
+    // A node that holds nothing refuses, in one line.
+    let refused = agents[1].ctl(&["handover"]).unwrap_err();
+    assert!(refused.contains("holds no group") && refused.trim().lines().count() == 1, "{refused}");
 }

@@ -25,7 +25,17 @@ const KEY: [u8; 16] = [0x11; 16];
 const NEXT_KEY: [u8; 16] = [0x22; 16];
 
 fn heartbeat(node_id: u32, priority: u8, state: NodeState) -> Heartbeat {
-    Heartbeat { state, priority, flags: 0, group: GROUP, node_id, interval_ms: 100, sequence: 1, tag: 0 }
+    Heartbeat {
+        state,
+        priority,
+        flags: 0,
+        group: GROUP,
+        node_id,
+        interval_ms: 100,
+        handover_to: 0,
+        sequence: 1,
+        tag: 0,
+    }
 }
 
 /// `hb` with sequence `sequence`, signed with `key`.
@@ -45,8 +55,11 @@ fn keys(next: bool) -> AuthKeys {
 
 fn load_with(keys: AuthKeys) -> Datapath {
     require_root();
-    Datapath::load(&XdpConfig { port: PORT, group: GROUP, own_node_id: OWN_ID, ..Default::default() }, &keys)
-        .expect("the XDP object loads and passes the verifier")
+    let mut datapath =
+        Datapath::load(&XdpConfig { port: PORT, own_node_id: OWN_ID, ..Default::default() }, &keys)
+            .expect("the XDP object loads and passes the verifier");
+    datapath.set_groups(&[GROUP]).expect("the group is set");
+    datapath
 }
 
 fn load() -> Datapath {

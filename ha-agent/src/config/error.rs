@@ -38,7 +38,7 @@ pub enum ConfigError {
     #[error("{0} VIPs: at most {max} per agent", max = ha_common::MAX_FENCED_VIPS)]
     TooManyVips(usize),
     /// No VIP at all.
-    #[error("no VIP configured: give --vip CIDR (e.g. --vip 192.0.2.100/24) or `vips` in the config file")]
+    #[error("no VIP configured: give --vip CIDR (e.g. --vip 192.0.2.100/24), or `vips` in the config file or in each [[group]]")]
     NoVip,
     /// Priority 0, which heartbeats use to announce a release.
     #[error("bad priority 0: use 1-255 (0 is reserved for a release)")]
@@ -66,6 +66,18 @@ pub enum ConfigError {
     /// A unicast peer that is multicast or unspecified.
     #[error("bad peer {0}: not a unicast address")]
     NotUnicastPeer(IpAddr),
+    /// `vips` at the top level beside `[[group]]` tables.
+    #[error("`vips` at the top level and [[group]] tables: put the VIPs in the groups")]
+    VipsBesideGroups,
+    /// Two groups with one id.
+    #[error("two [[group]] tables have id {0}")]
+    DuplicateGroup(crate::ids::GroupId),
+    /// One VIP in two places.
+    #[error("VIP {0} is configured twice")]
+    DuplicateVip(String),
+    /// A bad check, or a group that tracks a check that does not exist.
+    #[error(transparent)]
+    Check(#[from] crate::checks::CheckConfigError),
     /// A gratuitous ARP count outside 1-100.
     #[error("bad garp count {0}: use 1-100")]
     GarpCount(u32),

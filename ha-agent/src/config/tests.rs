@@ -27,8 +27,8 @@ fn defaults_give_sub_second_failover() {
     let config = resolve("", &flags("eth0", &["192.0.2.100/24"])).unwrap();
     assert_eq!(config.interval, Duration::from_millis(100));
     assert_eq!(config.dead_time, Duration::from_millis(350));
-    assert_eq!(config.priority, 100);
-    assert_eq!(config.group, GroupId(1));
+    assert_eq!(config.groups.len(), 1);
+    assert_eq!((config.groups[0].priority, config.groups[0].id), (100, GroupId(1)));
     assert_eq!(config.pin_dir, Path::new("/sys/fs/bpf/ha-agent/eth0"));
     assert_eq!(config.run_dir, Path::new("/run/ha-agent/eth0"));
     assert_eq!(config.state_dir, Path::new("/var/lib/ha-agent/eth0"));
@@ -45,8 +45,8 @@ fn flags_override_the_file_key_by_key() {
     f.priority = Some(200);
     let config = resolve(file, &f).unwrap();
     assert_eq!(config.iface, "eth0");
-    assert_eq!(config.priority, 200);
-    assert_eq!(config.vips[0].to_string(), "198.51.100.7/24", "the file's VIPs stay when no --vip");
+    assert_eq!(config.groups[0].priority, 200);
+    assert_eq!(config.groups[0].vips[0].to_string(), "198.51.100.7/24", "the file's VIPs stay when no --vip");
     assert_eq!(config.dead_time, Duration::from_millis(3500), "dead time follows the file's interval");
     assert_eq!(config.key_file, None, "a flag left out does not undo the file's true");
     assert_eq!(config.garp.refresh, Some(Duration::from_secs(10)));
@@ -56,10 +56,35 @@ fn flags_override_the_file_key_by_key() {
 fn preemption_policy_from_file_and_flags() {
     let config =
         resolve("preempt = false\npreempt_delay = \"30s\"\n", &flags("eth0", &["192.0.2.1/24"])).unwrap();
-    assert_eq!((config.preempt, config.preempt_delay), (false, Duration::from_secs(30)));
+    assert_eq!((config.groups[0].preempt, config.groups[0].preempt_delay), (false, Duration::from_secs(30)));
     let f = RunArgs { preempt: Some(true), ..flags("eth0", &["192.0.2.1/24"]) };
-    assert!(resolve("preempt = false\n", &f).unwrap().preempt, "the flag wins");
-    assert!(resolve("", &flags("eth0", &["192.0.2.1/24"])).unwrap().preempt, "on by default");
+    assert!(resolve("preempt = false\n", &f).unwrap().groups[0].preempt, "the flag wins");
+    assert!(resolve("", &flags("eth0", &["192.0.2.1/24"])).unwrap().groups[0].preempt, "on by default");
+}
+
+/// Two groups, active/active: each prefers another node; the top-level keys fill in.
+const GROUPS: &str = "priority = 50\nnotify = 'logger all'\n\
+    [[check]]\nname = 'web'\nhttp = 'http://127.0.0.1:8080/'\nfall = 3\nweight = -60\n\
+    [[group]]\nid = 1\nvips = ['192.0.2.100/24']\npriority = 150\ntrack = ['web']\n\
+    [[group]]\nid = 2\nvips = ['192.0.2.101/24', '2001:db8::101/64']\npreempt = false\nnotify_active = 'up'\n";
+
+#[test]
+fn group_tables_make_one_election_each() {
+    let config = resolve(GROUPS, &flags("eth0", &[])).unwrap();
+    let [one, two] = &config.groups[..] else { panic!("two groups: {:?}", config.groups) };
+    assert_eq!(
+        (one.id, one.priority, one.preempt, one.track.clone()),
+        (GroupId(1), 150, true, vec!["web".to_string()])
+    );
+    assert_eq!(one.hooks.any.as_deref(), Some("logger all"), "the top-level hooks are the default");
+    assert_eq!((two.id, two.priority, two.preempt, two.vips.len()), (GroupId(2), 50, false, 2));
+    assert_eq!(
+        (two.hooks.active.as_deref(), two.hooks.any.as_deref()),
+        (Some("up"), None),
+        "a group's own hooks replace them"
+    );
+    assert_eq!(config.all_vips().count(), 3);
+    assert_eq!(config.checks[0].fall, 3);
 }
 
 #[test]
@@ -109,6 +134,35 @@ fn bad_input_is_one_clear_line() {
         ),
         ("vips = [\n", flags("eth0", &[]), "config file ha.toml line"),
         ("priority = 999\n", flags("eth0", &["192.0.2.1/24"]), "ha.toml line 1"),
+        (GROUPS, flags("eth0", &["192.0.2.1/24"]), "`vips` at the top level and [[group]] tables"),
+        (
+            "[[group]]\nid = 1\nvips = ['192.0.2.1/24']\n[[group]]\nid = 1\nvips = ['192.0.2.2/24']\n",
+            flags("eth0", &[]),
+            "two [[group]] tables have id 1",
+        ),
+        (
+            "[[group]]\nid = 1\nvips = ['192.0.2.1/24']\n[[group]]\nid = 2\nvips = ['192.0.2.1/24']\n",
+            flags("eth0", &[]),
+            "VIP 192.0.2.1/24 is configured twice",
+        ),
+        ("[[group]]\nid = 1\n", flags("eth0", &[]), "no VIP configured"),
+        (
+            "[[group]]\nid = 1\nvips = ['192.0.2.1/24']\ncolour = 'red'\n",
+            flags("eth0", &[]),
+            "unknown field `colour`",
+        ),
+        (
+            "track = ['web']\n",
+            flags("eth0", &["192.0.2.1/24"]),
+            "group 1 tracks check web, which is not configured",
+        ),
+        (
+            "[[check]]\nname = 'a'\nexec = 'true'\n[[check]]\nname = 'a'\nexec = 'true'\n",
+            flags("eth0", &["192.0.2.1/24"]),
+            "two checks are named a",
+        ),
+        ("[[check]]\nname = 'a'\n", flags("eth0", &["192.0.2.1/24"]), "check a: give exactly one of"),
+        ("group = 'x'\n", flags("eth0", &["192.0.2.1/24"]), "group is a number"),
     ];
     for (file, f, expected) in cases {
         let err = resolve(file, &f).unwrap_err();

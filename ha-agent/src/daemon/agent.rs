@@ -1,5 +1,5 @@
-//! What the loop owns ([`Agent`]) and how it carries out the election's actions, feeding their
-//! outcomes back as events.
+//! What the loop owns ([`Agent`]) and how it carries out each group's election's actions,
+//! feeding their outcomes back as events.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -8,37 +8,40 @@ use tracing::{debug, error, info, warn};
 
 use tokio::sync::oneshot;
 
+use super::group::Group;
 use crate::{
     alarms::{Alarm, Alarms},
     bpf::Datapath,
-    clock::{millis, monotonic_now},
+    checks::{CheckResult, Checks},
+    cli::RunArgs,
+    clock::monotonic_now,
     config::Config,
     control::Request,
-    election::{group_peers, Action, Election, Event, Output, PeerView, State},
-    garp::{self, Holding},
+    election::{group_peers, Action, Event, Output, State},
+    garp,
     heartbeat::HeartbeatSender,
     hooks::Hooks,
-    keys::{self, Keys},
+    ids::{GroupId, NodeId},
+    keys::Keys,
     metrics::Metrics,
     netwatch::NetEvent,
     notify::Notifier,
     sequence,
-    status::{named_stats, PeerStatus, StatusReport},
-    vip::VipManager,
 };
+
+/// What the election of group `.0` (an index into [`Agent::groups`]) made of an event.
+pub(super) type Fed = Vec<(usize, Output)>;
 
 /// Everything the loop owns.
 pub(super) struct Agent {
     pub(super) config: Config,
+    /// The flags the agent was started with: a reload lays them over the re-read file again.
+    pub(super) flags: RunArgs,
     pub(super) interface: NetworkInterface,
     pub(super) datapath: Datapath,
-    pub(super) vips: VipManager,
     pub(super) sender: HeartbeatSender,
-    pub(super) election: Election,
-    pub(super) peers: Vec<PeerView>,
-    pub(super) state_since: Duration,
-    /// Told whenever the VIPs are removed, so that gratuitous ARP bursts stop.
-    pub(super) holding: Holding,
+    pub(super) groups: Vec<Group>,
+    pub(super) checks: Checks,
     /// The heartbeat epoch stored in the state directory (see `sequence`).
     pub(super) epoch: u32,
     /// The notify hooks' queue.
@@ -54,20 +57,62 @@ pub(super) struct Agent {
 }
 
 impl Agent {
-    /// Reads the peer map into the election's view; keeps the last view if the read fails.
+    /// Reads the peer map into each group's view; keeps the last views if the read fails.
     pub(super) fn refresh_peers(&mut self) {
         match self.datapath.peers() {
             Ok(entries) => {
-                self.peers = group_peers(&entries, self.config.group);
-                let factor = self.election.settings().dead_factor();
-                self.metrics.observe_peers(monotonic_now(), &self.peers, factor);
+                let now = monotonic_now();
+                for group in &mut self.groups {
+                    group.peers = group_peers(&entries, group.config.id);
+                    let factor = group.election.settings().dead_factor();
+                    self.metrics.observe_peers(group.config.id, now, &group.peers, factor);
+                }
             }
             Err(err) => warn!(error = err.as_dyn(), "reading the peer map failed"),
         }
     }
 
-    /// Sends a heartbeat and tells the election whether it went out.
-    pub(super) async fn send_heartbeat(&mut self) -> Output {
+    /// Feeds every group's election the event `event(now)` makes.
+    pub(super) fn feed_all(&mut self, event: impl Fn(Duration) -> Event<'static>) -> Fed {
+        let now = monotonic_now();
+        self.groups
+            .iter_mut()
+            .enumerate()
+            .map(|(index, group)| (index, group.election.handle(event(now))))
+            .collect()
+    }
+
+    /// Ticks every group's election with its peers.
+    pub(super) fn tick(&mut self) -> Fed {
+        let now = monotonic_now();
+        self.groups
+            .iter_mut()
+            .enumerate()
+            .map(|(index, group)| (index, group.election.handle(Event::Tick { now, peers: &group.peers })))
+            .collect()
+    }
+
+    /// The earliest moment an election must be re-evaluated without a new event.
+    pub(super) fn next_deadline(&self, now: Duration) -> Option<Duration> {
+        self.groups.iter().filter_map(|group| group.election.next_deadline(now, &group.peers)).min()
+    }
+
+    /// Whether every group has stopped: the agent may exit.
+    pub(super) fn stopped(&self) -> bool {
+        self.groups.iter().all(|group| group.election.state() == State::Stopped)
+    }
+
+    /// Sends every group's heartbeat (the periodic send).
+    pub(super) async fn send_heartbeats(&mut self) -> Fed {
+        let mut fed = Vec::with_capacity(self.groups.len());
+        for index in 0..self.groups.len() {
+            fed.push((index, self.send_heartbeat(index).await));
+        }
+        fed
+    }
+
+    /// Sends group `index`'s heartbeat and tells its election whether it went out.
+    pub(super) async fn send_heartbeat(&mut self, index: usize) -> Output {
         let now = monotonic_now();
         let epoch = sequence::epoch_of(self.sender.next_sequence());
         if epoch > self.epoch {
@@ -80,97 +125,108 @@ impl Agent {
         if let Err(err) = self.datapath.note_sending(now, self.sender.next_sequence()) {
             warn!(error = err.as_dyn(), "telling XDP the heartbeat's sequence failed");
         }
-        let result = self.sender.send(self.election.advertised(now)).await;
+        let group = &mut self.groups[index];
+        let result = self.sender.send(group.config.id, group.election.advertised(now)).await;
         if let Err(err) = &result {
             // Logged at debug: a link that is down fails every send; the election turns failures
             // that last a dead time into FAULT, which is logged once with its cause.
             debug!("sending a heartbeat failed: {err}");
         }
-        self.election.handle(Event::HeartbeatSent { now, ok: result.is_ok() })
+        group.election.handle(Event::HeartbeatSent { now, ok: result.is_ok() })
     }
 
-    /// Carries out the election's output, and what the election makes of the outcomes it is fed
-    /// back (a VIP that would not go on, a heartbeat that did not go out) before the rest, so that
-    /// a promotion whose VIPs were refused goes no further; returns true when the agent must exit.
-    pub(super) async fn execute(&mut self, output: Output) -> bool {
-        self.log_transition(&output);
+    /// Carries out what the elections made of one event, group by group.
+    pub(super) async fn execute_all(&mut self, fed: Fed) {
+        for (index, output) in fed {
+            self.execute(index, output).await;
+        }
+    }
+
+    /// Carries out group `index`'s output, and what its election makes of the outcomes it is fed
+    /// back (a VIP that would not go on, a heartbeat that did not go out) before the rest, so
+    /// that a promotion whose VIPs were refused goes no further.
+    pub(super) async fn execute(&mut self, index: usize, output: Output) {
+        self.log_transition(index, &output);
         let mut pending = VecDeque::from(output.actions);
-        let mut exit = false;
         while let Some(action) = pending.pop_front() {
             // AddVips and SendHeartbeat have outcomes the election must hear of.
             let fed_back = match action {
-                Action::AddVips => self.add_vips().await,
-                Action::SendHeartbeat => self.send_heartbeat().await,
+                Action::AddVips => self.add_vips(index).await,
+                Action::SendHeartbeat => self.send_heartbeat(index).await,
                 Action::RemoveVips => {
-                    self.remove_vips().await;
+                    self.remove_vips(index).await;
                     continue;
                 }
                 Action::SendGratuitousArp => {
-                    self.announce(self.config.garp.count);
+                    self.announce(index, self.config.garp.count);
                     continue;
                 }
                 Action::RefreshGratuitousArp => {
-                    self.announce(1);
+                    self.announce(index, 1);
                     continue;
                 }
-                Action::Exit => {
-                    exit = true;
-                    continue;
-                }
+                // The group has stopped; the loop ends once every group has.
+                Action::Exit => continue,
             };
-            self.log_transition(&fed_back);
+            self.log_transition(index, &fed_back);
             for action in fed_back.actions.into_iter().rev() {
                 pending.push_front(action);
             }
         }
-        exit
     }
 
-    fn log_transition(&mut self, output: &Output) {
+    fn log_transition(&mut self, index: usize, output: &Output) {
+        let group = &mut self.groups[index];
         if let Some(transition) = &output.transition {
-            info!(from = %transition.from, to = %transition.to, "{}", transition.reason);
-            self.state_since = monotonic_now();
-            self.hooks.transition(transition);
-            self.metrics.set_state(transition.to, true);
+            info!(group = %group.config.id, from = %transition.from, to = %transition.to, "{}", transition.reason);
+            group.state_since = monotonic_now();
+            self.hooks.transition(&group.config.hooks, &group.hook_context, transition);
+            self.metrics.set_state(group.config.id, transition.to, true);
         }
     }
 
-    /// Puts the VIPs on, logs each one that failed, and tells the election how it went.
-    pub(super) async fn add_vips(&mut self) -> Output {
-        let failures = self.vips.add_all().await;
+    /// Puts group `index`'s VIPs on, logs each one that failed, and tells its election how it
+    /// went.
+    pub(super) async fn add_vips(&mut self, index: usize) -> Output {
+        let group = &mut self.groups[index];
+        let failures = group.vips.add_all().await;
         for failure in &failures {
-            error!(error = failure.as_dyn(), "a VIP did not go on");
+            error!(group = %group.config.id, error = failure.as_dyn(), "a VIP did not go on");
         }
         let now = monotonic_now();
         if failures.is_empty() {
-            info!(vips = ?self.vip_strings(), "VIPs added");
-            self.election.handle(Event::VipsAdded { now })
+            let vips: Vec<String> = group.vips.vips().iter().map(ToString::to_string).collect();
+            info!(group = %group.config.id, ?vips, "VIPs added");
+            group.election.handle(Event::VipsAdded { now })
         } else {
-            let all = failures.len() == self.vips.vips().len();
-            self.election.handle(Event::AddVipsFailed { now, all })
+            let all = failures.len() == group.vips.vips().len();
+            group.election.handle(Event::AddVipsFailed { now, all })
         }
     }
 
-    /// What a link or address change means for the election.
-    pub(super) fn net_event(&mut self, event: NetEvent) -> Output {
-        let now = monotonic_now();
+    /// What a link or address change means for the elections.
+    pub(super) fn net_event(&mut self, event: NetEvent) -> Fed {
         let ours = self.interface.index;
         match event {
             NetEvent::Link { name, index, usable } if name == self.config.iface => {
                 if index != ours {
                     self.follow(index);
                 }
-                self.election.handle(Event::LinkChanged { now, up: usable })
+                self.feed_all(|now| Event::LinkChanged { now, up: usable })
             }
             NetEvent::LinkGone { index } if index == ours => {
-                self.election.handle(Event::LinkChanged { now, up: false })
+                self.feed_all(|now| Event::LinkChanged { now, up: false })
             }
-            NetEvent::AddressRemoved { index, addr }
-                if index == ours && self.vips.vips().iter().any(|vip| vip.addr == addr) =>
-            {
-                self.election.handle(Event::VipRemoved { now })
+            NetEvent::AddressRemoved { index, addr } if index == ours => {
+                let now = monotonic_now();
+                self.groups
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(_, group)| group.vips.vips().iter().any(|vip| vip.addr == addr))
+                    .map(|(index, group)| (index, group.election.handle(Event::VipRemoved { now })))
+                    .collect()
             }
-            _ => Output::default(),
+            _ => Vec::new(),
         }
     }
 
@@ -185,42 +241,48 @@ impl Agent {
         if let Err(err) = self.datapath.reattach(&self.config.iface, self.config.xdp_mode) {
             error!(error = err.as_dyn(), "attaching XDP to the recreated interface failed");
         }
-        self.vips.set_ifindex(index);
+        for group in &mut self.groups {
+            group.vips.set_ifindex(index);
+        }
         if let Err(err) = self.sender.rebind(&interface, &self.config.destination) {
             error!(error = err.as_dyn(), "opening the heartbeat socket on the recreated interface failed");
         }
         self.interface = interface;
     }
 
-    /// Takes the VIPs off, stopping any gratuitous ARP burst still under way.
-    async fn remove_vips(&mut self) {
-        self.holding.released();
-        match self.vips.remove_all().await {
-            Ok(count) => info!(count, "VIPs removed"),
-            Err(err) => error!(error = err.as_dyn(), "removing the VIPs failed"),
+    /// Takes group `index`'s VIPs off, stopping any gratuitous ARP burst still under way.
+    pub(super) async fn remove_vips(&mut self, index: usize) {
+        let group = &self.groups[index];
+        group.holding.released();
+        match group.vips.remove_all().await {
+            Ok(count) => info!(group = %group.config.id, count, "VIPs removed"),
+            Err(err) => error!(group = %group.config.id, error = err.as_dyn(), "removing the VIPs failed"),
         }
     }
 
-    /// Announces the VIPs: `rounds` rounds, the first now (see [`garp::announce`]); only while
-    /// they are ours, so that a promotion whose VIPs were refused never points the LAN at us.
-    fn announce(&self, rounds: u32) {
-        if self.election.state() != State::Active {
+    /// Announces group `index`'s VIPs: `rounds` rounds, the first now (see [`garp::announce`]);
+    /// only while they are ours, so that a promotion whose VIPs were refused never points the
+    /// LAN at us.
+    pub(super) fn announce(&self, index: usize, rounds: u32) {
+        let group = &self.groups[index];
+        if group.election.state() != State::Active {
             return;
         }
-        let (vips, spacing) = (self.vips.vips(), self.config.garp.spacing);
-        if let Err(err) = garp::announce(&self.interface, vips, rounds, spacing, &self.holding) {
+        let spacing = self.config.garp.spacing;
+        if let Err(err) = garp::announce(&self.interface, group.vips.vips(), rounds, spacing, &group.holding)
+        {
             warn!(error = err.as_dyn(), "gratuitous ARP failed");
         }
     }
 
     /// Looks at the XDP counters for misconfigurations: logs each at most once a minute, and
-    /// tells the election when another node uses our id.
-    pub(super) fn watch_counters(&mut self) -> Output {
+    /// tells the elections when another node uses our id.
+    pub(super) fn watch_counters(&mut self) -> Fed {
         let stats = match self.datapath.stats() {
             Ok(stats) => stats,
             Err(err) => {
                 warn!(error = err.as_dyn(), "reading the XDP counters failed");
-                return Output::default();
+                return Vec::new();
             }
         };
         let now = monotonic_now();
@@ -230,38 +292,119 @@ impl Agent {
             warn!(heartbeats, "{alarm}");
         }
         if self.alarms.last_seen(Alarm::DuplicateNodeId) == Some(now) {
-            self.election.handle(Event::DuplicateNodeId { now })
+            self.feed_all(|now| Event::DuplicateNodeId { now })
         } else {
-            Output::default()
+            Vec::new()
         }
+    }
+
+    /// A probe result: recorded; when its check went up or down, the worthiness of every group
+    /// that tracks it is worked out again.
+    pub(super) fn check_result(&mut self, result: &CheckResult) -> Fed {
+        let changed = self.checks.record(result);
+        let up = self.checks.states().any(|(check, state)| check.name == result.name && state.up);
+        self.metrics.check(&result.name, result.outcome.is_ok(), result.took, up);
+        if !changed {
+            return Vec::new();
+        }
+        match &result.outcome {
+            Ok(()) => info!(check = %result.name, "health check up"),
+            Err(why) => warn!(check = %result.name, "health check down: {why}"),
+        }
+        let tracking: Vec<usize> = (0..self.groups.len())
+            .filter(|&index| self.groups[index].config.track.contains(&result.name))
+            .collect();
+        tracking.into_iter().map(|index| (index, self.apply_health(index))).collect()
+    }
+
+    /// Tells group `index`'s election what its checks make of it now.
+    pub(super) fn apply_health(&mut self, index: usize) -> Output {
+        let group = &mut self.groups[index];
+        let worthiness = group.worthiness(&self.checks);
+        let now = monotonic_now();
+        let failing = worthiness.failing.is_some();
+        group.election.handle(Event::Health { now, priority: worthiness.priority, failing })
     }
 
     /// A command from the control socket (not `status`, which the loop answers itself); the
     /// answer is one line.
-    pub(super) fn command(&mut self, request: Request, reply: oneshot::Sender<Vec<u8>>) -> Output {
-        let now = monotonic_now();
-        let (output, done) = match request {
-            Request::Drain => (self.election.handle(Event::Drain { now }), "drain"),
-            Request::Resume => (self.election.handle(Event::Undrain { now }), "resume"),
-            Request::Reload => {
-                self.reload();
-                (Output::default(), "reload")
-            }
-            Request::Status => (Output::default(), "status"),
+    pub(super) async fn command(&mut self, request: Request, reply: oneshot::Sender<Vec<u8>>) -> Fed {
+        let (fed, answer) = match request {
+            Request::Drain => (self.feed_all(|now| Event::Drain { now }), String::new()),
+            Request::Resume => (self.feed_all(|now| Event::Undrain { now }), String::new()),
+            Request::Reload => match self.reload().await {
+                Ok(fed) => (fed, String::new()),
+                Err(err) => (Vec::new(), format!("error: {}", one_line(&err))),
+            },
+            Request::Handover { group, to } => match self.handover(group, to) {
+                Ok(fed) => (fed, String::new()),
+                Err(err) => (Vec::new(), format!("error: {err}")),
+            },
+            Request::Status => (Vec::new(), String::new()),
         };
-        let state = output.transition.as_ref().map_or(self.election.state(), |t| t.to);
-        info!(%state, "control: {done}");
-        let _ = reply.send(format!("{done}: {state}\n").into_bytes());
-        output
+        let answer = if answer.is_empty() {
+            let states: Vec<String> = self
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(index, group)| {
+                    let next = fed.iter().find(|(i, _)| *i == index).and_then(|(_, o)| o.transition.as_ref());
+                    format!("group {} {}", group.config.id, next.map_or(group.election.state(), |t| t.to))
+                })
+                .collect();
+            format!("{}: {}", request.as_str(), states.join(", "))
+        } else {
+            answer
+        };
+        info!("control: {answer}");
+        let _ = reply.send(format!("{answer}\n").into_bytes());
+        fed
     }
 
-    /// Raises the one-way-link alarm while the election finds peers that cannot hear us.
+    /// `ctl handover`: every group this node holds (or `only` that one) hands its VIPs to `to`,
+    /// or to its most worthy live peer. Refused whole if any of them cannot.
+    fn handover(&mut self, only: Option<GroupId>, to: Option<NodeId>) -> Result<Fed, String> {
+        let now = monotonic_now();
+        let chosen: Vec<usize> = (0..self.groups.len())
+            .filter(|&i| {
+                only.map_or(self.groups[i].election.state() == State::Active, |id| {
+                    self.groups[i].config.id == id
+                })
+            })
+            .collect();
+        if chosen.is_empty() {
+            return Err(only.map_or("this node holds no group".to_string(), |id| format!("no group {id}")));
+        }
+        let mut handed = Vec::with_capacity(chosen.len());
+        for index in chosen {
+            let group = &self.groups[index];
+            // On a copy: one group that cannot must not leave the others half done.
+            let mut election = group.election.clone();
+            let output = election
+                .handover(now, to, &group.peers)
+                .map_err(|err| format!("group {}: {err}", group.config.id))?;
+            handed.push((index, election, output));
+        }
+        Ok(handed
+            .into_iter()
+            .map(|(index, election, output)| {
+                self.groups[index].election = election;
+                (index, output)
+            })
+            .collect())
+    }
+
+    /// Raises the one-way-link alarm while an election finds peers that cannot hear us.
     pub(super) fn watch_deaf_peers(&mut self, now: Duration) {
-        let deaf = self.election.deaf_peers(now);
+        let deaf: Vec<String> = self
+            .groups
+            .iter()
+            .flat_map(|group| group.election.deaf_peers(now))
+            .map(|node| node.to_string())
+            .collect();
         if !deaf.is_empty() && self.alarms.raise(now, Alarm::OneWayLink) {
             self.metrics.alarm(Alarm::OneWayLink.name());
-            let peers: Vec<String> = deaf.iter().map(ToString::to_string).collect();
-            warn!(peers = ?peers, "{}", Alarm::OneWayLink);
+            warn!(peers = ?deaf, "{}", Alarm::OneWayLink);
         }
     }
 
@@ -271,109 +414,30 @@ impl Agent {
         self.notifier.alive();
     }
 
-    /// Tells systemd the agent serves, and in which state.
+    /// Tells systemd the agent serves, and in which states.
     pub(super) fn ready(&self) {
-        self.notifier.ready(&format!("{} on {}", self.election.state(), self.config.iface));
-    }
-
-    /// SIGHUP or `ctl reload`: re-reads the key file, with systemd told of the reload.
-    pub(super) fn reload(&mut self) {
-        self.notifier.reloading();
-        self.reload_keys();
-        self.ready();
+        let states: Vec<String> =
+            self.groups.iter().map(|g| format!("group {} {}", g.config.id, g.election.state())).collect();
+        self.notifier.ready(&format!("{} on {}", states.join(", "), self.config.iface));
     }
 
     /// Keeps the XDP fence down for another dead time: this agent is alive and its loop turns.
-    fn renew_lease(&mut self) {
+    pub(super) fn renew_lease(&mut self) {
         if let Err(err) = self.datapath.renew_lease(monotonic_now()) {
             warn!(error = err.as_dyn(), "renewing the XDP lease failed");
         }
     }
+}
 
-    /// SIGUSR2: replaces this process with the binary at the path it was started from (how a new
-    /// version is put in service), keeping the VIPs, the pinned link and maps, and a fresh lease:
-    /// the new process finds them and resumes (see [`Event::Resume`]). Returns only if the exec
-    /// failed, and then the agent carries on as it was.
-    pub(super) async fn reexec(&mut self) {
-        use std::os::unix::process::CommandExt as _;
-        let mut args = std::env::args_os();
-        let Some(program) = args.next() else {
-            return error!("SIGUSR2: no program path to re-execute");
-        };
-        info!(program = %program.to_string_lossy(), "SIGUSR2: re-executing");
-        // The new process has the whole dead time, from now, to tell the peers it is here.
-        // What the election makes of it does not matter: this process is about to be replaced.
-        let _ = self.send_heartbeat().await;
-        self.renew_lease();
-        let err = std::process::Command::new(&program).args(args).exec();
-        error!(error = err.as_dyn(), "SIGUSR2: re-executing failed; carrying on");
+/// An error and its sources on one line, as `{:#}` prints an `anyhow::Error`.
+fn one_line(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        line = format!("{line}: {inner}");
+        source = inner.source();
     }
-
-    /// Re-reads the key file (SIGHUP) and hands the keys to the XDP program and the sender. On
-    /// error the old keys stay in force: a typo in a rollout must not stop the cluster.
-    fn reload_keys(&mut self) {
-        let Some(path) = self.config.key_file.clone() else {
-            return info!("SIGHUP: authentication is off (--insecure-no-auth); nothing to reload");
-        };
-        let keys = match keys::load(&path) {
-            Ok(keys) => keys,
-            Err(err) => return error!(error = err.as_dyn(), "SIGHUP: keeping the old keys"),
-        };
-        if let Err(err) = self.datapath.set_keys(&keys.to_auth_keys()) {
-            return error!(error = err.as_dyn(), "SIGHUP: keeping the old keys");
-        }
-        self.sender.set_key(Some(keys.signing_key()));
-        self.keys = Some(keys);
-        info!(accepted = keys.to_auth_keys().count, "SIGHUP: reloaded the keys from {}", path.display());
-    }
-
-    pub(super) fn auth_summary(&self) -> String {
-        match &self.keys {
-            None => "off".into(),
-            Some(Keys { next: None, .. }) => "on (1 key)".into(),
-            Some(Keys { next: Some(_), .. }) => "on (current and next key)".into(),
-        }
-    }
-
-    pub(super) fn vip_strings(&self) -> Vec<String> {
-        self.vips.vips().iter().map(ToString::to_string).collect()
-    }
-
-    pub(super) async fn report(&self) -> StatusReport {
-        let now = monotonic_now();
-        let peers = match self.datapath.peers() {
-            Ok(entries) => entries
-                .iter()
-                .filter(|(key, _)| key.group == self.config.group.0)
-                .map(|(key, record)| {
-                    PeerStatus::from_record(key, record, now, self.election.settings().dead_factor())
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        let vips_present = match self.vips.present().await {
-            Ok(present) => present.iter().map(ToString::to_string).collect(),
-            Err(_) => Vec::new(),
-        };
-        StatusReport {
-            iface: self.config.iface.clone(),
-            node_id: self.election.settings().node_id,
-            group: self.config.group,
-            priority: self.config.priority,
-            state: self.election.state().to_string(),
-            state_for_ms: millis(now.saturating_sub(self.state_since)),
-            vips: self.vip_strings(),
-            vips_present,
-            interval_ms: millis(self.config.interval),
-            dead_time_ms: millis(self.config.dead_time),
-            xdp_mode: self.datapath.attached_mode.unwrap_or("none").to_string(),
-            auth: self.auth_summary(),
-            peers,
-            xdp_stats: self.datapath.stats().map(|s| named_stats(&s)).unwrap_or_default(),
-            alarms: self.alarms.recent(now),
-            fault: self.election.fault(now).map(|fault| fault.to_string()),
-        }
-    }
+    line
 }
 
 /// An error as a tracing field: the subscriber prints it with its sources.

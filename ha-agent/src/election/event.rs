@@ -61,6 +61,15 @@ pub enum Event<'a> {
         /// Now, on the monotonic clock.
         now: Duration,
     },
+    /// The tracked health checks changed this group's worthiness or its ability to serve.
+    Health {
+        /// Now, on the monotonic clock.
+        now: Duration,
+        /// The priority the checks' weights make (see `checks::worthiness`).
+        priority: u8,
+        /// A check without a weight is down: the group cannot serve.
+        failing: bool,
+    },
     /// A heartbeat was sent (`ok`) or failed to go out.
     HeartbeatSent {
         /// Now, on the monotonic clock.

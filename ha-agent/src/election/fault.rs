@@ -17,6 +17,8 @@ pub enum Fault {
     /// Another node sends authentic heartbeats with this node's id: the election cannot tell
     /// the two apart.
     DuplicateNodeId,
+    /// A tracked health check without a weight is down.
+    CheckFailing,
 }
 
 impl fmt::Display for Fault {
@@ -26,6 +28,7 @@ impl fmt::Display for Fault {
             Self::VipsRefused => "the kernel refused every VIP",
             Self::SendFailing => "heartbeats have failed to go out for a dead time",
             Self::DuplicateNodeId => "another node uses this node's id",
+            Self::CheckFailing => "a tracked health check is down",
         })
     }
 }
@@ -40,6 +43,8 @@ pub struct Faults {
     sending_failed_since: Option<Duration>,
     /// When a heartbeat with our id from another node was last seen.
     duplicate_seen: Option<Duration>,
+    /// A tracked check without a weight is down.
+    check_failing: bool,
 }
 
 impl Faults {
@@ -71,6 +76,11 @@ impl Faults {
         self.duplicate_seen = Some(now);
     }
 
+    /// A tracked check without a weight went down (`failing`) or none is down any more.
+    pub fn note_check(&mut self, failing: bool) {
+        self.check_failing = failing;
+    }
+
     /// The VIPs went on: the hold-off starts from the dead time again.
     pub fn note_vips_added(&mut self) {
         self.vips_refused = None;
@@ -87,6 +97,8 @@ impl Faults {
             Some(Fault::SendFailing)
         } else if self.duplicate_seen.is_some_and(|seen| now.saturating_sub(seen) < dead_time) {
             Some(Fault::DuplicateNodeId)
+        } else if self.check_failing {
+            Some(Fault::CheckFailing)
         } else {
             None
         }

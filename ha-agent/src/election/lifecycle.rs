@@ -5,7 +5,22 @@
 
 use std::time::Duration;
 
-use super::{Action, Election, Output, State};
+use super::{Action, Election, Output, PeerView, State};
+use crate::ids::NodeId;
+
+/// Why a handover cannot happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandoverError {
+    /// Only the ACTIVE hands over.
+    #[error("this node is {0}, not ACTIVE: run the handover on the node that holds the VIPs")]
+    NotActive(State),
+    /// The target is not a live peer.
+    #[error("node {0} is not a live peer of this group")]
+    NotLive(NodeId),
+    /// No live peer to hand over to.
+    #[error("no live peer to hand over to")]
+    NoPeer,
+}
 
 impl Election {
     /// Starts a release that ends in `to` (STOPPED or MAINTENANCE): priority 0 is announced, the
@@ -25,6 +40,33 @@ impl Election {
             }
             State::Releasing | State::Maintenance | State::Stopped => Output::default(),
         }
+    }
+
+    /// `ctl handover [--to NODE]`: an ACTIVE hands its VIPs to `to`, or to its most worthy live
+    /// peer, gap-free as in a drain, and stays in the election as a STANDBY. The new holder is
+    /// *chosen*: no more worthy node preempts it, this one included, until it stops holding them.
+    pub fn handover(
+        &mut self,
+        now: Duration,
+        to: Option<NodeId>,
+        peers: &[PeerView],
+    ) -> Result<Output, HandoverError> {
+        if self.state != State::Active {
+            return Err(HandoverError::NotActive(self.state));
+        }
+        let candidate = |p: &&PeerView| p.node_id != self.settings.node_id && self.is_live(p, now);
+        let target = match to {
+            Some(id) => {
+                peers.iter().filter(candidate).find(|p| p.node_id == id).ok_or(HandoverError::NotLive(id))?
+            }
+            None => peers
+                .iter()
+                .filter(candidate)
+                .max_by_key(|p| (p.priority, p.node_id))
+                .ok_or(HandoverError::NoPeer)?,
+        };
+        self.handover_to = Some(target.node_id);
+        Ok(self.release(now, State::Standby, &format!("handover to {} requested", target.node_id)))
     }
 
     /// `ctl resume`: back in elections; it listens for a dead time first, as at start.

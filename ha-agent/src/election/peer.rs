@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ha_common::{NodeState, PeerKey, PeerRecord, FLAG_YIELDED};
+use ha_common::{NodeState, PeerKey, PeerRecord, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_YIELDED};
 
 use crate::ids::{GroupId, NodeId};
 
@@ -27,6 +27,10 @@ pub struct PeerView {
     pub yielded: bool,
     /// Its advertised heartbeat interval.
     pub interval: Duration,
+    /// Releasing, it hands its VIPs to this node (`ctl handover`).
+    pub handover_to: Option<NodeId>,
+    /// It holds the VIPs because an operator handed them to it: it is not preempted.
+    pub chosen: bool,
 }
 
 impl PeerView {
@@ -41,6 +45,8 @@ impl PeerView {
             last_seen: Duration::from_nanos(record.last_seen_ns),
             yielded: record.flags & FLAG_YIELDED != 0,
             interval: Duration::from_millis(u64::from(record.interval_ms)),
+            handover_to: (record.flags & FLAG_HANDOVER != 0).then_some(NodeId(record.handover_to)),
+            chosen: record.flags & FLAG_CHOSEN != 0,
         })
     }
 
@@ -109,6 +115,8 @@ mod tests {
                 last_seen: Duration::from_secs(2),
                 yielded: true,
                 interval: Duration::from_millis(100),
+                handover_to: None,
+                chosen: false,
             }
         );
         assert_eq!(

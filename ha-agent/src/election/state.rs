@@ -84,4 +84,8 @@ pub struct Advert {
     pub priority: u8,
     /// It gave up the VIP to a more worthy node within the last dead time.
     pub yielded: bool,
+    /// Releasing, it hands the VIPs to this node (`ctl handover`).
+    pub handover_to: Option<NodeId>,
+    /// It holds the VIPs because a handover gave them to it: more worthy nodes leave it be.
+    pub chosen: bool,
 }

@@ -33,6 +33,8 @@ fn peer(node_id: u32, priority: u8, state: NodeState, last_seen_ms: u64) -> Peer
         last_seen: ms(last_seen_ms),
         yielded: false,
         interval: ms(100),
+        handover_to: None,
+        chosen: false,
     }
 }
 
@@ -422,6 +424,72 @@ fn a_drained_node_hands_over_then_stays_out_until_resumed() {
 }
 
 #[test]
+fn a_handover_goes_to_the_chosen_node_and_stays_there() {
+    use NodeState::{Active as A, Standby as S};
+    // Node 3 (200) holds; 2 (150) and 1 (100) stand by. Hand over to the least worthy, 1.
+    let mut holder = active_node(3, 200);
+    let standbys = [peer(2, 150, S, 990), peer(1, 100, S, 990)];
+    assert_eq!(
+        holder.handover(ms(1000), Some(NodeId(7)), &standbys).unwrap_err(),
+        HandoverError::NotLive(NodeId(7))
+    );
+    let out = holder.handover(ms(1000), Some(NodeId(1)), &standbys).unwrap();
+    assert_eq!(out.actions, [Action::SendHeartbeat]);
+    let advert = holder.advertised(ms(1000));
+    assert_eq!((advert.priority, advert.handover_to), (0, Some(NodeId(1))));
+    let releasing = PeerView { priority: 0, handover_to: Some(NodeId(1)), ..peer(3, 0, A, 1000) };
+    // Node 2, more worthy than 1, leaves it to 1, however long node 3 says so.
+    let mut second = node(2, 150);
+    assert_eq!(tick(&mut second, 1000, &[releasing, peer(1, 100, S, 990)]), Output::default());
+    // Node 1 takes over at once, though node 2 is more worthy and live, and says it was chosen.
+    let mut first = node(1, 100);
+    assert_eq!(tick(&mut first, 1000, &[releasing, peer(2, 150, S, 990)]).actions, PROMOTE);
+    assert!(first.advertised(ms(1001)).chosen);
+    // Node 3 lets go once node 1 is ACTIVE, and stays STANDBY.
+    let chosen = PeerView { chosen: true, ..peer(1, 100, A, 1010) };
+    assert_eq!(
+        tick(&mut holder, 1010, &[chosen, peer(2, 150, S, 1000)]).actions,
+        [Action::RemoveVips, Action::SendHeartbeat]
+    );
+    assert_eq!((holder.state(), holder.advertised(ms(1010)).handover_to), (State::Standby, None));
+    // Neither 3 nor 2 preempts the chosen holder while it lives; once it is dead, the usual rules.
+    for n in [&mut holder, &mut second] {
+        assert_eq!(tick(n, 5000, &[PeerView { last_seen: ms(4990), ..chosen }]), Output::default());
+    }
+    assert_eq!(tick(&mut holder, 5000 + 350, &[PeerView { last_seen: ms(4990), ..chosen }]).actions, PROMOTE);
+    // Without a target: the most worthy live peer. Not ACTIVE, or alone: refused.
+    let mut n = active_node(3, 200);
+    n.handover(ms(1000), None, &standbys).unwrap();
+    assert_eq!(n.advertised(ms(1000)).handover_to, Some(NodeId(2)));
+    assert_eq!(
+        node(1, 100).handover(ms(10), None, &standbys).unwrap_err(),
+        HandoverError::NotActive(State::Standby)
+    );
+    assert_eq!(active_node(3, 200).handover(ms(1000), None, &[]).unwrap_err(), HandoverError::NoPeer);
+}
+
+#[test]
+fn health_checks_change_the_worthiness_or_fault_the_node() {
+    let mut n = active_node(1, 200);
+    // A weight: the new priority is heard at once, and a more worthy ACTIVE then wins.
+    let out = n.handle(Event::Health { now: ms(1000), priority: 50, failing: false });
+    assert_eq!((out.actions, n.advertised(ms(1000)).priority), (vec![Action::SendHeartbeat], 50));
+    assert_eq!(
+        n.handle(Event::Health { now: ms(1001), priority: 50, failing: false }),
+        Output::default(),
+        "nothing new"
+    );
+    let out = tick(&mut n, 1010, &[peer(2, 100, NodeState::Active, 1005)]);
+    assert_eq!(out.transition.map(|t| t.to), Some(State::Standby));
+    // A check without a weight: FAULT while it is down, STANDBY once it is up.
+    let mut n = active_node(1, 200);
+    let out = n.handle(Event::Health { now: ms(1000), priority: 200, failing: true });
+    assert_eq!((out.actions, n.state()), (vec![Action::RemoveVips, Action::SendHeartbeat], State::Fault));
+    n.handle(Event::Health { now: ms(2000), priority: 200, failing: false });
+    assert_eq!(n.state(), State::Standby);
+}
+
+#[test]
 fn a_standby_ignores_vip_results() {
     let mut n = node(1, 100);
     assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10), all: false }), Output::default());
@@ -510,6 +578,8 @@ impl Lan {
                 last_seen: ms(self.now),
                 yielded: advert.yielded,
                 interval: ms(INTERVAL),
+                handover_to: advert.handover_to,
+                chosen: advert.chosen,
             };
             let table = &mut self.nodes[to].table;
             match table.iter_mut().find(|p| p.node_id == node_id) {

@@ -1,0 +1,94 @@
+//! One VIP group's share of the agent: its election, its view of the peers, its VIPs and their
+//! announcements. Every group of an agent shares the interface, the XDP program, the heartbeat
+//! socket and the checks.
+
+use std::time::Duration;
+
+use crate::{
+    checks::{self, Checks},
+    config::{Config, GroupConfig},
+    election::{Election, PeerView, Settings},
+    garp::Holding,
+    hooks::HookContext,
+    ids::NodeId,
+    vip::{VipError, VipManager},
+};
+
+/// A group the agent serves.
+pub(super) struct Group {
+    pub(super) config: GroupConfig,
+    pub(super) election: Election,
+    /// The group's peers as the loop last read them.
+    pub(super) peers: Vec<PeerView>,
+    pub(super) vips: VipManager,
+    /// When the election last changed state.
+    pub(super) state_since: Duration,
+    /// Told whenever the VIPs are removed, so that gratuitous ARP bursts stop.
+    pub(super) holding: Holding,
+    /// What its hooks are told besides the transition.
+    pub(super) hook_context: HookContext,
+}
+
+impl Group {
+    /// A group that starts now, STANDBY, its worthiness as `checks` make it.
+    pub(super) fn new(
+        config: GroupConfig,
+        agent: &Config,
+        node_id: NodeId,
+        ifindex: u32,
+        checks: &Checks,
+        now: Duration,
+    ) -> Result<Self, VipError> {
+        let settings = settings(&config, agent, node_id, checks);
+        let hook_context = hook_context(&config, agent, node_id);
+        Ok(Self {
+            vips: VipManager::new(ifindex, config.vips.clone())?,
+            election: Election::new(settings, now),
+            config,
+            peers: Vec::new(),
+            state_since: now,
+            holding: Holding::default(),
+            hook_context,
+        })
+    }
+
+    /// Takes a reloaded config: new VIPs and settings, the state kept.
+    pub(super) fn reconfigure(&mut self, config: GroupConfig, agent: &Config, checks: &Checks) {
+        let node_id = self.election.settings().node_id;
+        self.election.reconfigure(settings(&config, agent, node_id, checks));
+        self.hook_context = hook_context(&config, agent, node_id);
+        self.config = config;
+    }
+
+    /// The group's worthiness as its tracked checks make it now.
+    pub(super) fn worthiness(&self, checks: &Checks) -> checks::Worthiness {
+        worthiness(&self.config, checks)
+    }
+}
+
+fn worthiness(config: &GroupConfig, checks: &Checks) -> checks::Worthiness {
+    let tracked = checks.states().filter(|(check, _)| config.track.contains(&check.name));
+    checks::worthiness(config.priority, tracked)
+}
+
+/// The election settings of `config` in an agent configured as `agent`.
+fn settings(config: &GroupConfig, agent: &Config, node_id: NodeId, checks: &Checks) -> Settings {
+    Settings {
+        node_id,
+        priority: worthiness(config, checks).priority,
+        dead_time: agent.dead_time,
+        interval: agent.interval,
+        garp_refresh: agent.garp.refresh,
+        preempt: config.preempt,
+        preempt_delay: config.preempt_delay,
+    }
+}
+
+fn hook_context(config: &GroupConfig, agent: &Config, node_id: NodeId) -> HookContext {
+    HookContext {
+        iface: agent.iface.clone(),
+        group: config.id.to_string(),
+        node_id: node_id.to_string(),
+        vips: config.vips.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+    }
+}

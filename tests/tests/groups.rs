@@ -1,0 +1,65 @@
+//! Several VIP groups in one agent, one XDP program: active/active, each group preferring
+//! another node, asserted on the addresses each host holds and on the client's pings.
+
+use std::{fs, net::Ipv4Addr, time::Duration};
+
+use ha_tests::{has_address, require_root, wait_for, Lan};
+
+const CLIENT: usize = 2;
+const VIP_ONE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const VIP_TWO: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+
+/// A config with groups 1 and 2, this node's priorities `one` and `two` in them.
+fn config(lan: &Lan, host: usize, one: u8, two: u8) -> String {
+    let path = lan.dir.join(format!("groups-h{}.toml", host + 1));
+    let text = format!(
+        "[[group]]\nid = 1\nvips = ['{VIP_ONE}/24']\npriority = {one}\n\n\
+         [[group]]\nid = 2\nvips = ['{VIP_TWO}/24']\npriority = {two}\n"
+    );
+    fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn holders(lan: &Lan, vip: Ipv4Addr) -> Vec<usize> {
+    (0..CLIENT).filter(|&i| has_address(&lan.hosts[i].ns, vip)).collect()
+}
+
+fn answers(lan: &Lan, vip: Ipv4Addr) -> bool {
+    let args = ["-c", "2", "-i", "0.1", "-W", "1", &vip.to_string()];
+    lan.hosts[CLIENT].ns.exec("ping", &args).is_ok_and(|out| out.status.success())
+}
+
+fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
+    wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
+}
+
+#[test]
+fn two_groups_run_active_active_and_fail_over_each_on_its_own() {
+    require_root();
+    let lan = Lan::new("actact", 3).unwrap();
+    let first = config(&lan, 0, 200, 100);
+    let second = config(&lan, 1, 100, 200);
+    let mut zero = lan.start_agent(0, 100, &["--config", &first]).unwrap();
+    let _one = lan.start_agent(1, 100, &["--config", &second]).unwrap();
+    wait_until(Duration::from_secs(5), "host 0 holding group 1, host 1 group 2", || {
+        holders(&lan, VIP_ONE) == [0] && holders(&lan, VIP_TWO) == [1]
+    });
+    assert!(answers(&lan, VIP_ONE) && answers(&lan, VIP_TWO), "the client reaches both VIPs");
+    let report = zero.report().unwrap();
+    let states: Vec<&str> =
+        report["groups"].as_array().unwrap().iter().map(|g| g["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["ACTIVE", "STANDBY"], "{report}");
+    // One XDP program serves both groups: every heartbeat of either is accepted, none refused.
+    let stats = &report["xdp_stats"];
+    let count =
+        |name: &str| stats.as_array().unwrap().iter().find(|c| c[0] == name).unwrap()[1].as_u64().unwrap();
+    assert!(count("accepted") > 0 && count("wrong_group") == 0, "{stats}");
+
+    // Host 0 stops: group 1 moves to host 1, group 2 stays where it is.
+    zero.signal(libc::SIGTERM);
+    assert_eq!(zero.wait_exit(Duration::from_secs(5)).unwrap(), Some(0));
+    wait_until(Duration::from_secs(2), "host 1 holding both groups", || {
+        holders(&lan, VIP_ONE) == [1] && holders(&lan, VIP_TWO) == [1]
+    });
+    assert!(answers(&lan, VIP_ONE) && answers(&lan, VIP_TWO), "the client reaches both VIPs on host 1");
+}
