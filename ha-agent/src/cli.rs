@@ -34,13 +34,23 @@ pub enum Command {
     Status(StatusArgs),
     /// Write a new random heartbeat key (mode 0600); copy it to every node.
     Keygen(KeygenArgs),
-    /// Drain, resume or reload a running agent over its control socket.
+    /// Drain, resume, hand over or reload a running agent over its control socket.
     Ctl(CtlArgs),
+    /// Print the ha-agent config equivalent to a keepalived.conf, and what has no equivalent.
+    ImportKeepalived(ImportArgs),
     /// Check a config (the file, and any flags given) and its key file without starting.
     CheckConfig(RunArgs),
     /// Print the man page or a shell's completions (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+/// Flags of `ha-agent import-keepalived`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The keepalived config to translate.
+    #[arg(default_value = "/etc/keepalived/keepalived.conf")]
+    pub file: PathBuf,
 }
 
 /// Flags of `ha-agent generate`.

@@ -23,6 +23,7 @@ pub mod garp;
 pub mod heartbeat;
 pub mod hooks;
 pub mod ids;
+pub mod keepalived;
 pub mod keys;
 pub mod metrics;
 pub mod netwatch;

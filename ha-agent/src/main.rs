@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some(Command::Generate(args)) => generate(&args.what),
         Some(Command::CheckConfig(args)) => check_config(&args),
         Some(Command::Ctl(args)) => ctl(&args),
+        Some(Command::ImportKeepalived(args)) => import_keepalived(&args.file),
         Some(Command::Keygen(args)) => keys::generate(&args.key_file, args.force)
             .map(|()| {
                 println!("wrote a new key to {} (mode 0600); copy it to every node", args.key_file.display());
@@ -127,6 +128,19 @@ fn run_dir(target: &Target) -> anyhow::Result<PathBuf> {
         (None, Some(iface)) => PathBuf::from(config::DEFAULT_RUN_ROOT).join(iface),
         (None, None) => only_run_dir()?,
     })
+}
+
+/// Prints the translation on stdout; says on stderr how much could not be translated.
+fn import_keepalived(file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let import = ha_agent::keepalived::import(&text)
+        .with_context(|| format!("{} is not a keepalived config", file.display()))?;
+    print!("{}", import.toml);
+    match import.untranslated.len() {
+        0 => eprintln!("import-keepalived: everything translated"),
+        n => eprintln!("import-keepalived: {n} item(s) not translated: listed at the top of the output"),
+    }
+    Ok(())
 }
 
 fn ctl(args: &CtlArgs) -> anyhow::Result<()> {

@@ -54,3 +54,49 @@ fn check_config_says_what_a_config_means_or_what_is_wrong_in_one_line() {
     }
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A corpus of keepalived.conf files as they are found on real load balancers: each converts,
+/// says what it could not translate, and the result passes `check-config`.
+#[test]
+fn keepalived_configs_import_and_pass_check_config() {
+    let bin = ha_tests::agent_binary();
+    let dir = std::env::temp_dir().join(format!("ha-import-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key");
+    assert!(Command::new(&bin).args(["keygen", "--key-file"]).arg(&key).status().unwrap().success());
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keepalived");
+    // What each file holds that has no equivalent, and must be said.
+    let expected: [(&str, &[&str]); 6] = [
+        ("haproxy-master.conf", &["global_defs", "authentication", "label eth0:vip"]),
+        ("nginx-unicast-backup.conf", &["unicast_src_ip", "check_nginx timeout"]),
+        ("active-active.conf", &["vrrp_sync_group"]),
+        ("lvs-dr.conf", &["global_defs", "virtual_server", "smtp_alert", "authentication"]),
+        ("ipv6-track-interface.conf", &["use_vmac"]),
+        ("split-interfaces.conf", &["include", "on eth9", "vrrp_instance INSIDE"]),
+    ];
+    for (file, untranslated) in expected {
+        let out = Command::new(&bin).arg("import-keepalived").arg(corpus.join(file)).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{file}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{} item(s) not translated", untranslated.len())),
+            "{file}: {stderr}"
+        );
+        let listed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("# - line")).collect();
+        for what in untranslated {
+            assert!(listed.iter().any(|l| l.contains(what)), "{file}: {what} not listed in\n{stdout}");
+        }
+        let converted = dir.join(file.replace(".conf", ".toml"));
+        fs::write(&converted, stdout.as_bytes()).unwrap();
+        let check = Command::new(&bin)
+            .arg("check-config")
+            .arg("--config")
+            .arg(&converted)
+            .arg("--key-file")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{file}: {}\n{stdout}", String::from_utf8_lossy(&check.stderr));
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
