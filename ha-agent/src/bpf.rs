@@ -13,7 +13,7 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpMode as AyaXdpMode},
@@ -23,19 +23,21 @@ use aya::{
 };
 use clap::ValueEnum;
 use ha_common::{
-    AuthKeys, Fence, PeerKey, PeerRecord, XdpConfig, XdpStats, CONFIG_MAP, EVENTS_MAP, FENCE_KEEP_FLOWS,
-    FENCE_MAP, GROUPS_MAP, KEYS_MAP, MAX_FENCED_VIPS, PEERS_MAP, STATS_MAP, XDP_PROGRAM,
+    AuthKeys, Fence, PeerKey, PeerRecord, XdpConfig, XdpStats, CONFIG_MAP, EVENTS_MAP, FENCE_MAP, GROUPS_MAP,
+    KEYS_MAP, PEERS_MAP, STATS_MAP, XDP_PROGRAM,
 };
 use serde::{Deserialize, Serialize};
 
 mod bpffs;
 mod error;
 mod events;
+mod fence;
 
 use bpffs::ensure_bpffs;
 pub use error::{BpfError, LinkPinError, PinDirError};
 use events::readable_fd;
 pub use events::Events;
+pub use fence::{fence, PredecessorFence};
 
 /// The XDP object built by `build.rs`, embedded so the binary is self-contained.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
@@ -322,63 +324,6 @@ impl Drop for Datapath {
     }
 }
 
-/// The fence for `vips` (at most [`MAX_FENCED_VIPS`]; the config refuses more), with a lease of
-/// `lease`; `keep_flows` lets IP traffic to them through while fenced.
-#[must_use]
-pub fn fence(vips: &[crate::vip::Vip], lease: Duration, keep_flows: bool) -> Fence {
-    let mut fence = Fence {
-        lease_ns: crate::clock::nanos(lease),
-        flags: if keep_flows { FENCE_KEEP_FLOWS } else { 0 },
-        ..Fence::default()
-    };
-    for (i, vip) in vips.iter().take(MAX_FENCED_VIPS).enumerate() {
-        match vip.addr {
-            std::net::IpAddr::V4(addr) => {
-                fence.vips[i][..4].copy_from_slice(&addr.octets());
-                fence.families[i] = 4;
-            }
-            std::net::IpAddr::V6(addr) => {
-                fence.vips[i] = addr.octets();
-                fence.families[i] = 6;
-            }
-        }
-        fence.count = i as u32 + 1;
-    }
-    fence
-}
-
-/// The fence a previous agent with the same pin directory left pinned: read before this agent
-/// pins its own maps there, since how recently that agent renewed its lease tells a restart
-/// within the dead time from a leftover of long ago; and renewed while this agent loads its
-/// program, so that the old one, still attached, does not fence the VIPs meanwhile.
-pub struct PredecessorFence {
-    array: Array<MapData, Fence>,
-    fence: Fence,
-}
-
-impl PredecessorFence {
-    /// The fence pinned in `dir`, if any (none on a first start, or after a clean stop).
-    #[must_use]
-    pub fn open(dir: &Path) -> Option<Self> {
-        let map = Map::from_map_data(MapData::from_pin(dir.join(FENCE_PIN)).ok()?).ok()?;
-        let array: Array<MapData, Fence> = Array::try_from(map).ok()?;
-        let fence = array.get(&0, 0).ok()?;
-        Some(Self { array, fence })
-    }
-
-    /// Whether its lease still held at `now`: its agent was alive less than a dead time ago.
-    #[must_use]
-    pub fn alive(&self, now: Duration) -> bool {
-        self.fence.count != 0 && !self.fence.expired(crate::clock::nanos(now))
-    }
-
-    /// Renews its lease at `now`.
-    pub fn renew(&mut self, now: Duration) -> Result<(), BpfError> {
-        self.fence.renewed_ns = crate::clock::nanos(now);
-        self.array.set(0, self.fence, 0).map_err(|err| BpfError::Map(FENCE_MAP, err))
-    }
-}
-
 /// The loaded XDP program of `ebpf` (a free function, so that it borrows only that field).
 fn xdp_program(ebpf: &mut Ebpf) -> &mut Xdp {
     ebpf.program_mut(XDP_PROGRAM)
@@ -391,21 +336,4 @@ fn set_slot<T: aya::Pod>(ebpf: &mut Ebpf, name: &'static str, value: &T) -> Resu
     let map = ebpf.map_mut(name).ok_or(BpfError::NoMap(name))?;
     let mut array: Array<_, T> = Array::try_from(map).map_err(|err| BpfError::Map(name, err))?;
     array.set(0, value, 0).map_err(|err| BpfError::Map(name, err))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_fence_guards_the_vips_for_a_lease() {
-        let vips: Vec<crate::vip::Vip> =
-            ["192.0.2.100/24", "2001:db8::100/64"].iter().map(|v| v.parse().unwrap()).collect();
-        let fence = fence(&vips, Duration::from_millis(350), true);
-        assert_eq!((fence.count, fence.lease_ns, fence.flags), (2, 350_000_000, FENCE_KEEP_FLOWS));
-        let mut v4 = [0u8; 16];
-        v4[..4].copy_from_slice(&[192, 0, 2, 100]);
-        assert!(fence.guards(4, &v4));
-        assert!(fence.guards(6, &"2001:db8::100".parse::<std::net::Ipv6Addr>().unwrap().octets()));
-    }
 }

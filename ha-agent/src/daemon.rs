@@ -39,6 +39,7 @@ use crate::{
 };
 
 mod agent;
+mod commands;
 mod group;
 mod reload;
 mod report;

@@ -27,7 +27,11 @@
 //!   that the next node takes over at once, as after a release. When no cause is left it is
 //!   STANDBY again and listens for a dead time, as at start;
 //! - an ACTIVE with a refresh period announces the VIPs again each period after its last
-//!   announcement.
+//!   announcement;
+//! - the tracked health checks set the advertised priority ([`Event::Health`]); a check without a
+//!   weight that is down is a FAULT cause;
+//! - `ctl handover` releases to one named node, which takes over at once and, *chosen*, is not
+//!   preempted while it holds the VIPs (`election/lifecycle.rs`, `election/promotion.rs`).
 
 use std::time::Duration;
 
@@ -39,6 +43,7 @@ mod event;
 mod fault;
 mod lifecycle;
 mod peer;
+mod promotion;
 mod state;
 
 pub use event::{Action, Event, Output, Transition};
@@ -243,66 +248,6 @@ impl Election {
             State::Fault | State::Maintenance | State::Stopped => None,
         };
         own.into_iter().chain(fault_change).min()
-    }
-
-    fn worth(&self) -> (u8, NodeId) {
-        (self.settings.priority, self.settings.node_id)
-    }
-
-    fn is_better(&self, peer: &PeerView) -> bool {
-        peer.priority > 0 && (peer.priority, peer.node_id) > self.worth()
-    }
-
-    fn is_live(&self, peer: &PeerView, now: Duration) -> bool {
-        peer.is_live(now, self.settings.dead_factor())
-    }
-
-    /// When a STANDBY may win: a dead time after its own start, and each more worthy,
-    /// non-releasing peer's own dead time after its last heartbeat, whichever is latest.
-    fn quiet_at(&self, peers: &[PeerView]) -> Duration {
-        let factor = self.settings.dead_factor();
-        peers
-            .iter()
-            .filter(|peer| self.is_better(peer))
-            .map(|peer| peer.last_seen + peer.dead_time(factor))
-            .fold(self.started_at + self.settings.dead_time, Duration::max)
-    }
-
-    /// When a STANDBY may win: [`Election::quiet_at`], and not while a peer hands its VIPs to
-    /// another live node; and while a live peer serves, not before this node may preempt it
-    /// (`preempt_delay` after it started listening), or, without preemption or when an operator
-    /// chose that peer, not before it is dead.
-    fn promotion_at(&self, now: Duration, peers: &[PeerView]) -> Duration {
-        let factor = self.settings.dead_factor();
-        let me = self.settings.node_id;
-        let handed_elsewhere = peers
-            .iter()
-            .filter(|p| {
-                p.handover_to.is_some_and(|to| {
-                    to != me && peers.iter().any(|q| q.node_id == to && self.is_live(q, now))
-                })
-            })
-            .map(|p| p.last_seen + p.dead_time(factor))
-            .max();
-        let quiet = handed_elsewhere.map_or(self.quiet_at(peers), |until| self.quiet_at(peers).max(until));
-        let serving = peers.iter().filter(|p| p.state == NodeState::Active && self.is_live(p, now));
-        let chosen = serving.clone().any(|p| p.chosen);
-        match serving.map(|p| p.last_seen + p.dead_time(factor)).max() {
-            None => quiet,
-            Some(dead_at) if !self.settings.preempt || chosen => quiet.max(dead_at),
-            Some(_) => quiet.max(self.started_at + self.settings.preempt_delay),
-        }
-    }
-
-    /// A live peer that hands its VIPs to this node, if any.
-    fn handing_to_me(&self, now: Duration, peers: &[PeerView]) -> Option<NodeId> {
-        let factor = self.settings.dead_factor();
-        peers
-            .iter()
-            .find(|p| {
-                p.handover_to == Some(self.settings.node_id) && p.heard_within(now, p.dead_time(factor))
-            })
-            .map(|p| p.node_id)
     }
 
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
