@@ -23,8 +23,8 @@ use aya::{
 };
 use clap::ValueEnum;
 use ha_common::{
-    AuthKeys, Fence, PeerKey, PeerRecord, XdpConfig, XdpStats, CONFIG_MAP, EVENTS_MAP, FENCE_MAP, GROUPS_MAP,
-    KEYS_MAP, PEERS_MAP, STATS_MAP, XDP_PROGRAM,
+    AuthKeys, Fence, GroupAdvert, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, CONFIG_MAP,
+    EVENTS_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PROBES_MAP, STATS_MAP, XDP_PROGRAM,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,7 @@ use bpffs::ensure_bpffs;
 pub use error::{BpfError, LinkPinError, PinDirError};
 use events::readable_fd;
 pub use events::Events;
-pub use fence::{fence, PredecessorFence};
+pub use fence::{fence, KeepAlive, PredecessorFence};
 
 /// The XDP object built by `build.rs`, embedded so the binary is self-contained.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
@@ -114,7 +114,8 @@ impl Datapath {
             .expect("the program was loaded as XDP in Datapath::load")
     }
 
-    /// Attaches to `iface` in the requested mode; `auto` tries native first, then generic. With a
+    /// Attaches to `iface` in the requested mode; `auto` tries native first on a NIC (then
+    /// generic), and takes generic on a virtual interface (no device behind it: a veth, a bridge, a bond). With a
     /// pin directory (see [`Datapath::pin`]) the link is pinned there, and a link a previous agent
     /// left pinned is reused: the new program replaces the old one behind it atomically, so not
     /// one frame goes unfenced or unparsed across a restart.
@@ -136,6 +137,7 @@ impl Datapath {
         }
         let program = xdp_program(&mut self.ebpf);
         let attempts: &[(AyaXdpMode, &'static str)] = match mode {
+            XdpMode::Auto if is_virtual(iface) => &[(AyaXdpMode::Skb, "skb")],
             XdpMode::Auto => &[(AyaXdpMode::Driver, "native"), (AyaXdpMode::Skb, "skb")],
             XdpMode::Native => &[(AyaXdpMode::Driver, "native")],
             XdpMode::Skb => &[(AyaXdpMode::Skb, "skb")],
@@ -241,13 +243,15 @@ impl Datapath {
     }
 
     /// Makes `groups` the groups whose heartbeats the program records (at start, and on reload):
-    /// adds the new ones first, then removes those no longer served.
+    /// adds the new ones first (with no advert yet: probes in them go unanswered until
+    /// [`Datapath::set_advert`]), then removes those no longer served.
     pub fn set_groups(&mut self, groups: &[u32]) -> Result<(), BpfError> {
         let map = self.ebpf.map_mut(GROUPS_MAP).ok_or(BpfError::NoMap(GROUPS_MAP))?;
         let map_err = |err| BpfError::Map(GROUPS_MAP, err);
-        let mut served: HashMap<&mut MapData, u32, u32> = HashMap::try_from(map).map_err(map_err)?;
-        for group in groups {
-            served.insert(group, 1, 0).map_err(map_err)?;
+        let mut served: HashMap<&mut MapData, u32, GroupAdvert> = HashMap::try_from(map).map_err(map_err)?;
+        let known: Vec<u32> = served.keys().filter_map(Result::ok).collect();
+        for group in groups.iter().filter(|group| !known.contains(group)) {
+            served.insert(group, GroupAdvert::default(), 0).map_err(map_err)?;
         }
         let gone: Vec<u32> =
             served.keys().filter_map(Result::ok).filter(|group| !groups.contains(group)).collect();
@@ -255,6 +259,46 @@ impl Datapath {
             served.remove(&group).map_err(map_err)?;
         }
         Ok(())
+    }
+
+    /// What this node says in `group`, for the program's probe answers.
+    pub fn set_advert(&mut self, group: u32, advert: GroupAdvert) -> Result<(), BpfError> {
+        let map = self.ebpf.map_mut(GROUPS_MAP).ok_or(BpfError::NoMap(GROUPS_MAP))?;
+        let map_err = |err| BpfError::Map(GROUPS_MAP, err);
+        let mut served: HashMap<&mut MapData, u32, GroupAdvert> = HashMap::try_from(map).map_err(map_err)?;
+        served.insert(group, advert, 0).map_err(map_err)
+    }
+
+    /// Records the probe burst under way in `group` (before each probe goes out).
+    pub fn set_probe(&mut self, group: u32, probe: ProbeState) -> Result<(), BpfError> {
+        let map = self.ebpf.map_mut(PROBES_MAP).ok_or(BpfError::NoMap(PROBES_MAP))?;
+        let map_err = |err| BpfError::Map(PROBES_MAP, err);
+        let mut probes: HashMap<&mut MapData, u32, ProbeState> = HashMap::try_from(map).map_err(map_err)?;
+        probes.insert(group, probe, 0).map_err(map_err)
+    }
+
+    /// The probe burst of `group`, as the program last marked it.
+    pub fn probe(&self, group: u32) -> Result<Option<ProbeState>, BpfError> {
+        let map = self.ebpf.map(PROBES_MAP).ok_or(BpfError::NoMap(PROBES_MAP))?;
+        let map_err = |err| BpfError::Map(PROBES_MAP, err);
+        let probes: HashMap<&MapData, u32, ProbeState> = HashMap::try_from(map).map_err(map_err)?;
+        match probes.get(&group, 0) {
+            Ok(probe) => Ok(Some(probe)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(err) => Err(map_err(err)),
+        }
+    }
+
+    /// What the program last recorded of one peer.
+    pub fn peer(&self, key: PeerKey) -> Result<Option<PeerRecord>, BpfError> {
+        let map = self.ebpf.map(PEERS_MAP).ok_or(BpfError::NoMap(PEERS_MAP))?;
+        let map_err = |err| BpfError::Map(PEERS_MAP, err);
+        let peers: HashMap<&MapData, PeerKey, PeerRecord> = HashMap::try_from(map).map_err(map_err)?;
+        match peers.get(&key, 0) {
+            Ok(record) => Ok(Some(record)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(err) => Err(map_err(err)),
+        }
     }
 
     /// Every peer the XDP program has recorded.
@@ -322,6 +366,16 @@ impl Drop for Datapath {
             let _ = fs::remove_dir(&dir);
         }
     }
+}
+
+/// Whether `iface` is a virtual interface (no device behind it: a veth, a bridge, a bond, a
+/// VLAN). On a veth, a frame sent back by native XDP (XDP_TX: a probe's answer) goes to the
+/// peer's own XDP ring and, behind a bridge, was seen to go no further; generic XDP sends it
+/// through the stack like any other frame. Read from the interface's sysfs entry, which
+/// `ip netns exec` remounts for the namespace.
+fn is_virtual(iface: &str) -> bool {
+    let entry = Path::new("/sys/class/net").join(iface);
+    entry.exists() && !entry.join("device").exists()
 }
 
 /// The loaded XDP program of `ebpf` (a free function, so that it borrows only that field).

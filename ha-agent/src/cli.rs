@@ -205,6 +205,10 @@ pub struct RunArgs {
     /// How long a node listens before it preempts a live ACTIVE, e.g. 30s (default 0).
     #[arg(long)]
     pub preempt_delay: Option<String>,
+    /// Whether the ACTIVE's successor probes it once it is silent for a little over an interval,
+    /// and takes over at once when no answer comes (true or false; default true).
+    #[arg(long, value_name = "BOOL")]
+    pub probes: Option<bool>,
     /// Command run (by /bin/sh) on every transition; HA_OLD_STATE, HA_NEW_STATE, HA_REASON,
     /// HA_VIPS, HA_IFACE, HA_GROUP and HA_NODE_ID say what happened.
     #[arg(long, value_name = "COMMAND")]

@@ -78,6 +78,8 @@ pub struct Config {
     pub mlockall: bool,
     /// Run at real-time priority (`--realtime`).
     pub realtime: bool,
+    /// Probe a silent ACTIVE before the dead time (`probes`).
+    pub probes: bool,
 }
 
 /// An IP address with an optional port (`192.0.2.11`, `[2001:db8::11]:9740`), as the
@@ -162,6 +164,7 @@ struct RawConfig {
     fence_keep_flows: bool,
     mlockall: bool,
     realtime: bool,
+    probes: bool,
 }
 
 impl Default for RawConfig {
@@ -200,6 +203,7 @@ impl Default for RawConfig {
             fence_keep_flows: false,
             mlockall: false,
             realtime: false,
+            probes: true,
         }
     }
 }
@@ -294,6 +298,7 @@ impl RawConfig {
             fence_keep_flows: self.fence_keep_flows,
             mlockall: self.mlockall,
             realtime: self.realtime,
+            probes: self.probes,
         })
     }
 }

@@ -25,7 +25,7 @@ use crate::{
     clock::{millis, monotonic_now},
     config::Config,
     control::{ControlSocket, Request},
-    election::{Election, Event},
+    election::{answer_window, Election, Event},
     heartbeat::{HeartbeatSender, Origin},
     hooks::Hooks,
     ids::NodeId,
@@ -41,6 +41,7 @@ use crate::{
 mod agent;
 mod commands;
 mod group;
+mod probes;
 mod reload;
 mod report;
 
@@ -88,6 +89,10 @@ pub enum DaemonError {
     #[error("the event loop")]
     EventLoop(#[source] io::Error),
 }
+
+/// How often a restarted agent renews its predecessor's lease while it gets ready: well within the
+/// probe answer window of any interval.
+const PREDECESSOR_RENEWAL: Duration = Duration::from_millis(5);
 
 /// How often the peer map is read when no event arrives.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
@@ -147,9 +152,12 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     // renew its lease so that it does not fence the VIPs while we get ready to replace it.
     let mut predecessor =
         bpf::PredecessorFence::open(&config.pin_dir).filter(|fence| fence.alive(monotonic_now()));
+    let has_predecessor = predecessor.is_some();
     if let Some(fence) = predecessor.as_mut() {
         fence.renew(monotonic_now())?;
     }
+    // And keep it renewed, often enough for it to answer probes, until our program replaces it.
+    let keep_alive = predecessor.map(|fence| fence.keep_alive(PREDECESSOR_RENEWAL));
     // Subscribed before the interface is looked at, so that no change falls in between.
     let mut watch = NetWatch::open().map_err(DaemonError::EventLoop)?;
     let (interface, node_id) = preflight(&config)?;
@@ -166,7 +174,7 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     let mut resumed = Vec::new();
     for group_config in &config.groups {
         let group = Group::new(group_config.clone(), &config, node_id, interface.index, &checks, now)?;
-        if predecessor.is_some() && !group.vips.present().await?.is_empty() {
+        if has_predecessor && !group.vips.present().await?.is_empty() {
             resumed.push(groups.len());
         } else {
             // A crashed instance may have left the VIPs behind: a group starts STANDBY without them.
@@ -202,8 +210,10 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     datapath.set_groups(&config.groups.iter().map(|g| g.id.0).collect::<Vec<_>>())?;
     datapath.pin(&config.pin_dir)?;
     let vips: Vec<_> = config.all_vips().copied().collect();
-    datapath.set_fence(bpf::fence(&vips, config.dead_time, config.fence_keep_flows), monotonic_now())?;
+    let fence = bpf::fence(&vips, config.dead_time, answer_window(config.interval), config.fence_keep_flows);
+    datapath.set_fence(fence, monotonic_now())?;
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
+    drop(keep_alive);
     datapath.forward_logs()?;
     let mut events = datapath.events()?;
     let mut control = ControlSocket::bind(&config.run_dir, config.control_group.as_deref())?;
@@ -353,6 +363,8 @@ async fn main_loop(
         let counters = agent.watch_counters();
         agent.execute_all(counters).await;
         agent.refresh_peers();
+        let answers = agent.probe_answers();
+        agent.execute_all(answers).await;
         let ticked = agent.tick();
         agent.watch_deaf_peers(monotonic_now());
         agent.execute_all(ticked).await;

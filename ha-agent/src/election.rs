@@ -39,18 +39,21 @@ use ha_common::NodeState;
 
 use crate::ids::NodeId;
 
+mod claimants;
 mod event;
 mod fault;
 mod lifecycle;
 mod peer;
 mod promotion;
 mod state;
+mod suspicion;
 
 pub use event::{Action, Event, Output, Transition};
 pub use fault::{Fault, Faults};
 pub use lifecycle::HandoverError;
 pub use peer::{group_peers, PeerView, MAX_INTERVAL, MIN_INTERVAL};
 pub use state::{Advert, Settings, State};
+pub use suspicion::{answer_window, probe_spacing, PROBES_PER_BURST, SUSPECT_AFTER};
 
 /// The longest wait between two tries to put the VIPs on after a failure.
 pub const MAX_ADD_RETRY: Duration = Duration::from_secs(10);
@@ -83,6 +86,13 @@ pub struct Election {
     /// ACTIVE because a handover gave it the VIPs: advertised, so that more worthy nodes do
     /// not preempt it.
     chosen: bool,
+    /// While a STANDBY suspects the ACTIVE it would succeed (see `election/suspicion.rs`).
+    suspicion: Option<suspicion::Suspicion>,
+    /// A peer that left a burst of probes unanswered, and its last heartbeat then: dead, whatever
+    /// the dead time says, until it is heard again.
+    unanswered: Option<(NodeId, Duration)>,
+    /// The latest answer to a probe: from whom, and when it came.
+    answered_at: Option<(NodeId, Duration)>,
 }
 
 impl Election {
@@ -101,6 +111,9 @@ impl Election {
             release_to: State::Stopped,
             handover_to: None,
             chosen: false,
+            suspicion: None,
+            unanswered: None,
+            answered_at: None,
         }
     }
 
@@ -135,13 +148,17 @@ impl Election {
             yielded: now < self.yielded_until,
             handover_to: self.handover_to.filter(|_| self.state == State::Releasing),
             chosen: self.chosen && self.state == State::Active,
+            restarting: false,
         }
     }
 
     /// Feeds one event; returns the actions to carry out.
     pub fn handle(&mut self, event: Event<'_>) -> Output {
         match event {
-            Event::Tick { now, peers } => self.settle_faults(now).unwrap_or_else(|| self.tick(now, peers)),
+            Event::Tick { now, peers } => {
+                let peers = self.with_answers(peers);
+                self.settle_faults(now).unwrap_or_else(|| self.tick(now, &peers))
+            }
             Event::Shutdown { now } => self.shutdown(now),
             Event::Resume { now } => self.resume(now),
             Event::Drain { now } => self.drain(now),
@@ -167,6 +184,10 @@ impl Election {
                 self.faults.note_send(now, ok);
                 self.settle_faults(now).unwrap_or_default()
             }
+            Event::ProbeAnswered { now, from } => {
+                self.note_answer(now, from);
+                Output::default()
+            }
             Event::VipsAdded { .. } => {
                 self.add_retry = None;
                 self.faults.note_vips_added();
@@ -186,18 +207,6 @@ impl Election {
             }
             Event::AddVipsFailed { .. } | Event::VipRemoved { .. } => Output::default(),
         }
-    }
-
-    /// Less worthy peers that have claimed ACTIVE for more than two dead times while this node
-    /// was ACTIVE and sending. A peer that heard us would have stepped down at once: these do not
-    /// hear us (a one-way link, a filter), and the LAN has two holders.
-    #[must_use]
-    pub fn deaf_peers(&self, now: Duration) -> Vec<NodeId> {
-        self.claimants
-            .iter()
-            .filter(|(_, since)| now.saturating_sub(*since) > self.settings.dead_time * 2)
-            .map(|(node_id, _)| *node_id)
-            .collect()
     }
 
     /// The causes of FAULT in force now, if any.
@@ -236,9 +245,13 @@ impl Election {
     /// out, an ACTIVE's refresh or VIP retry is due. `None` when only a heartbeat can change the
     /// outcome.
     pub fn next_deadline(&self, now: Duration, peers: &[PeerView]) -> Option<Duration> {
+        let peers = &self.with_answers(peers)[..];
         let fault_change = self.faults.next_change(now, self.settings.dead_time);
         let own = match self.state {
-            State::Standby => Some(self.promotion_at(now, peers)),
+            State::Standby => Some(self.promotion_at(now, peers))
+                .into_iter()
+                .chain(self.suspicion_deadline(now, peers))
+                .min(),
             State::Releasing => Some(self.releasing_since + self.settings.dead_time),
             State::Active => {
                 let refresh = self.settings.garp_refresh.map(|period| self.last_announced + period);
@@ -253,6 +266,9 @@ impl Election {
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
         let from = self.state;
         self.state = to;
+        if to != State::Standby {
+            self.suspicion = None;
+        }
         if to != State::Active {
             self.add_retry = None;
             self.claimants.clear();
@@ -275,6 +291,9 @@ impl Election {
                         format!("peer {giver} hands the VIPs over to this node"),
                         vec![Action::AddVips, Action::SendGratuitousArp, Action::SendHeartbeat],
                     );
+                }
+                if let Some(output) = self.suspect(now, peers) {
+                    return output;
                 }
                 if now < self.promotion_at(now, peers) {
                     return Output::default();
@@ -349,23 +368,6 @@ impl Election {
             // Settled by `settle_faults` before every tick, or by the operator: nothing to decide.
             State::Fault | State::Maintenance | State::Stopped => Output::default(),
         }
-    }
-
-    /// Keeps [`Election::deaf_peers`]'s record: which less worthy live peers claim ACTIVE now.
-    fn track_claimants(&mut self, now: Duration, peers: &[PeerView]) {
-        let claiming = |id: NodeId| {
-            peers.iter().any(|p| {
-                p.node_id == id && p.state == NodeState::Active && !self.is_better(p) && self.is_live(p, now)
-            })
-        };
-        let still: Vec<(NodeId, Duration)> =
-            self.claimants.iter().copied().filter(|(id, _)| claiming(*id)).collect();
-        let new: Vec<(NodeId, Duration)> = peers
-            .iter()
-            .filter(|p| claiming(p.node_id) && !still.iter().any(|(id, _)| *id == p.node_id))
-            .map(|p| (p.node_id, now))
-            .collect();
-        self.claimants = still.into_iter().chain(new).collect();
     }
 
     /// What an ACTIVE with nothing to decide still owes: a VIP retry, a refresh, when due.

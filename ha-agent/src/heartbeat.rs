@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use ha_common::{Heartbeat, SipKey, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_YIELDED};
+use ha_common::{Heartbeat, SipKey, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_PROBE, FLAG_RESTARTING, FLAG_YIELDED};
 use pnet::datalink::NetworkInterface;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -105,20 +105,7 @@ impl HeartbeatSender {
     /// Sends one heartbeat of `group` saying `advert` to every destination. The groups of a node
     /// share one numbering: every heartbeat it sends is above all it sent before.
     pub async fn send(&mut self, group: GroupId, advert: Advert) -> io::Result<()> {
-        let heartbeat = Heartbeat {
-            state: advert.state,
-            priority: advert.priority,
-            flags: if advert.yielded { FLAG_YIELDED } else { 0 }
-                | if advert.handover_to.is_some() { FLAG_HANDOVER } else { 0 }
-                | if advert.chosen { FLAG_CHOSEN } else { 0 },
-            group: group.0,
-            node_id: self.origin.node_id.0,
-            interval_ms: u32::try_from(self.origin.interval.as_millis()).unwrap_or(u32::MAX),
-            handover_to: advert.handover_to.map_or(0, |node| node.0),
-            sequence: self.next_sequence,
-            tag: 0,
-        };
-        self.next_sequence += 1;
+        let heartbeat = self.heartbeat(group, advert);
         let bytes = heartbeat.encode_signed(self.key.as_ref());
         let mut result = Ok(());
         for destination in &self.destinations {
@@ -129,6 +116,58 @@ impl HeartbeatSender {
         }
         result
     }
+}
+
+impl HeartbeatSender {
+    /// Sends one probe of `group` saying `advert` to `target` at `address` (the heartbeat port of
+    /// its last heartbeat's source): a heartbeat with `FLAG_PROBE` that asks it to answer at once.
+    /// Returns the probe's sequence number, which the answer echoes.
+    pub async fn send_probe(
+        &mut self,
+        group: GroupId,
+        advert: Advert,
+        target: NodeId,
+        address: SocketAddr,
+    ) -> io::Result<u64> {
+        let mut probe = self.heartbeat(group, advert);
+        probe.flags = (probe.flags & !FLAG_HANDOVER) | FLAG_PROBE;
+        probe.target = target.0;
+        self.socket.send_to(&probe.encode_signed(self.key.as_ref()), address).await?;
+        Ok(probe.sequence)
+    }
+
+    /// The next heartbeat of `group` saying `advert`, numbered.
+    fn heartbeat(&mut self, group: GroupId, advert: Advert) -> Heartbeat {
+        let heartbeat = Heartbeat {
+            state: advert.state,
+            priority: advert.priority,
+            flags: advert_flags(&advert),
+            group: group.0,
+            node_id: self.origin.node_id.0,
+            interval_ms: u32::try_from(self.origin.interval.as_millis()).unwrap_or(u32::MAX),
+            target: advert.handover_to.map_or(0, |node| node.0),
+            sequence: self.next_sequence,
+            tag: 0,
+        };
+        self.next_sequence += 1;
+        heartbeat
+    }
+
+    /// The interval it advertises.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.origin.interval
+    }
+}
+
+/// The heartbeat flags that say `advert`.
+#[must_use]
+pub fn advert_flags(advert: &Advert) -> u8 {
+    let flag = |on: bool, flag: u8| if on { flag } else { 0 };
+    flag(advert.yielded, FLAG_YIELDED)
+        | flag(advert.handover_to.is_some(), FLAG_HANDOVER)
+        | flag(advert.chosen, FLAG_CHOSEN)
+        | flag(advert.restarting, FLAG_RESTARTING)
 }
 
 /// A UDP socket bound to `interface`, with TTL (hop limit) 1 and no multicast loop, for

@@ -211,6 +211,7 @@ mod tests {
             interval: Duration::from_millis(100),
             handover_to: None,
             chosen: false,
+            restarting: false,
         };
         metrics.observe_peers(GroupId(1), Duration::from_millis(100), &[peer(100)], 3.5);
         metrics.observe_peers(GroupId(1), Duration::from_millis(200), &[peer(200)], 3.5);

@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
         group: 1,
         node_id: 5,
         interval_ms: 100,
-        handover_to: 0,
+        target: 0,
         sequence: 1,
         tag: 0,
     };

@@ -16,9 +16,11 @@ pub const KEYS_MAP: &str = "KEYS";
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the XDP program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ha_xdp";
-/// Name of the hash map of the groups this agent serves (group id → 1); heartbeats of any other
-/// group are counted (`wrong_group`) and dropped.
+/// Name of the hash map of the groups this agent serves (group id → [`GroupAdvert`]); heartbeats
+/// of any other group are counted (`wrong_group`) and dropped.
 pub const GROUPS_MAP: &str = "GROUPS";
+/// Name of the hash map of this node's outstanding probes (group id → [`ProbeState`]).
+pub const PROBES_MAP: &str = "PROBES";
 /// How many groups one agent may serve.
 pub const MAX_GROUPS: u32 = 256;
 /// Name of the array (one slot) holding the [`Fence`]: the agent's lease and the VIPs it guards.
@@ -30,6 +32,40 @@ pub const MAX_FENCED_VIPS: usize = 16;
 pub const FENCE_KEEP_FLOWS: u32 = 1;
 /// How many (group, peer) entries the map holds: [`MAX_GROUPS`] groups of 16 nodes.
 pub const MAX_PEERS: u32 = MAX_GROUPS * 16;
+
+/// What this node says in one group, as its heartbeats do: kept in `GROUPS` by the agent so
+/// that the XDP program can answer a probe with it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GroupAdvert {
+    /// This node's heartbeat interval in ms.
+    pub interval_ms: u32,
+    /// Its state, a `NodeState` value.
+    pub state: u8,
+    /// Its worthiness.
+    pub priority: u8,
+    /// Its flags (without the probe flags).
+    pub flags: u8,
+    /// Explicit padding; always 0.
+    pub _pad0: u8,
+}
+
+/// A burst of probes this node sent in one group, written by the agent before each probe goes
+/// out; the XDP program marks it answered when an authentic answer echoes one of its sequences.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ProbeState {
+    /// Sequence number of the burst's first probe.
+    pub first_sequence: u64,
+    /// Sequence number of its latest probe.
+    pub last_sequence: u64,
+    /// `bpf_ktime_get_ns()` when an answer arrived; 0 until one does.
+    pub answered_ns: u64,
+    /// The node probed.
+    pub target: u32,
+    /// Explicit padding; always 0.
+    pub _pad0: u32,
+}
 
 /// Key of the peer map: one entry per (group, node id).
 #[repr(C)]
@@ -137,6 +173,10 @@ pub struct XdpStats {
     /// Frames about a VIP (ARP, neighbour discovery, and IP unless [`FENCE_KEEP_FLOWS`]) dropped
     /// because the agent's lease ran out: a dead or hung agent's node stops answering for them.
     pub fenced: u64,
+    /// Probes to this node answered (XDP_TX) while its agent's loop turns.
+    pub probes_answered: u64,
+    /// Authentic answers to this node's probes, recorded in `PROBES`.
+    pub probe_answers: u64,
 }
 
 impl XdpStats {
@@ -155,10 +195,12 @@ impl XdpStats {
         self.replay += other.replay;
         self.events_lost += other.events_lost;
         self.fenced += other.fenced;
+        self.probes_answered += other.probes_answered;
+        self.probe_answers += other.probe_answers;
     }
 
     /// Every counter with its name, in declaration order (for status output).
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         [
             ("passed", self.passed),
             ("accepted", self.accepted),
@@ -173,6 +215,8 @@ impl XdpStats {
             ("replay", self.replay),
             ("events_lost", self.events_lost),
             ("fenced", self.fenced),
+            ("probes_answered", self.probes_answered),
+            ("probe_answers", self.probe_answers),
         ]
     }
 }
@@ -195,6 +239,10 @@ pub struct Fence {
     /// authentic heartbeat with our node id at or below it is our own, reflected or replayed
     /// (`replay`); only one above it proves another node with our id (`own_echo`).
     pub last_sent_sequence: u64,
+    /// How recent the last renewal must be for the XDP program to answer a probe: a little over
+    /// the heartbeat interval, at which the agent's loop turns. A probe is sent once the ACTIVE
+    /// has been silent for longer: a dead agent's node must not answer it.
+    pub answer_window_ns: u64,
     /// How many entries of `vips` are in use; 0 turns fencing off.
     pub count: u32,
     /// `FENCE_*` flags.
@@ -206,6 +254,13 @@ pub struct Fence {
 }
 
 impl Fence {
+    /// Whether the agent renewed the lease within the answer window at `now_ns`: its loop turns,
+    /// and the XDP program may answer probes for it.
+    #[must_use]
+    pub fn loop_alive(&self, now_ns: u64) -> bool {
+        now_ns.saturating_sub(self.renewed_ns) <= self.answer_window_ns
+    }
+
     /// Whether the lease has run out at `now_ns` (and fencing is on).
     #[must_use]
     pub fn expired(&self, now_ns: u64) -> bool {
@@ -217,30 +272,38 @@ impl Fence {
     #[allow(clippy::inline_always, reason = "the XDP program needs it inlined to keep the verifier's bounds")]
     #[must_use]
     pub fn guards(&self, family: u8, addr: &[u8; 16]) -> bool {
+        // Compared as two 64-bit halves rather than byte by byte: a branch per byte would give
+        // the verifier more paths than it can walk.
+        let (wanted_high, wanted_low) = halves(addr);
         let mut i = 0;
         while i < MAX_FENCED_VIPS {
             if i as u32 >= self.count {
                 return false;
             }
-            if self.families[i] == family {
-                let len = if family == 4 { 4 } else { 16 };
-                let vip = &self.vips[i];
-                let mut same = true;
-                let mut j = 0;
-                while j < 16 {
-                    if j < len && vip[j] != addr[j] {
-                        same = false;
-                    }
-                    j += 1;
-                }
-                if same {
-                    return true;
-                }
+            let (high, low) = halves(&self.vips[i]);
+            let same = if family == 4 {
+                high >> 32 == wanted_high >> 32
+            } else {
+                high == wanted_high && low == wanted_low
+            };
+            if self.families[i] == family && same {
+                return true;
             }
             i += 1;
         }
         false
     }
+}
+
+/// An address's bytes as two big-endian 64-bit halves.
+#[inline(always)]
+#[allow(clippy::inline_always, reason = "the XDP program needs it inlined to keep the verifier's bounds")]
+const fn halves(addr: &[u8; 16]) -> (u64, u64) {
+    let a = addr;
+    (
+        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+    )
 }
 
 /// Bits of [`PeerEvent::changes`].
@@ -253,6 +316,8 @@ pub mod change {
     pub const PRIORITY: u32 = 4;
     /// The peer was silent for longer than two of its intervals and is heard again.
     pub const REVIVED: u32 = 8;
+    /// The peer answered one of this node's probes (`PROBES`).
+    pub const PROBE_ANSWER: u32 = 32;
     /// The peer's flags changed (it yielded the VIP, hands it over, or stopped saying so).
     pub const FLAGS: u32 = 16;
 }
@@ -296,6 +361,10 @@ mod pod {
     unsafe impl aya::Pod for super::AuthKeys {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::Fence {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::GroupAdvert {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::ProbeState {}
 }
 
 #[cfg(test)]
@@ -309,8 +378,10 @@ mod tests {
         assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1 + 4 + 4);
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
         assert_eq!(size_of::<XdpConfig>(), 8);
-        assert_eq!(size_of::<XdpStats>(), 8 * 13);
-        assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 4 + 4 + 16 * MAX_FENCED_VIPS + MAX_FENCED_VIPS);
+        assert_eq!(size_of::<XdpStats>(), 8 * 15);
+        assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 8 + 4 + 4 + 16 * MAX_FENCED_VIPS + MAX_FENCED_VIPS);
+        assert_eq!(size_of::<GroupAdvert>(), 8);
+        assert_eq!(size_of::<ProbeState>(), 8 * 3 + 4 + 4);
         assert_eq!(size_of::<AuthKeys>(), 40);
         assert_eq!(size_of::<PeerEvent>(), 16);
     }

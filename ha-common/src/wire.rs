@@ -8,11 +8,11 @@
 //! | 4      | 1    | version (1)  |
 //! | 5      | 1    | state        |
 //! | 6      | 1    | priority (worthiness; 0 = releasing) |
-//! | 7      | 1    | flags: bit 0 [`FLAG_YIELDED`], bit 1 [`FLAG_HANDOVER`], bit 2 [`FLAG_CHOSEN`], others 0 |
+//! | 7      | 1    | flags: bit 0 [`FLAG_YIELDED`], 1 [`FLAG_HANDOVER`], 2 [`FLAG_CHOSEN`], 3 [`FLAG_PROBE`], 4 [`FLAG_PROBE_ANSWER`], 5 [`FLAG_RESTARTING`], others 0 |
 //! | 8      | 4    | group id     |
 //! | 12     | 4    | node id      |
 //! | 16     | 4    | sender's interval in ms |
-//! | 20     | 4    | handover target's node id (0 unless [`FLAG_HANDOVER`]) |
+//! | 20     | 4    | target node id: of a handover, a probe or an answer (0 otherwise) |
 //! | 24     | 8    | sequence number |
 //! | 32     | 8    | authentication tag |
 
@@ -30,14 +30,27 @@ pub const DEFAULT_MCAST_V4: [u8; 4] = [239, 255, 97, 1];
 /// The ACTIVE that sees it announces the VIP again, since the sender may have pointed the LAN's
 /// ARP caches at itself.
 pub const FLAG_YIELDED: u8 = 1;
-/// Flag: the sender, releasing, hands its VIPs to the node named in `handover_to`
+/// Flag: the sender, releasing, hands its VIPs to the node named in `target`
 /// (`ha-agent ctl handover`): that node takes over at once, the others leave it to it.
 pub const FLAG_HANDOVER: u8 = 2;
 /// Flag: the sender holds the VIPs because an operator handed them to it: more worthy nodes do
 /// not preempt it (until it stops holding them).
 pub const FLAG_CHOSEN: u8 = 4;
+/// Flag: the sender (a STANDBY that would succeed the ACTIVE) suspects the ACTIVE named in
+/// `target`, which has been silent for a little over an interval, and asks it to answer at once.
+/// Otherwise it is an ordinary heartbeat of the sender, recorded as one.
+pub const FLAG_PROBE: u8 = 8;
+/// Flag: the answer of the node that sends it, made by its XDP program while its agent's loop
+/// turns, to the probe whose sequence number it echoes, from the node named in `target`.
+pub const FLAG_PROBE_ANSWER: u8 = 16;
+/// Flag: the sender is about to re-execute itself (`SIGUSR2`, a planned upgrade): its successor
+/// does not probe it (a restart has no loop to answer with) and waits out the dead time instead.
+pub const FLAG_RESTARTING: u8 = 32;
+/// The flags that name a node in `target`.
+pub const TARGET_FLAGS: u8 = FLAG_HANDOVER | FLAG_PROBE | FLAG_PROBE_ANSWER;
 /// Every flag this version defines; a heartbeat with any other bit set is rejected.
-pub const KNOWN_FLAGS: u8 = FLAG_YIELDED | FLAG_HANDOVER | FLAG_CHOSEN;
+pub const KNOWN_FLAGS: u8 =
+    FLAG_YIELDED | FLAG_HANDOVER | FLAG_CHOSEN | FLAG_PROBE | FLAG_PROBE_ANSWER | FLAG_RESTARTING;
 /// Byte offset of the authentication tag, which covers bytes `0..TAG_OFFSET`.
 pub const TAG_OFFSET: usize = 32;
 
@@ -85,8 +98,9 @@ pub struct Heartbeat {
     pub node_id: u32,
     /// Sender's heartbeat interval in milliseconds.
     pub interval_ms: u32,
-    /// With [`FLAG_HANDOVER`]: the node the sender hands its VIPs to; 0 otherwise.
-    pub handover_to: u32,
+    /// With [`FLAG_HANDOVER`]: the node the sender hands its VIPs to; with [`FLAG_PROBE`]: the
+    /// node asked; with [`FLAG_PROBE_ANSWER`]: the node answered; 0 otherwise.
+    pub target: u32,
     /// Strictly increasing per sender (see `docs/PROTOCOL.md`).
     pub sequence: u64,
     /// Authentication tag over bytes `0..TAG_OFFSET`; 0 while authentication is off.
@@ -119,7 +133,7 @@ impl Heartbeat {
         buf[8..12].copy_from_slice(&self.group.to_be_bytes());
         buf[12..16].copy_from_slice(&self.node_id.to_be_bytes());
         buf[16..20].copy_from_slice(&self.interval_ms.to_be_bytes());
-        buf[20..24].copy_from_slice(&self.handover_to.to_be_bytes());
+        buf[20..24].copy_from_slice(&self.target.to_be_bytes());
         buf[24..32].copy_from_slice(&self.sequence.to_be_bytes());
         buf[32..40].copy_from_slice(&self.tag.to_be_bytes());
         buf
@@ -158,8 +172,8 @@ impl Heartbeat {
         let Some(state) = NodeState::from_u8(buf[5]) else {
             return Err(DecodeError::BadField);
         };
-        let handover_to = u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]]);
-        if buf[7] & !KNOWN_FLAGS != 0 || (buf[7] & FLAG_HANDOVER == 0 && handover_to != 0) {
+        let target = u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]]);
+        if buf[7] & !KNOWN_FLAGS != 0 || (buf[7] & TARGET_FLAGS == 0 && target != 0) {
             return Err(DecodeError::BadField);
         }
         Ok(Self {
@@ -169,7 +183,7 @@ impl Heartbeat {
             group: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
             node_id: u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]),
             interval_ms: u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]),
-            handover_to,
+            target,
             sequence: u64::from_be_bytes([
                 buf[24], buf[25], buf[26], buf[27], buf[28], buf[29], buf[30], buf[31],
             ]),
@@ -191,7 +205,7 @@ mod tests {
             group: 7,
             node_id: 0xdead_beef,
             interval_ms: 100,
-            handover_to: 0,
+            target: 0,
             sequence: 0x0102_0304_0506_0708,
             tag: 0,
         }
@@ -246,7 +260,7 @@ mod tests {
     #[test]
     fn rejects_undefined_fields() {
         // A state of 0 or 3, an undefined flag, a handover target without the handover flag.
-        for (offset, value) in [(5usize, 0u8), (5, 3), (7, 8), (20, 1), (23, 0x80)] {
+        for (offset, value) in [(5usize, 0u8), (5, 3), (7, 64), (20, 1), (23, 0x80)] {
             let mut bytes = SAMPLE_BYTES;
             bytes[offset] = value;
             assert_eq!(Heartbeat::decode(&bytes), Err(DecodeError::BadField), "offset {offset}");
@@ -267,18 +281,8 @@ mod tests {
         )
             .prop_map(
                 |(state, priority, flags, group, node_id, interval_ms, target, sequence, tag)| {
-                    let handover_to = if flags & FLAG_HANDOVER == 0 { 0 } else { target };
-                    Heartbeat {
-                        state,
-                        priority,
-                        flags,
-                        group,
-                        node_id,
-                        interval_ms,
-                        handover_to,
-                        sequence,
-                        tag,
-                    }
+                    let target = if flags & TARGET_FLAGS == 0 { 0 } else { target };
+                    Heartbeat { state, priority, flags, group, node_id, interval_ms, target, sequence, tag }
                 },
             )
     }

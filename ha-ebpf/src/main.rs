@@ -28,8 +28,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ha_common::{
-    change, verify_tag, AuthKeys, DecodeError, Fence, Heartbeat, PeerEvent, PeerKey, PeerRecord, XdpConfig,
-    XdpStats, FENCE_KEEP_FLOWS, HEARTBEAT_LEN, MAX_GROUPS, MAX_PEERS,
+    change, verify_tag, AuthKeys, DecodeError, Fence, GroupAdvert, Heartbeat, NodeState, PeerEvent, PeerKey,
+    PeerRecord, ProbeState, XdpConfig, XdpStats, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE,
+    FLAG_PROBE_ANSWER, HEARTBEAT_LEN, MAX_GROUPS, MAX_PEERS,
 };
 
 /// Peers by (group, node id). Written only here; read by the agent. Entries are never removed:
@@ -38,10 +39,26 @@ use ha_common::{
 #[btf_map]
 static PEERS: HashMap<PeerKey, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
 
-/// The groups the agent serves (group id → 1), written before attaching and on reload. A hash
-/// map rather than a list in `CONFIG`: one lookup per heartbeat however many groups there are.
+/// The groups the agent serves, each with what this node says in it (for probe answers), written
+/// before attaching, when the node's state or worthiness in a group changes, and on reload. A
+/// hash map rather than a list in `CONFIG`: one lookup per heartbeat however many groups there
+/// are.
 #[btf_map]
-static GROUPS: HashMap<u32, u32, { MAX_GROUPS as usize }> = HashMap::new();
+static GROUPS: HashMap<u32, GroupAdvert, { MAX_GROUPS as usize }> = HashMap::new();
+
+/// This node's outstanding probe bursts by group, written by the agent before each probe; an
+/// authentic answer echoing one of a burst's sequences marks it answered.
+#[btf_map]
+static PROBES: HashMap<u32, ProbeState, { MAX_GROUPS as usize }> = HashMap::new();
+
+/// Where `record` builds the new record, one per CPU: off the stack, which the verifier caps at
+/// 512 bytes for the whole chain of calls.
+#[btf_map]
+static SCRATCH: PerCpuArray<PeerRecord, 1> = PerCpuArray::new();
+
+/// Where `answer_probe` builds the answer's UDP header and payload, one per CPU: off the stack.
+#[btf_map]
+static SEGMENT: PerCpuArray<[u8; UDP_HLEN + HEARTBEAT_LEN], 1> = PerCpuArray::new();
 
 /// Verdict and rejection counters, one copy per CPU so the hot path needs no atomics.
 #[btf_map]
@@ -97,6 +114,19 @@ enum Outcome {
     Replay,
     /// Not a heartbeat, but about a VIP while the agent's lease has run out.
     Fenced,
+    /// A probe to this node, recorded as the sender's heartbeat and turned into the answer
+    /// (XDP_TX).
+    Answered,
+    /// An authentic answer to one of this node's probes, recorded in `PROBES`.
+    ProbeAnswer,
+}
+
+/// Where the frame's network and transport headers start, and the IP family.
+#[derive(Clone, Copy)]
+struct Layout {
+    l3: usize,
+    l4: usize,
+    family: u8,
 }
 
 /// Where in the frame the heartbeat's IP source address sits, and its family.
@@ -116,6 +146,7 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
     count(&outcome);
     match outcome {
         Outcome::NotHeartbeat => xdp_action::XDP_PASS,
+        Outcome::Answered => xdp_action::XDP_TX,
         _ => xdp_action::XDP_DROP,
     }
 }
@@ -135,6 +166,52 @@ fn read_at<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
     // the kernel keeps mapped and unchanged for the program's run; read_unaligned needs no
     // alignment, and the callers only read byte arrays, for which any bytes are valid.
     Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+}
+
+/// [`read_at`] with the packet's bounds read afresh (see [`bounds`]): for the probe answer, whose
+/// reads follow larger ones that LLVM would otherwise take as proof enough.
+#[inline(always)]
+fn reread_at<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    let (start, end) = bounds(ctx);
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: as in `read_at`.
+    Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+}
+
+/// Writes `value` at `offset` bytes into the frame; false (nothing written) if the frame is too
+/// short. Every write to the packet goes through here, as every read goes through [`read_at`].
+#[inline(always)]
+fn write_at<T: Copy>(ctx: &XdpContext, offset: usize, value: T) -> bool {
+    let (start, end) = bounds(ctx);
+    if start + offset + size_of::<T>() > end {
+        return false;
+    }
+    // SAFETY: the check above keeps `offset .. offset + size_of::<T>()` inside the packet, which
+    // an XDP program may write; write_unaligned needs no alignment, and the callers write byte
+    // arrays only.
+    unsafe { core::ptr::write_unaligned((start + offset) as *mut T, value) };
+    true
+}
+
+/// The packet's start and end, read afresh. Volatile: otherwise LLVM drops a bounds check that an
+/// earlier, larger one implies, but the verifier, which tracks each packet pointer on its own,
+/// cannot see that, and rejects the access. Only the probe answer needs it: everywhere else the
+/// verifier's pruning would suffer from the extra state.
+#[inline(always)]
+fn bounds(ctx: &XdpContext) -> (usize, usize) {
+    let md = ctx.ctx;
+    // SAFETY: `ctx.ctx` is the kernel's `xdp_md` for this run, valid and aligned while the
+    // program runs: the field's address is inside it.
+    let data = unsafe { &raw const (*md).data };
+    // SAFETY: as above.
+    let data_end = unsafe { &raw const (*md).data_end };
+    // SAFETY: both point at live, aligned fields; reading them has no side effect.
+    let start = unsafe { core::ptr::read_volatile(data) };
+    // SAFETY: as above.
+    let end = unsafe { core::ptr::read_volatile(data_end) };
+    (start as usize, end as usize)
 }
 
 /// Reads a big-endian u16 at `offset`.
@@ -166,7 +243,9 @@ fn link_layer(ctx: &XdpContext) -> Option<LinkLayer> {
 /// an ARP packet naming one, an IPv6 neighbour solicitation or advertisement for one, or (unless
 /// `FENCE_KEEP_FLOWS`) IP traffic to one. Then the kernel never answers for the VIPs of a node
 /// whose agent died or hangs, and the LAN hears exactly one MAC: the successor's.
-#[inline(always)]
+// A function of its own: its buffers stay out of the frame that `record` and `answer_probe`
+// are called from.
+#[inline(never)]
 fn fenced(ctx: &XdpContext) -> bool {
     let Some(fence) = FENCE.get(0) else {
         return false;
@@ -261,14 +340,20 @@ fn classify(ctx: &XdpContext) -> Outcome {
         Ok(heartbeat) => heartbeat,
         Err(reason) => return Outcome::Rejected(reason),
     };
-    if GROUPS.get_ptr(heartbeat.group).is_none() {
+    let Some(advert) = GROUPS.get_ptr(heartbeat.group) else {
         return Outcome::WrongGroup;
-    }
+    };
+    // SAFETY: a pointer the map lookup returned points at a live, aligned value; the agent may
+    // rewrite it meanwhile, which at worst answers a probe with the advert of a moment before.
+    let advert = unsafe { *advert };
     let Some(keys) = KEYS.get(0) else {
         return Outcome::BadTag;
     };
     if !verify_tag(keys, &payload, heartbeat.tag) {
         return Outcome::BadTag;
+    }
+    if heartbeat.flags & FLAG_PROBE_ANSWER != 0 {
+        return probe_answer(&heartbeat, config.own_node_id);
     }
     // Only after the tag: a forged heartbeat with our id must count as forged, not inflate the
     // counter that says another node claims our id. And one at or below the sequence we last
@@ -277,28 +362,198 @@ fn classify(ctx: &XdpContext) -> Outcome {
         let ours = FENCE.get(0).is_some_and(|fence| heartbeat.sequence <= fence.last_sent_sequence);
         return if ours { Outcome::Replay } else { Outcome::OwnEcho };
     }
-    record(ctx, &heartbeat, &source, vlan_id)
+    let layout = Layout { l3, l4, family: source.family };
+    let outcome = record(ctx, &heartbeat, &source, vlan_id);
+    // Only a probe that passed everything a heartbeat must, replay check included, is answered:
+    // a forged or replayed one costs no more than a forged or replayed heartbeat.
+    if matches!(outcome, Outcome::Accepted)
+        && heartbeat.flags & FLAG_PROBE != 0
+        && heartbeat.target == config.own_node_id
+    {
+        return answer_probe(ctx, &heartbeat, &advert, layout, &config);
+    }
+    outcome
+}
+
+/// Turns the probe in the frame into this node's answer and sends it back the way it came
+/// (XDP_TX), only while the agent's loop turns (the fence's answer window): a dead or hung
+/// agent's node must not vouch for it. The answer echoes the probe's sequence, names the prober,
+/// says what this node says in the group, and is signed with the current key.
+// A function of its own (a BPF-to-BPF call): its buffers then live in its own stack frame, and
+// the program's main frame stays within the verifier's 512 bytes. By reference: a copy of the
+// advert and the config would grow the caller's frame.
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "copies would grow the main stack frame")]
+#[inline(never)]
+fn answer_probe(
+    ctx: &XdpContext,
+    probe: &Heartbeat,
+    advert: &GroupAdvert,
+    layout: Layout,
+    config: &XdpConfig,
+) -> Outcome {
+    // SAFETY: a helper without arguments, callable from any program.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (Some(fence), Some(keys)) = (FENCE.get(0), KEYS.get(0)) else {
+        return Outcome::Accepted;
+    };
+    let Some(state) = NodeState::from_u8(advert.state) else {
+        return Outcome::Accepted;
+    };
+    if !fence.loop_alive(now) {
+        return Outcome::Accepted;
+    }
+    let answer = Heartbeat {
+        state,
+        priority: advert.priority,
+        flags: (advert.flags & !(FLAG_HANDOVER | FLAG_PROBE)) | FLAG_PROBE_ANSWER,
+        group: probe.group,
+        node_id: config.own_node_id,
+        interval_ms: advert.interval_ms,
+        target: probe.node_id,
+        sequence: probe.sequence,
+        tag: 0,
+    };
+    let payload = answer.encode_signed(if keys.count == 0 { None } else { Some(&keys.current) });
+    let Layout { l3, l4, family } = layout;
+    // Each header is read whole, changed in place and written back whole: one access (and one
+    // bounds check) per header, and little stack.
+    let Some(mut macs) = reread_at::<[u8; 12]>(ctx, 0) else {
+        return Outcome::Truncated;
+    };
+    macs.rotate_left(6);
+    // Swapping the addresses leaves the IP header checksum (and the UDP pseudo-header sum) as
+    // it was.
+    let addresses_swapped = if family == 4 {
+        reread_at::<[u8; 8]>(ctx, l3 + 12).is_some_and(|mut addresses| {
+            addresses.rotate_left(4);
+            write_at(ctx, l3 + 12, addresses)
+        })
+    } else {
+        reread_at::<[u8; 32]>(ctx, l3 + 8).is_some_and(|mut addresses| {
+            addresses.rotate_left(16);
+            write_at(ctx, l3 + 8, addresses)
+        })
+    };
+    let (Some(segment), Some(slot)) =
+        (reread_at::<[u8; UDP_HLEN + HEARTBEAT_LEN]>(ctx, l4), SEGMENT.get_ptr_mut(0))
+    else {
+        return Outcome::Truncated;
+    };
+    // SAFETY: slot 0 of a per-CPU array is this CPU's own, and XDP does not preempt itself on one
+    // CPU: nothing else holds a reference to it while this runs.
+    let slot: &mut [u8; UDP_HLEN + HEARTBEAT_LEN] = unsafe { &mut *slot };
+    *slot = segment;
+    let segment = slot;
+    // From the heartbeat port to the heartbeat port: the prober's XDP program takes the answer.
+    let port = config.port.to_be_bytes();
+    let ports = [port[0], port[1], port[0], port[1]];
+    let checksum = if family == 4 {
+        // Optional over IPv4: 0 says none.
+        [0, 0]
+    } else {
+        udp_checksum_update(segment, ports, &payload)
+    };
+    segment[..4].copy_from_slice(&ports);
+    segment[6..8].copy_from_slice(&checksum);
+    segment[UDP_HLEN..].copy_from_slice(&payload);
+    if !(addresses_swapped && write_at(ctx, 0, macs) && write_at(ctx, l4, *segment)) {
+        return Outcome::Truncated;
+    }
+    Outcome::Answered
+}
+
+/// The UDP checksum of `old` (the UDP header and payload) once its ports become `ports` and its
+/// payload `payload` (RFC 1624's incremental update; the pseudo-header is unchanged, the
+/// addresses only swapped), never 0 (IPv6 forbids it).
+#[inline(always)]
+fn udp_checksum_update(
+    old: &[u8; UDP_HLEN + HEARTBEAT_LEN],
+    ports: [u8; 4],
+    payload: &[u8; HEARTBEAT_LEN],
+) -> [u8; 2] {
+    let mut sum = u32::from(!u16::from_be_bytes([old[6], old[7]]));
+    let mut i = 0;
+    while i < 4 {
+        sum += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
+        sum += u32::from(u16::from_be_bytes([ports[i], ports[i + 1]]));
+        i += 2;
+    }
+    let mut i = 0;
+    while i < HEARTBEAT_LEN {
+        sum += u32::from(!u16::from_be_bytes([old[UDP_HLEN + i], old[UDP_HLEN + i + 1]]));
+        sum += u32::from(u16::from_be_bytes([payload[i], payload[i + 1]]));
+        i += 2;
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    let checksum = !(sum as u16);
+    (if checksum == 0 { 0xffff } else { checksum }).to_be_bytes()
+}
+
+/// An authentic answer: recorded in `PROBES` if it names this node and echoes a sequence of the
+/// burst it sent to its sender (anything older, or for another node, counts as a replay), and
+/// the agent woken.
+#[inline(always)]
+fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
+    if answer.target != own_node_id {
+        return Outcome::Replay;
+    }
+    let Some(probe) = PROBES.get_ptr_mut(answer.group) else {
+        return Outcome::Replay;
+    };
+    // SAFETY: a pointer the map lookup returned points at a live, aligned value; the agent
+    // rewrites it only to start a new burst, which at worst marks that one answered early by an
+    // answer it then ignores (it compares the time with the burst's start).
+    let probe: &mut ProbeState = unsafe { &mut *probe };
+    if probe.target != answer.node_id
+        || answer.sequence < probe.first_sequence
+        || answer.sequence > probe.last_sequence
+    {
+        return Outcome::Replay;
+    }
+    // SAFETY: a helper without arguments, callable from any program.
+    probe.answered_ns = unsafe { bpf_ktime_get_ns() };
+    let event = PeerEvent {
+        group: answer.group,
+        node_id: answer.node_id,
+        changes: change::PROBE_ANSWER,
+        priority: answer.priority,
+        state: answer.state as u8,
+        _pad0: [0; 2],
+    };
+    if EVENTS.output(event, 0).is_err() {
+        bump(|stats| stats.events_lost += 1);
+    }
+    Outcome::ProbeAnswer
 }
 
 /// Updates the peer's record (unless the heartbeat is a replay) and raises an event if the agent
 /// must react now.
-#[inline(always)]
+// A function of its own, as `answer_probe` is, so that the main stack frame stays small enough
+// for the two to be called from it within the verifier's 512 bytes.
+#[inline(never)]
 fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16) -> Outcome {
     // SAFETY: a helper without arguments, callable from any program.
     let now = unsafe { bpf_ktime_get_ns() };
     let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
 
-    let mut src_addr = [0u8; 16];
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Outcome::NotHeartbeat;
+    };
+    // SAFETY: slot 0 of a per-CPU array is this CPU's own, and XDP does not preempt itself on
+    // one CPU: nothing else holds a reference to it while this runs.
+    let new_record: &mut PeerRecord = unsafe { &mut *scratch };
+    new_record.src_addr = [0; 16];
     if source.family == 4 {
         let Some(addr) = read_at::<[u8; 4]>(ctx, source.offset) else {
             return Outcome::Truncated;
         };
-        src_addr[..4].copy_from_slice(&addr);
+        new_record.src_addr[..4].copy_from_slice(&addr);
     } else {
         let Some(addr) = read_at::<[u8; 16]>(ctx, source.offset) else {
             return Outcome::Truncated;
         };
-        src_addr = addr;
+        new_record.src_addr = addr;
     }
     let Some(src_mac) = read_at::<[u8; 6]>(ctx, 6) else {
         return Outcome::Truncated;
@@ -337,22 +592,22 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
         None => changes = change::NEW_PEER,
     }
 
-    let new_record = PeerRecord {
-        last_seen_ns: now,
-        sequence: heartbeat.sequence,
-        packets,
-        interval_ms: heartbeat.interval_ms,
-        vlan_id,
-        family: source.family,
-        flags: heartbeat.flags,
-        src_addr,
-        src_mac,
-        priority: heartbeat.priority,
-        state: heartbeat.state as u8,
-        handover_to: heartbeat.handover_to,
-        _pad0: 0,
-    };
-    if PEERS.insert(key, new_record, 0).is_err() {
+    new_record.last_seen_ns = now;
+    new_record.sequence = heartbeat.sequence;
+    new_record.packets = packets;
+    new_record.interval_ms = heartbeat.interval_ms;
+    new_record.vlan_id = vlan_id;
+    new_record.family = source.family;
+    new_record.flags = heartbeat.flags;
+    new_record.src_mac = src_mac;
+    new_record.priority = heartbeat.priority;
+    new_record.state = heartbeat.state as u8;
+    new_record.handover_to = if heartbeat.flags & FLAG_HANDOVER != 0 { heartbeat.target } else { 0 };
+    new_record._pad0 = 0;
+    // A reference to the scratch slot, not a copy: the value stays off the stack.
+    #[allow(clippy::needless_borrows_for_generic_args, reason = "a copy would land on the stack")]
+    let inserted = PEERS.insert(key, &*new_record, 0);
+    if inserted.is_err() {
         // The map is full: more peers than MAX_PEERS. Leave the frame to the stack.
         return Outcome::NotHeartbeat;
     }
@@ -401,6 +656,11 @@ fn count(outcome: &Outcome) {
         Outcome::BadTag => stats.bad_tag += 1,
         Outcome::Replay => stats.replay += 1,
         Outcome::Fenced => stats.fenced += 1,
+        Outcome::Answered => {
+            stats.accepted += 1;
+            stats.probes_answered += 1;
+        }
+        Outcome::ProbeAnswer => stats.probe_answers += 1,
     });
 }
 

@@ -219,6 +219,14 @@ impl Lan {
         let veth = ["link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", port];
         run("ip", &[&veth[..], &["netns", &self.switch.name]].concat())?;
         self.switch.ip(&["link", "set", port, "master", "br0", "up"])?;
+        // A veth takes frames that its peer's XDP program sends back (XDP_TX: the answers to
+        // probes) only with NAPI on, which GRO turns on.
+        let gro = self.switch.command("ethtool").args(["-K", port, "gro", "on"]).output();
+        match gro {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => bail!("ethtool -K {port} gro on: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            Err(err) => bail!("ethtool: {err} (cargo xtask install-deps installs it)"),
+        }
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         fs_mac(ns)

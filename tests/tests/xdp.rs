@@ -1,6 +1,8 @@
 //! The XDP program through BPF_PROG_TEST_RUN with crafted frames: verdicts, the peer map, the
 //! counters and the event ring buffer. Loads the object embedded in ha-agent; attaches nowhere.
 
+use std::time::Duration;
+
 use aya::programs::{TestRun as _, TestRunOptions};
 use ha_agent::bpf::Datapath;
 use ha_common::{
@@ -32,7 +34,7 @@ fn heartbeat(node_id: u32, priority: u8, state: NodeState) -> Heartbeat {
         group: GROUP,
         node_id,
         interval_ms: 100,
-        handover_to: 0,
+        target: 0,
         sequence: 1,
         tag: 0,
     }
@@ -226,7 +228,7 @@ fn without_keys_every_tag_is_accepted() {
 
 #[test]
 fn a_stale_lease_fences_the_vips_and_nothing_else() {
-    use std::{net::Ipv6Addr, time::Duration};
+    use std::net::Ipv6Addr;
 
     let mut datapath = load();
     let vips: Vec<ha_agent::vip::Vip> =
@@ -249,7 +251,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     let now = ha_agent::clock::monotonic_now();
 
     // A fresh lease: everything passes.
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, false), now).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, false), now).unwrap();
     for (name, frame, _) in &about_vips {
         assert_eq!(verdict(&datapath, frame), XDP_PASS, "{name} with a fresh lease");
     }
@@ -257,7 +259,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
 
     // The lease ran out: what is about a VIP is dropped and counted; the rest passes.
     let stale = now.checked_sub(Duration::from_secs(1)).unwrap();
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, false), stale).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, false), stale).unwrap();
     for (name, frame, _) in &about_vips {
         assert_eq!(verdict(&datapath, frame), XDP_DROP, "{name} with a stale lease");
     }
@@ -267,7 +269,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     assert_eq!(stats(&datapath).fenced, 4);
 
     // Keeping flows: only address resolution for the VIPs is dropped.
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, true), stale).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, true), stale).unwrap();
     for (name, frame, resolution) in &about_vips {
         let expected = if *resolution { XDP_DROP } else { XDP_PASS };
         assert_eq!(verdict(&datapath, frame), expected, "{name} with a stale lease, keeping flows");
@@ -288,4 +290,171 @@ fn our_own_id_is_another_node_only_above_what_we_sent() {
     assert_eq!((stats(&datapath).replay, stats(&datapath).own_echo), (1, 0), "ours, replayed or reflected");
     assert_eq!(verdict(&datapath, &own(6)), XDP_DROP);
     assert_eq!((stats(&datapath).replay, stats(&datapath).own_echo), (1, 1), "another node with our id");
+}
+
+const XDP_TX: u32 = 3;
+
+/// A probe from node `from` to node `target`, signed.
+fn probe(from: u32, target: u32, sequence: u64) -> [u8; HEARTBEAT_LEN] {
+    let hb = Heartbeat { flags: ha_common::FLAG_PROBE, target, ..heartbeat(from, 100, NodeState::Standby) };
+    signed(hb, sequence, &KEY)
+}
+
+/// The datapath of a node that is ACTIVE (priority 200) in GROUP, its loop last turned `ago`.
+fn active_datapath(ago: Duration) -> Datapath {
+    let mut datapath = load();
+    let advert = ha_common::GroupAdvert {
+        interval_ms: 100,
+        state: NodeState::Active as u8,
+        priority: 200,
+        flags: 0,
+        _pad0: 0,
+    };
+    datapath.set_advert(GROUP, advert).unwrap();
+    let fence = ha_agent::bpf::fence(&[], Duration::from_millis(350), Duration::from_millis(115), false);
+    datapath.set_fence(fence, ha_agent::clock::monotonic_now().saturating_sub(ago)).unwrap();
+    datapath
+}
+
+/// Runs `frame`; returns the verdict and the frame as the program left it.
+fn run_out(datapath: &Datapath, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 64];
+    let options = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
+    let result = datapath.program().test_run(options).expect("BPF_PROG_TEST_RUN");
+    out.truncate(frame.len());
+    (result.return_value, out)
+}
+
+/// The ones' complement sum of `bytes` as 16-bit words, folded.
+fn ones_sum(bytes: &[u8]) -> u32 {
+    let mut sum: u32 =
+        bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum
+}
+
+/// Whether the IPv6 frame's UDP checksum (over the pseudo-header) is right.
+fn udp6_checksum_ok(frame: &[u8]) -> bool {
+    let (ip, udp) = (&frame[14..54], &frame[54..]);
+    let mut pseudo = ip[8..40].to_vec();
+    pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    pseudo.extend_from_slice(udp);
+    ones_sum(&pseudo) == 0xffff
+}
+
+/// Gives an IPv6/UDP frame a valid UDP checksum.
+fn with_udp6_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[60..62].copy_from_slice(&[0, 0]);
+    let (ip, udp) = (&frame[14..54], &frame[54..]);
+    let mut pseudo = ip[8..40].to_vec();
+    pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    pseudo.extend_from_slice(udp);
+    let checksum = !(ones_sum(&pseudo) as u16);
+    frame[60..62].copy_from_slice(&checksum.to_be_bytes());
+    frame
+}
+
+#[test]
+fn a_probe_is_answered_in_xdp_signed_and_sent_back() {
+    let datapath = active_datapath(Duration::from_millis(10));
+    let frame = ipv4_udp_to(std::net::Ipv4Addr::new(192, 0, 2, 13), PORT, &probe(5, OWN_ID, 7), None);
+    let (action, out) = run_out(&datapath, &frame);
+    assert_eq!(action, XDP_TX);
+    // Back to the prober: its MAC and address are now the destination, both ports the heartbeat port.
+    assert_eq!((&out[0..6], &out[6..12]), (&SRC_MAC[..], &frame[0..6]));
+    assert_eq!((&out[26..30], &out[30..34]), (&[192, 0, 2, 13][..], &[192, 0, 2, 11][..]));
+    assert_eq!((&out[34..36], &out[36..38]), (&PORT.to_be_bytes()[..], &PORT.to_be_bytes()[..]));
+    let payload: [u8; HEARTBEAT_LEN] = out[42..].try_into().unwrap();
+    let answer = Heartbeat::decode(&payload).unwrap();
+    assert_eq!(answer.flags, ha_common::FLAG_PROBE_ANSWER);
+    assert_eq!((answer.node_id, answer.target, answer.sequence), (OWN_ID, 5, 7), "it echoes the probe");
+    assert_eq!((answer.state, answer.priority, answer.group), (NodeState::Active, 200, GROUP));
+    assert!(ha_common::verify_tag(&keys(false), &payload, answer.tag), "signed with the current key");
+    let counters = stats(&datapath);
+    assert_eq!((counters.probes_answered, counters.accepted), (1, 1));
+    assert!(
+        datapath.peers().unwrap().iter().any(|(key, _)| key.node_id == 5),
+        "the probe is the prober's heartbeat"
+    );
+
+    // The same probe again is a replay, a forged one fails the tag: neither is answered.
+    assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    let forged = ipv4_frame(
+        PORT,
+        &signed(
+            Heartbeat {
+                flags: ha_common::FLAG_PROBE,
+                target: OWN_ID,
+                ..heartbeat(5, 100, NodeState::Standby)
+            },
+            8,
+            &NEXT_KEY,
+        ),
+        None,
+    );
+    assert_eq!(verdict(&datapath, &forged), XDP_DROP);
+    let counters = stats(&datapath);
+    assert_eq!((counters.probes_answered, counters.replay, counters.bad_tag), (1, 1, 1));
+    // A probe for another node is an ordinary heartbeat of its sender.
+    assert_eq!(verdict(&datapath, &ipv4_frame(PORT, &probe(5, 0x77, 9), None)), XDP_DROP);
+}
+
+#[test]
+fn an_ipv6_answer_carries_a_valid_udp_checksum() {
+    let datapath = active_datapath(Duration::from_millis(10));
+    let frame =
+        with_udp6_checksum(ipv6_to("2001:db8::13".parse().unwrap(), 17, &udp(PORT, &probe(5, OWN_ID, 3))));
+    assert!(udp6_checksum_ok(&frame), "the test's own frame");
+    let (action, out) = run_out(&datapath, &frame);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(
+        &out[38..54],
+        &"2001:db8::11".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        "back to the prober"
+    );
+    assert!(udp6_checksum_ok(&out), "the answer's checksum");
+}
+
+#[test]
+fn a_node_whose_loop_stopped_does_not_answer() {
+    // The loop last turned 200 ms ago: more than the 115 ms answer window.
+    let datapath = active_datapath(Duration::from_millis(200));
+    let frame = ipv4_frame(PORT, &probe(5, OWN_ID, 7), None);
+    assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    assert_eq!((stats(&datapath).probes_answered, stats(&datapath).accepted), (0, 1));
+}
+
+#[test]
+fn an_answer_to_our_burst_is_recorded_and_nothing_else_is() {
+    let mut datapath = load();
+    let burst =
+        ha_common::ProbeState { first_sequence: 10, last_sequence: 14, answered_ns: 0, target: 5, _pad0: 0 };
+    datapath.set_probe(GROUP, burst).unwrap();
+    let answer = |from: u32, target: u32, sequence: u64, key: &[u8; 16]| {
+        let hb = Heartbeat {
+            flags: ha_common::FLAG_PROBE_ANSWER,
+            target,
+            ..heartbeat(from, 200, NodeState::Active)
+        };
+        ipv4_frame(PORT, &signed(hb, sequence, key), None)
+    };
+    // Older than the burst, from another node, to another node, forged: not recorded.
+    for frame in [
+        answer(5, OWN_ID, 9, &KEY),
+        answer(6, OWN_ID, 12, &KEY),
+        answer(5, 0x77, 12, &KEY),
+        answer(5, OWN_ID, 12, &NEXT_KEY),
+    ] {
+        assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    }
+    assert_eq!(datapath.probe(GROUP).unwrap().unwrap().answered_ns, 0);
+    assert_eq!(verdict(&datapath, &answer(5, OWN_ID, 12, &KEY)), XDP_DROP);
+    assert!(datapath.probe(GROUP).unwrap().unwrap().answered_ns > 0);
+    let counters = stats(&datapath);
+    assert_eq!((counters.probe_answers, counters.replay, counters.bad_tag, counters.accepted), (1, 3, 1, 0));
+    assert!(datapath.peers().unwrap().is_empty(), "an answer is not a heartbeat of its sender");
 }

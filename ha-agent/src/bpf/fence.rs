@@ -6,14 +6,37 @@ use std::{path::Path, time::Duration};
 use aya::maps::{Array, Map, MapData};
 use ha_common::{Fence, FENCE_KEEP_FLOWS, FENCE_MAP, MAX_FENCED_VIPS};
 
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
 use super::{BpfError, FENCE_PIN};
 
+/// The thread that renews a predecessor's lease ([`PredecessorFence::keep_alive`]); stops it
+/// when dropped.
+pub struct KeepAlive {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The fence for `vips` (at most [`MAX_FENCED_VIPS`]; the config refuses more), with a lease of
-/// `lease`; `keep_flows` lets IP traffic to them through while fenced.
+/// `lease` and probes answered within `answer_window` of a renewal; `keep_flows` lets IP traffic
+/// to the VIPs through while fenced.
 #[must_use]
-pub fn fence(vips: &[crate::vip::Vip], lease: Duration, keep_flows: bool) -> Fence {
+pub fn fence(vips: &[crate::vip::Vip], lease: Duration, answer_window: Duration, keep_flows: bool) -> Fence {
     let mut fence = Fence {
         lease_ns: crate::clock::nanos(lease),
+        answer_window_ns: crate::clock::nanos(answer_window),
         flags: if keep_flows { FENCE_KEEP_FLOWS } else { 0 },
         ..Fence::default()
     };
@@ -58,6 +81,23 @@ impl PredecessorFence {
         self.fence.count != 0 && !self.fence.expired(crate::clock::nanos(now))
     }
 
+    /// Keeps its lease renewed every `period` from a thread of its own until the returned guard is
+    /// dropped: while a restarted agent loads and attaches its own program (a good part of an
+    /// interval), the old program keeps the VIPs unfenced and answers the successor's probes, so
+    /// that a planned restart moves nothing.
+    #[must_use]
+    pub fn keep_alive(mut self, period: Duration) -> KeepAlive {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let _ = self.renew(crate::clock::monotonic_now());
+                std::thread::sleep(period);
+            }
+        });
+        KeepAlive { stop, thread: Some(thread) }
+    }
+
     /// Renews its lease at `now`.
     pub fn renew(&mut self, now: Duration) -> Result<(), BpfError> {
         self.fence.renewed_ns = crate::clock::nanos(now);
@@ -73,7 +113,7 @@ mod tests {
     fn the_fence_guards_the_vips_for_a_lease() {
         let vips: Vec<crate::vip::Vip> =
             ["192.0.2.100/24", "2001:db8::100/64"].iter().map(|v| v.parse().unwrap()).collect();
-        let fence = fence(&vips, Duration::from_millis(350), true);
+        let fence = fence(&vips, Duration::from_millis(350), Duration::from_millis(115), true);
         assert_eq!((fence.count, fence.lease_ns, fence.flags), (2, 350_000_000, FENCE_KEEP_FLOWS));
         let mut v4 = [0u8; 16];
         v4[..4].copy_from_slice(&[192, 0, 2, 100]);

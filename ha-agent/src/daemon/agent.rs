@@ -6,6 +6,8 @@ use std::{collections::VecDeque, time::Duration};
 use pnet::datalink::NetworkInterface;
 use tracing::{debug, error, info, warn};
 
+use ha_common::GroupAdvert;
+
 use super::group::Group;
 use crate::{
     alarms::{Alarm, Alarms},
@@ -16,7 +18,7 @@ use crate::{
     config::Config,
     election::{group_peers, Action, Event, Output, State},
     garp,
-    heartbeat::HeartbeatSender,
+    heartbeat::{advert_flags, HeartbeatSender},
     hooks::Hooks,
     keys::Keys,
     metrics::Metrics,
@@ -122,7 +124,21 @@ impl Agent {
             warn!(error = err.as_dyn(), "telling XDP the heartbeat's sequence failed");
         }
         let group = &mut self.groups[index];
-        let result = self.sender.send(group.config.id, group.election.advertised(now)).await;
+        let advert = group.election.advertised(now);
+        let for_xdp = GroupAdvert {
+            interval_ms: u32::try_from(self.sender.interval().as_millis()).unwrap_or(u32::MAX),
+            state: advert.state as u8,
+            priority: advert.priority,
+            flags: advert_flags(&advert),
+            _pad0: 0,
+        };
+        if group.advert_written != Some(for_xdp) {
+            match self.datapath.set_advert(group.config.id.0, for_xdp) {
+                Ok(()) => group.advert_written = Some(for_xdp),
+                Err(err) => warn!(error = err.as_dyn(), "telling XDP what this node says failed"),
+            }
+        }
+        let result = self.sender.send(group.config.id, advert).await;
         if let Err(err) = &result {
             // Logged at debug: a link that is down fails every send; the election turns failures
             // that last a dead time into FAULT, which is logged once with its cause.
@@ -149,6 +165,7 @@ impl Agent {
             let fed_back = match action {
                 Action::AddVips => self.add_vips(index).await,
                 Action::SendHeartbeat => self.send_heartbeat(index).await,
+                Action::SendProbe { to, first } => self.send_probe(index, to, first).await,
                 Action::RemoveVips => {
                     self.remove_vips(index).await;
                     continue;

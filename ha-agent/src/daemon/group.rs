@@ -27,6 +27,8 @@ pub(super) struct Group {
     pub(super) holding: Holding,
     /// What its hooks are told besides the transition.
     pub(super) hook_context: HookContext,
+    /// What the XDP program last was told this node says in the group (for probe answers).
+    pub(super) advert_written: Option<ha_common::GroupAdvert>,
 }
 
 impl Group {
@@ -49,6 +51,7 @@ impl Group {
             state_since: now,
             holding: Holding::default(),
             hook_context,
+            advert_written: None,
         })
     }
 
@@ -81,6 +84,7 @@ fn settings(config: &GroupConfig, agent: &Config, node_id: NodeId, checks: &Chec
         garp_refresh: agent.garp.refresh,
         preempt: config.preempt,
         preempt_delay: config.preempt_delay,
+        probes: agent.probes,
     }
 }
 

@@ -6,7 +6,7 @@
 //! effect at once. Settings the running agent is built on (interface, port, destination,
 //! directories) cannot change without a restart: such a reload is refused whole.
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{
     agent::{Agent, AsDynError as _, Fed},
@@ -16,7 +16,7 @@ use crate::{
     bpf::{self, BpfError},
     clock::monotonic_now,
     config::{self, Config, ConfigError},
-    election::{Event, State},
+    election::{answer_window, Advert, Event, State},
     keys::{self, KeyError, Keys},
     vip::VipError,
 };
@@ -106,7 +106,8 @@ impl Agent {
         let ids: Vec<u32> = self.groups.iter().map(|g| g.config.id.0).collect();
         self.datapath.set_groups(&ids)?;
         let vips: Vec<_> = new.all_vips().copied().collect();
-        self.datapath.set_fence(bpf::fence(&vips, new.dead_time, new.fence_keep_flows), now)?;
+        let fence = bpf::fence(&vips, new.dead_time, answer_window(new.interval), new.fence_keep_flows);
+        self.datapath.set_fence(fence, now)?;
         self.sender.set_interval(new.interval);
         self.set_keys(keys);
         self.config = new;
@@ -183,9 +184,16 @@ impl Agent {
             return error!("SIGUSR2: no program path to re-execute");
         };
         info!(program = %program.to_string_lossy(), "SIGUSR2: re-executing");
-        // The new process has the whole dead time, from now, to tell the peers it is here.
-        // What the elections make of it does not matter: this process is about to be replaced.
-        let _ = self.send_heartbeats().await;
+        // The new process has the whole dead time, from now, to tell the peers it is here; they
+        // hear that it restarts, and wait for it rather than probe it.
+        let now = monotonic_now();
+        for index in 0..self.groups.len() {
+            let group = &self.groups[index];
+            let advert = Advert { restarting: true, ..group.election.advertised(now) };
+            if let Err(err) = self.sender.send(group.config.id, advert).await {
+                warn!(error = err.as_dyn(), "telling the peers of the restart failed");
+            }
+        }
         self.renew_lease();
         let err = std::process::Command::new(&program).args(args).exec();
         error!(error = err.as_dyn(), "SIGUSR2: re-executing failed; carrying on");

@@ -70,6 +70,13 @@ pub enum Event<'a> {
         /// A check without a weight is down: the group cannot serve.
         failing: bool,
     },
+    /// The ACTIVE this node probes answered a probe of the burst under way.
+    ProbeAnswered {
+        /// Now, on the monotonic clock.
+        now: Duration,
+        /// The node that answered.
+        from: crate::ids::NodeId,
+    },
     /// A heartbeat was sent (`ok`) or failed to go out.
     HeartbeatSent {
         /// Now, on the monotonic clock.
@@ -100,6 +107,14 @@ pub enum Action {
     RefreshGratuitousArp,
     /// Send a heartbeat now, out of turn, so that peers learn the new state at once.
     SendHeartbeat,
+    /// Send a probe (a heartbeat with `FLAG_PROBE`) to the ACTIVE `to`, which answers at once if
+    /// its agent's loop turns; `first` starts a burst.
+    SendProbe {
+        /// The node probed.
+        to: crate::ids::NodeId,
+        /// The first probe of a burst.
+        first: bool,
+    },
     /// Leave the main loop.
     Exit,
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ha_common::{NodeState, PeerKey, PeerRecord, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_YIELDED};
+use ha_common::{NodeState, PeerKey, PeerRecord, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_RESTARTING, FLAG_YIELDED};
 
 use crate::ids::{GroupId, NodeId};
 
@@ -31,6 +31,8 @@ pub struct PeerView {
     pub handover_to: Option<NodeId>,
     /// It holds the VIPs because an operator handed them to it: it is not preempted.
     pub chosen: bool,
+    /// It said it is about to re-execute itself: it is not probed.
+    pub restarting: bool,
 }
 
 impl PeerView {
@@ -47,6 +49,7 @@ impl PeerView {
             interval: Duration::from_millis(u64::from(record.interval_ms)),
             handover_to: (record.flags & FLAG_HANDOVER != 0).then_some(NodeId(record.handover_to)),
             chosen: record.flags & FLAG_CHOSEN != 0,
+            restarting: record.flags & FLAG_RESTARTING != 0,
         })
     }
 
@@ -117,6 +120,7 @@ mod tests {
                 interval: Duration::from_millis(100),
                 handover_to: None,
                 chosen: false,
+                restarting: false,
             }
         );
         assert_eq!(

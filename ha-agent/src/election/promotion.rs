@@ -20,6 +20,7 @@ impl Election {
 
     pub(super) fn is_live(&self, peer: &PeerView, now: Duration) -> bool {
         peer.is_live(now, self.settings.dead_factor())
+            && self.unanswered != Some((peer.node_id, peer.last_seen))
     }
 
     /// When a STANDBY may win: a dead time after its own start, and each more worthy,

@@ -27,6 +27,9 @@ pub struct Settings {
     /// How long after it starts listening (at start, or after a FAULT) this node waits before it
     /// preempts a live ACTIVE.
     pub preempt_delay: Duration,
+    /// Whether this node, as the ACTIVE's successor, probes it once it is silent for a little
+    /// over an interval instead of waiting out the dead time (see `election/suspicion.rs`).
+    pub probes: bool,
 }
 
 impl Settings {
@@ -88,4 +91,7 @@ pub struct Advert {
     pub handover_to: Option<NodeId>,
     /// It holds the VIPs because a handover gave them to it: more worthy nodes leave it be.
     pub chosen: bool,
+    /// It is about to re-execute itself: its successor waits out the dead time rather than probe.
+    /// Set by the I/O layer on the last heartbeats before a `SIGUSR2` re-execution.
+    pub restarting: bool,
 }

@@ -119,7 +119,7 @@ fn flood(iface: &str, port: u16, seconds: f64) -> anyhow::Result<()> {
         group: 1,
         node_id: 0x7fff_fff0,
         interval_ms: 100,
-        handover_to: 0,
+        target: 0,
         sequence: u64::from_be_bytes(random_bytes::<8>()) >> 1,
         tag: 0,
     };

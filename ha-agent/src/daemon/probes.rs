@@ -1,0 +1,76 @@
+//! The I/O of suspicion (`election/suspicion.rs`): a probe sent to the ACTIVE's last known
+//! address with the burst recorded for the XDP program, and the answers it marked fed back.
+
+use std::net::SocketAddr;
+
+use ha_common::{PeerKey, ProbeState};
+use tracing::{debug, warn};
+
+use super::agent::{Agent, AsDynError as _, Fed};
+use crate::{
+    clock::monotonic_now,
+    election::{Event, Output},
+    ids::NodeId,
+    status::source_address,
+};
+
+impl Agent {
+    /// Sends group `index`'s next probe to `to`; `first` starts a burst. A probe is a heartbeat
+    /// too: the election hears whether it went out.
+    pub(super) async fn send_probe(&mut self, index: usize, to: NodeId, first: bool) -> Output {
+        let group_id = self.groups[index].config.id;
+        let record = match self.datapath.peer(PeerKey { group: group_id.0, node_id: to.0 }) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Output::default(),
+            Err(err) => {
+                warn!(error = err.as_dyn(), "reading the probed peer's record failed");
+                return Output::default();
+            }
+        };
+        let address = SocketAddr::new(source_address(&record), self.config.port);
+        let now = monotonic_now();
+        let sequence = self.sender.next_sequence();
+        let previous = if first { None } else { self.datapath.probe(group_id.0).ok().flatten() };
+        let burst = ProbeState {
+            first_sequence: previous.map_or(sequence, |p| p.first_sequence),
+            last_sequence: sequence,
+            answered_ns: previous.map_or(0, |p| p.answered_ns),
+            target: to.0,
+            _pad0: 0,
+        };
+        if let Err(err) =
+            self.datapath.set_probe(group_id.0, burst).and(self.datapath.note_sending(now, sequence))
+        {
+            warn!(error = err.as_dyn(), "recording the probe for XDP failed");
+        }
+        let advert = self.groups[index].election.advertised(now);
+        let result = self.sender.send_probe(group_id, advert, to, address).await;
+        match &result {
+            Ok(sequence) => debug!(group = %group_id, peer = %to, %address, first, sequence, "probe sent"),
+            Err(err) => debug!(group = %group_id, peer = %to, "sending a probe failed: {err}"),
+        }
+        self.groups[index].election.handle(Event::HeartbeatSent { now, ok: result.is_ok() })
+    }
+
+    /// The groups whose burst the XDP program marked answered: their elections hear of it.
+    pub(super) fn probe_answers(&mut self) -> Fed {
+        let now = monotonic_now();
+        let mut fed = Vec::new();
+        for (index, group) in self.groups.iter_mut().enumerate() {
+            let Some(target) = group.election.probing() else { continue };
+            let answered = match self.datapath.probe(group.config.id.0) {
+                Ok(Some(probe)) => probe.target == target.0 && probe.answered_ns != 0,
+                Ok(None) => false,
+                Err(err) => {
+                    warn!(error = err.as_dyn(), "reading the probe burst failed");
+                    false
+                }
+            };
+            if answered {
+                debug!(group = %group.config.id, peer = %target, "probe answered");
+                fed.push((index, group.election.handle(Event::ProbeAnswered { now, from: target })));
+            }
+        }
+        fed
+    }
+}
