@@ -12,7 +12,7 @@
 //!   later: so a release hands over at once, a dead peer after the dead time;
 //! - an ACTIVE that hears a more worthy live ACTIVE steps down at once (preemption, and the end of
 //!   a split brain after a partition heals);
-//! - a node that steps down says so for the dead time (the `YIELDED` heartbeat flag); while an
+//! - a node that steps down says so for two dead times (the `YIELDED` heartbeat flag); while an
 //!   ACTIVE hears a less worthy peer that is ACTIVE or has yielded (a *claimant*: it may have
 //!   pointed the LAN's ARP caches at itself, after a healed partition or a false takeover under
 //!   loss), it announces the VIP again at once and then at most once per dead time. The flag
@@ -52,7 +52,7 @@ pub use event::{Action, Event, Output, Transition};
 pub use fault::{Fault, Faults};
 pub use lifecycle::HandoverError;
 pub use peer::{group_peers, PeerView, MAX_INTERVAL, MIN_INTERVAL};
-pub use state::{Advert, Settings, State};
+pub use state::{Advert, Settings, State, STANDBY_EVERY};
 pub use suspicion::{answer_window, probe_spacing, PROBES_PER_BURST, SUSPECT_AFTER};
 
 /// The longest wait between two tries to put the VIPs on after a failure.
@@ -93,6 +93,15 @@ pub struct Election {
     unanswered: Option<(NodeId, Duration)>,
     /// The latest answer to a probe: from whom, and when it came.
     answered_at: Option<(NodeId, Duration)>,
+    /// When this node last changed what it says (a transition, a new priority) or started, or
+    /// heard a new peer: for two dead times after, it sends every interval whatever its state.
+    changed_at: Duration,
+    /// When its last heartbeat went out.
+    last_sent: Duration,
+    /// The time of the event being handled (or the last one).
+    now: Duration,
+    /// The peers heard so far: a new one is a change (it must hear this node at once).
+    known: Vec<NodeId>,
 }
 
 impl Election {
@@ -114,6 +123,10 @@ impl Election {
             suspicion: None,
             unanswered: None,
             answered_at: None,
+            changed_at: now,
+            last_sent: Duration::ZERO,
+            now,
+            known: Vec::new(),
         }
     }
 
@@ -131,6 +144,9 @@ impl Election {
     /// priority or preemption policy is acted on at the next tick (and heard by the peers at the
     /// next heartbeat), as if the node had been configured so all along.
     pub fn reconfigure(&mut self, settings: Settings) {
+        if settings.priority != self.settings.priority {
+            self.changed_at = self.now;
+        }
         self.settings = settings;
     }
 
@@ -149,13 +165,49 @@ impl Election {
             handover_to: self.handover_to.filter(|_| self.state == State::Releasing),
             chosen: self.chosen && self.state == State::Active,
             restarting: false,
+            interval: if self.slow(now + self.settings.interval) {
+                self.settings.interval * STANDBY_EVERY
+            } else {
+                self.settings.interval
+            },
         }
+    }
+
+    /// A peer heard for the first time is a change: this node beats every interval for two dead
+    /// times, so that the newcomer hears it at once (a settled STANDBY would otherwise be silent
+    /// to it for up to [`STANDBY_EVERY`] intervals).
+    fn note_new_peers(&mut self, now: Duration, peers: &[PeerView]) {
+        for peer in peers {
+            if !self.known.contains(&peer.node_id) {
+                self.known.push(peer.node_id);
+                self.changed_at = now;
+            }
+        }
+    }
+
+    /// Whether a settled STANDBY sends at the slow rate at `now`: no change for two dead times,
+    /// and no longer saying it yielded (the ACTIVE must hear that, even under loss).
+    fn slow(&self, now: Duration) -> bool {
+        self.state == State::Standby
+            && now >= self.changed_at + self.settings.dead_time * 2
+            && now >= self.yielded_until
+    }
+
+    /// Whether the periodic heartbeat is due at `now`: every interval, except for a settled
+    /// STANDBY, every [`STANDBY_EVERY`] intervals (half an interval early, so that a tick's jitter
+    /// never skips one). The heartbeat before the slow rate starts already advertises it.
+    #[must_use]
+    pub fn heartbeat_due(&self, now: Duration) -> bool {
+        let every = self.settings.interval * STANDBY_EVERY;
+        !self.slow(now) || now + self.settings.interval / 2 >= self.last_sent + every
     }
 
     /// Feeds one event; returns the actions to carry out.
     pub fn handle(&mut self, event: Event<'_>) -> Output {
+        self.now = event.now();
         match event {
             Event::Tick { now, peers } => {
+                self.note_new_peers(now, peers);
                 let peers = self.with_answers(peers);
                 self.settle_faults(now).unwrap_or_else(|| self.tick(now, &peers))
             }
@@ -175,12 +227,18 @@ impl Election {
                 self.faults.note_check(failing);
                 let changed = priority != self.settings.priority;
                 self.settings.priority = priority;
+                if changed {
+                    self.changed_at = now;
+                }
                 // Peers must hear a new worthiness at once: a STANDBY may now win, or this
                 // node preempt the ACTIVE.
                 let heartbeat = if changed { vec![Action::SendHeartbeat] } else { Vec::new() };
                 self.settle_faults(now).unwrap_or(Output { actions: heartbeat, transition: None })
             }
             Event::HeartbeatSent { now, ok } => {
+                if ok {
+                    self.last_sent = now;
+                }
                 self.faults.note_send(now, ok);
                 self.settle_faults(now).unwrap_or_default()
             }
@@ -266,6 +324,8 @@ impl Election {
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {
         let from = self.state;
         self.state = to;
+        // The transition's own heartbeat, and a dead time of them at every interval.
+        self.changed_at = self.now;
         if to != State::Standby {
             self.suspicion = None;
         }
@@ -336,7 +396,7 @@ impl Election {
                         }
                     }
                     Some(peer) => {
-                        self.yielded_until = now + self.settings.dead_time;
+                        self.yielded_until = now + self.settings.dead_time * 2;
                         self.go(
                             State::Standby,
                             format!(

@@ -144,7 +144,8 @@ impl HeartbeatSender {
             flags: advert_flags(&advert),
             group: group.0,
             node_id: self.origin.node_id.0,
-            interval_ms: u32::try_from(self.origin.interval.as_millis()).unwrap_or(u32::MAX),
+            interval_ms: u32::try_from(advert.interval.max(self.origin.interval).as_millis())
+                .unwrap_or(u32::MAX),
             target: advert.handover_to.map_or(0, |node| node.0),
             sequence: self.next_sequence,
             tag: 0,

@@ -11,7 +11,7 @@
 //! `cargo run --release -p ha-bench --example xdp_cost -- [REPEAT]` (default 1000000; needs root).
 use aya::programs::{TestRun as _, TestRunOptions};
 use ha_agent::bpf::Datapath;
-use ha_common::{sip_key, AuthKeys, Heartbeat, NodeState, XdpConfig, DEFAULT_PORT};
+use ha_common::{sip_key, AuthKeys, GroupAdvert, Heartbeat, NodeState, XdpConfig, DEFAULT_PORT, FLAG_PROBE};
 use ha_tests::frames::ipv4_frame;
 
 fn load(keys: &AuthKeys) -> anyhow::Result<Datapath> {
@@ -68,8 +68,24 @@ fn main() -> anyhow::Result<()> {
     let forged = ipv4_frame(DEFAULT_PORT, &heartbeat.encode_signed(Some(&sip_key(&[0x99; 16]))), None);
     let forged_ns = ns_per_frame(&datapath, &forged, repeat)?;
     let forged_two_keys_ns = ns_per_frame(&load(&two_keys)?, &forged, repeat)?;
+    // Probes to node 99, each fresh, answered with XDP_TX: the loop "turned" within an hour.
+    let mut answering = load(&one_key)?;
+    let advert =
+        GroupAdvert { interval_ms: 100, state: NodeState::Active as u8, priority: 200, flags: 0, _pad0: 0 };
+    answering.set_advert(1, advert)?;
+    let hour = std::time::Duration::from_hours(1);
+    answering.set_fence(ha_agent::bpf::fence(&[], hour, hour, false), ha_agent::clock::monotonic_now())?;
+    let probes: Vec<Vec<u8>> = (1..=u64::from(singles))
+        .map(|sequence| {
+            let probe = Heartbeat { sequence, flags: FLAG_PROBE, target: 99, ..heartbeat };
+            ipv4_frame(DEFAULT_PORT, &probe.encode_signed(Some(&key)), None)
+        })
+        .collect();
+    let probe_answer_ns = ns_single_runs(&answering, &probes)? - overhead;
+    let answered = answering.stats()?.probes_answered;
+    anyhow::ensure!(answered == u64::from(singles), "{answered} of {singles} probes answered");
     println!(
-        "{{\"repeat\":{repeat},\"valid_ns\":{valid_ns:.1},\"replayed_ns\":{replayed_ns},\"forged_ns\":{forged_ns},\"forged_two_keys_ns\":{forged_two_keys_ns},\"timer_overhead_ns\":{overhead:.1}}}"
+        "{{\"repeat\":{repeat},\"valid_ns\":{valid_ns:.1},\"replayed_ns\":{replayed_ns},\"forged_ns\":{forged_ns},\"forged_two_keys_ns\":{forged_two_keys_ns},\"probe_answer_ns\":{probe_answer_ns:.1},\"timer_overhead_ns\":{overhead:.1}}}"
     );
     Ok(())
 }

@@ -256,31 +256,11 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
         fleet.restore()?;
     }
 
-    log(&format!("{}: 1 % loss for {:?}", system.name(), options.soak));
-    run_nft(&lan, &["add", "table", "bridge", "ha_loss"])?;
-    run_nft(
-        &lan,
-        &[
-            "add",
-            "chain",
-            "bridge",
-            "ha_loss",
-            "forward",
-            "{ type filter hook forward priority 0; policy accept; }",
-        ],
-    )?;
-    run_nft(
-        &lan,
-        &[
-            "add", "rule", "bridge", "ha_loss", "forward", "numgen", "random", "mod", "1000", "<", "10",
-            "drop",
-        ],
-    )?;
-    let monitor = VipMonitor::start(&lan, PRIORITIES.len())?;
-    thread::sleep(options.soak);
-    measured.push(Scenario::Loss, monitor.stop()? as f64);
-    run_nft(&lan, &["delete", "table", "bridge", "ha_loss"])?;
-    fleet.restore()?;
+    for (scenario, per_mille) in [(Scenario::Loss, 10), (Scenario::Loss5, 50)] {
+        log(&format!("{}: {} % loss for {:?}", system.name(), per_mille / 10, options.soak));
+        measured.push(scenario, soak(&lan, options.soak, per_mille)? as f64);
+        fleet.restore()?;
+    }
 
     log(&format!("{}: CPU over {:?}", system.name(), options.cost_window));
     let before = [fleet.node(TOP)?.cpu_time(), fleet.node(LOW)?.cpu_time()];
@@ -336,6 +316,27 @@ fn flood_scenario(
     Ok(())
 }
 
+/// `per_mille` of the frames the switch forwards dropped at random for `duration`; returns how
+/// many times the VIP was added anywhere meanwhile (each a false transition).
+fn soak(lan: &Lan, duration: Duration, per_mille: u32) -> anyhow::Result<usize> {
+    run_nft(lan, &["add", "table", "bridge", "ha_loss"])?;
+    let chain = "{ type filter hook forward priority 0; policy accept; }";
+    run_nft(lan, &["add", "chain", "bridge", "ha_loss", "forward", chain])?;
+    let limit = per_mille.to_string();
+    run_nft(
+        lan,
+        &[
+            "add", "rule", "bridge", "ha_loss", "forward", "numgen", "random", "mod", "1000", "<", &limit,
+            "drop",
+        ],
+    )?;
+    let monitor = VipMonitor::start(lan, PRIORITIES.len())?;
+    thread::sleep(duration);
+    let added = monitor.stop()?;
+    run_nft(lan, &["delete", "table", "bridge", "ha_loss"])?;
+    Ok(added)
+}
+
 fn run_nft(lan: &Lan, args: &[&str]) -> anyhow::Result<()> {
     let status =
         lan.switch.command("nft").args(args).status().context("running nft (apt-get install nftables)")?;
@@ -380,6 +381,7 @@ fn xdp_cost_scenarios(binary: &Path, measured: &mut Measured) -> anyhow::Result<
         (Scenario::XdpReplayed, "replayed_ns"),
         (Scenario::XdpForged, "forged_ns"),
         (Scenario::XdpForgedTwoKeys, "forged_two_keys_ns"),
+        (Scenario::XdpProbeAnswer, "probe_answer_ns"),
     ] {
         measured.push(scenario, value[field].as_f64().unwrap_or(f64::NAN));
     }

@@ -26,6 +26,8 @@ pub enum Scenario {
     Stall,
     /// VIP moves during the 1 % loss soak.
     Loss,
+    /// VIP moves during the 5 % loss soak.
+    Loss5,
     /// CPU of the ACTIVE, in % of a core.
     CpuActive,
     /// CPU of a STANDBY, in % of a core.
@@ -38,6 +40,8 @@ pub enum Scenario {
     XdpForged,
     /// XDP time per forged heartbeat while two keys are accepted.
     XdpForgedTwoKeys,
+    /// XDP time per probe answered (recorded as the prober's heartbeat, answered with XDP_TX).
+    XdpProbeAnswer,
     /// Rate at which the attacker sent forged heartbeats.
     FloodRate,
     /// VIP moves during a forged flood on a quiet LAN.
@@ -52,7 +56,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 24] = [
         Self::LinkCut,
         Self::LinkCutTakeover,
         Self::Crash,
@@ -64,12 +68,14 @@ impl Scenario {
         Self::RestartMoves,
         Self::Stall,
         Self::Loss,
+        Self::Loss5,
         Self::CpuActive,
         Self::CpuStandby,
         Self::XdpValid,
         Self::XdpReplayed,
         Self::XdpForged,
         Self::XdpForgedTwoKeys,
+        Self::XdpProbeAnswer,
         Self::FloodRate,
         Self::FloodTransitions,
         Self::FloodLinkCut,
@@ -127,12 +133,14 @@ impl Scenario {
             Self::RestartMoves => ("restart_moves", "11 restart of the ACTIVE: VIP moves", "count"),
             Self::Stall => ("stall", "5 STANDBY stalled 2 s: false transitions", "count"),
             Self::Loss => ("loss", "6 1% loss: false transitions", "count"),
+            Self::Loss5 => ("loss5", "6 5% loss: false transitions", "count"),
             Self::CpuActive => ("cpu_active", "7 CPU of the ACTIVE", "% core"),
             Self::CpuStandby => ("cpu_standby", "7 CPU of a STANDBY", "% core"),
             Self::XdpValid => ("xdp_valid", "8 XDP per valid signed heartbeat", "ns"),
             Self::XdpReplayed => ("xdp_replayed", "8 XDP per replayed heartbeat", "ns"),
             Self::XdpForged => ("xdp_forged", "8 XDP per forged heartbeat", "ns"),
             Self::XdpForgedTwoKeys => ("xdp_forged_two_keys", "8 XDP per forged, during a key rollout", "ns"),
+            Self::XdpProbeAnswer => ("xdp_probe_answer", "8 XDP per probe answered (XDP_TX)", "ns"),
             Self::FloodRate => ("flood_rate", "9 forged flood: rate sent", "pkt/s"),
             Self::FloodTransitions => ("flood_transitions", "9 forged flood: false transitions", "count"),
             Self::FloodLinkCut => ("flood_link_cut", "9 link cut under forged flood: outage", "ms"),

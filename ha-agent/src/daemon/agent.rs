@@ -100,11 +100,15 @@ impl Agent {
         self.groups.iter().all(|group| group.election.state() == State::Stopped)
     }
 
-    /// Sends every group's heartbeat (the periodic send).
+    /// Sends every group's heartbeat that is due (the periodic send: a settled STANDBY's only
+    /// every few intervals).
     pub(super) async fn send_heartbeats(&mut self) -> Fed {
+        let now = monotonic_now();
         let mut fed = Vec::with_capacity(self.groups.len());
         for index in 0..self.groups.len() {
-            fed.push((index, self.send_heartbeat(index).await));
+            if self.groups[index].election.heartbeat_due(now) {
+                fed.push((index, self.send_heartbeat(index).await));
+            }
         }
         fed
     }

@@ -93,6 +93,28 @@ pub enum Event<'a> {
     },
 }
 
+impl Event<'_> {
+    /// When it happened.
+    #[must_use]
+    pub const fn now(&self) -> Duration {
+        match *self {
+            Self::Tick { now, .. }
+            | Self::Shutdown { now }
+            | Self::VipsAdded { now }
+            | Self::AddVipsFailed { now, .. }
+            | Self::VipRemoved { now }
+            | Self::LinkChanged { now, .. }
+            | Self::Drain { now }
+            | Self::Undrain { now }
+            | Self::DuplicateNodeId { now }
+            | Self::Health { now, .. }
+            | Self::ProbeAnswered { now, .. }
+            | Self::HeartbeatSent { now, .. }
+            | Self::Resume { now } => now,
+        }
+    }
+}
+
 /// A side effect for the I/O layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {

@@ -6,6 +6,11 @@ use ha_common::NodeState;
 
 use crate::ids::NodeId;
 
+/// A settled STANDBY (no change for a dead time) sends a heartbeat every this many intervals:
+/// the ACTIVE's successor needs only to know it is there, and its peers judge it by the interval
+/// it advertises. Any change of its own brings it back to every interval for a dead time.
+pub const STANDBY_EVERY: u32 = 10;
+
 /// This node's fixed election settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -91,6 +96,9 @@ pub struct Advert {
     pub handover_to: Option<NodeId>,
     /// It holds the VIPs because a handover gave them to it: more worthy nodes leave it be.
     pub chosen: bool,
+    /// The interval its next heartbeat may take: a settled STANDBY's is [`STANDBY_EVERY`]
+    /// intervals.
+    pub interval: Duration,
     /// It is about to re-execute itself: its successor waits out the dead time rather than probe.
     /// Set by the I/O layer on the last heartbeats before a `SIGUSR2` re-execution.
     pub restarting: bool,

@@ -163,8 +163,8 @@ fn stepping_down_advertises_the_yield_for_the_dead_time() {
     tick(&mut n, 1000, &[peer(2, 200, NodeState::Active, 999)]);
     assert_eq!(n.state(), State::Standby);
     assert!(n.advertised(ms(1000)).yielded);
-    assert!(n.advertised(ms(1349)).yielded);
-    assert!(!n.advertised(ms(1350)).yielded);
+    assert!(n.advertised(ms(1699)).yielded);
+    assert!(!n.advertised(ms(1700)).yielded);
 }
 
 #[test]
@@ -560,6 +560,33 @@ fn health_checks_change_the_worthiness_or_fault_the_node() {
 }
 
 #[test]
+fn a_settled_standby_beats_every_ten_intervals_and_at_every_interval_after_a_change() {
+    let mut n = node(1, 100);
+    let beat = |n: &mut Election, at: u64| {
+        let due = n.heartbeat_due(ms(at));
+        if due {
+            n.handle(Event::HeartbeatSent { now: ms(at), ok: true });
+        }
+        due
+    };
+    // For two dead times after its start: every interval, the last already saying 1 s.
+    assert!((0..=600).step_by(100).all(|at| beat(&mut n, at)));
+    assert_eq!(n.advertised(ms(600)).interval, ms(1000));
+    assert_eq!(n.advertised(ms(500)).interval, ms(100));
+    // Settled: every ten intervals.
+    let sent: Vec<u64> = (700..=2800).step_by(100).filter(|&at| beat(&mut n, at)).collect();
+    assert_eq!(sent, [1600, 2600]);
+    // A change (a new priority from a check): every interval again.
+    n.handle(Event::Health { now: ms(2850), priority: 120, failing: false });
+    assert!(beat(&mut n, 2900) && beat(&mut n, 3000));
+    assert_eq!(n.advertised(ms(2900)).interval, ms(100));
+    // An ACTIVE always beats every interval.
+    let mut a = active_node(3, 200);
+    assert!((400..=3000).step_by(100).all(|at| beat(&mut a, at)));
+    assert_eq!(a.advertised(ms(3000)).interval, ms(100));
+}
+
+#[test]
 fn a_standby_ignores_vip_results() {
     let mut n = node(1, 100);
     assert_eq!(n.handle(Event::AddVipsFailed { now: ms(10), all: false }), Output::default());
@@ -647,7 +674,7 @@ impl Lan {
                 state: advert.state,
                 last_seen: ms(self.now),
                 yielded: advert.yielded,
-                interval: ms(INTERVAL),
+                interval: advert.interval,
                 handover_to: advert.handover_to,
                 chosen: advert.chosen,
                 restarting: advert.restarting,
@@ -689,8 +716,11 @@ impl Lan {
             }
             if self.now >= self.nodes[i].next_heartbeat {
                 self.nodes[i].next_heartbeat += INTERVAL;
-                if self.nodes[i].connected {
+                let now = ms(self.now);
+                if self.nodes[i].connected && self.nodes[i].election.heartbeat_due(now) {
                     self.deliver(i, rng);
+                    let out = self.nodes[i].election.handle(Event::HeartbeatSent { now, ok: true });
+                    self.apply(i, out, rng);
                 }
             }
             let now = ms(self.now);
