@@ -51,7 +51,7 @@ pub struct Options {
     pub trials: usize,
     /// Heartbeat / advertisement interval for both systems.
     pub interval: Duration,
-    /// How long the 1 % loss soak runs.
+    /// How long each loss soak (1 % and 5 %) runs.
     pub soak: Duration,
     /// How long CPU use is measured.
     pub cost_window: Duration,

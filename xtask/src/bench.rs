@@ -18,7 +18,7 @@ pub struct BenchArgs {
     /// Heartbeat interval of ha-agent and advertisement interval of keepalived.
     #[arg(long, default_value = "100ms")]
     interval: String,
-    /// Duration of the 1 % loss soak.
+    /// Duration of each loss soak (1 % and 5 %).
     #[arg(long, default_value = "5m")]
     soak: String,
     /// Duration of the CPU measurement.
