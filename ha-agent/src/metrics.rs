@@ -41,6 +41,7 @@ pub struct Metrics {
     check_results: Family<Labels, Counter>,
     check_durations: Histogram,
     heartbeat_gaps: Histogram,
+    probe_round_trips: Histogram,
     last_stats: XdpStats,
     last_seen: HashMap<(GroupId, NodeId), Duration>,
     registry: Arc<Registry>,
@@ -63,6 +64,9 @@ impl Metrics {
         let check_durations = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0]);
         // 10 ms to about 10 s: from a fast interval to a peer that stalls.
         let heartbeat_gaps = Histogram::new([0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0]);
+        // 50 µs to 50 ms: a probe answered by XDP on a LAN, up to one whose first tries were lost.
+        let probe_round_trips =
+            Histogram::new([0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05]);
         let mut registry = Registry::with_prefix("ha_agent");
         registry.register("state", "1 for the state this node is in, per group", state.clone());
         registry.register("transitions", "State changes, by the state entered", transitions.clone());
@@ -85,6 +89,11 @@ impl Metrics {
             "Time between two heartbeats of a peer, as the XDP program recorded them",
             heartbeat_gaps.clone(),
         );
+        registry.register(
+            "probe_round_trip_seconds",
+            "From a suspicion's first probe to the ACTIVE's first answer, as the XDP program recorded it",
+            probe_round_trips.clone(),
+        );
         Self {
             state,
             transitions,
@@ -95,6 +104,7 @@ impl Metrics {
             check_results,
             check_durations,
             heartbeat_gaps,
+            probe_round_trips,
             last_stats: XdpStats::default(),
             last_seen: HashMap::new(),
             registry: Arc::new(registry),
@@ -152,6 +162,11 @@ impl Metrics {
             .inc();
         self.check_up.get_or_create(&vec![("check", name.to_string())]).set(i64::from(up));
         self.check_durations.observe(took.as_secs_f64());
+    }
+
+    /// A suspicion's probes were answered `round_trip` after the first of them went out.
+    pub fn probe_answered(&self, round_trip: Duration) {
+        self.probe_round_trips.observe(round_trip.as_secs_f64());
     }
 
     /// Serves the metrics on `address` from a task of its own. Needs a tokio runtime.
@@ -219,6 +234,7 @@ mod tests {
         metrics.observe_xdp(&XdpStats { accepted: 5, bad_tag: 2, ..Default::default() });
         metrics.observe_xdp(&XdpStats { accepted: 8, bad_tag: 2, ..Default::default() });
         metrics.alarm("KeyMismatch");
+        metrics.probe_answered(Duration::from_micros(180));
         let text = metrics.render();
         for expected in [
             "ha_agent_state{group=\"1\",state=\"ACTIVE\"} 1",
@@ -232,6 +248,7 @@ mod tests {
             "ha_agent_xdp_frames_total{outcome=\"bad_tag\"} 2",
             "ha_agent_alarms_total{alarm=\"KeyMismatch\"} 1",
             "ha_agent_heartbeat_gap_seconds_count 1",
+            "ha_agent_probe_round_trip_seconds_count 1",
         ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");
         }

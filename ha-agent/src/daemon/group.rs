@@ -29,6 +29,8 @@ pub(super) struct Group {
     pub(super) hook_context: HookContext,
     /// What the XDP program last was told this node says in the group (for probe answers).
     pub(super) advert_written: Option<ha_common::GroupAdvert>,
+    /// When the suspicion under way sent its first probe (for the round-trip histogram).
+    pub(super) probe_started: Duration,
 }
 
 impl Group {
@@ -52,6 +54,7 @@ impl Group {
             holding: Holding::default(),
             hook_context,
             advert_written: None,
+            probe_started: Duration::ZERO,
         })
     }
 

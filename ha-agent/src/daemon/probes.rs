@@ -1,7 +1,7 @@
 //! The I/O of suspicion (`election/suspicion.rs`): a probe sent to the ACTIVE's last known
 //! address with the burst recorded for the XDP program, and the answers it marked fed back.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use ha_common::{PeerKey, ProbeState};
 use tracing::{debug, warn};
@@ -30,6 +30,9 @@ impl Agent {
         let address = SocketAddr::new(source_address(&record), self.config.port);
         let now = monotonic_now();
         let sequence = self.sender.next_sequence();
+        if first {
+            self.groups[index].probe_started = now;
+        }
         let previous = if first { None } else { self.datapath.probe(group_id.0).ok().flatten() };
         let burst = ProbeState {
             first_sequence: previous.map_or(sequence, |p| p.first_sequence),
@@ -58,16 +61,20 @@ impl Agent {
         let mut fed = Vec::new();
         for (index, group) in self.groups.iter_mut().enumerate() {
             let Some(target) = group.election.probing() else { continue };
-            let answered = match self.datapath.probe(group.config.id.0) {
-                Ok(Some(probe)) => probe.target == target.0 && probe.answered_ns != 0,
-                Ok(None) => false,
+            let answered_at = match self.datapath.probe(group.config.id.0) {
+                Ok(Some(probe)) if probe.target == target.0 && probe.answered_ns != 0 => {
+                    Some(Duration::from_nanos(probe.answered_ns))
+                }
+                Ok(_) => None,
                 Err(err) => {
                     warn!(error = err.as_dyn(), "reading the probe burst failed");
-                    false
+                    None
                 }
             };
-            if answered {
-                debug!(group = %group.config.id, peer = %target, "probe answered");
+            if let Some(answered_at) = answered_at {
+                let round_trip = answered_at.saturating_sub(group.probe_started);
+                self.metrics.probe_answered(round_trip);
+                debug!(group = %group.config.id, peer = %target, ?round_trip, "probe answered");
                 fed.push((index, group.election.handle(Event::ProbeAnswered { now, from: target })));
             }
         }
