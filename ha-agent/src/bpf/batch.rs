@@ -71,16 +71,12 @@ pub(super) fn lookup_all<K: Pod, V: Pod>(map: &MapData) -> io::Result<Vec<(K, V)
         unsafe { keys.set_len(filled) };
         // SAFETY: and as many values.
         unsafe { values.set_len(filled) };
-        entries.extend(
-            keys.drain(..)
-                .zip(values.drain(..))
-                .map(|(key, value)| {
-                    // SAFETY: see above: these were filled.
-                    let key = unsafe { key.assume_init() };
-                    // SAFETY: and so were these.
-                    (key, unsafe { value.assume_init() })
-                }),
-        );
+        entries.extend(keys.drain(..).zip(values.drain(..)).map(|(key, value)| {
+            // SAFETY: see above: these were filled.
+            let key = unsafe { key.assume_init() };
+            // SAFETY: and so were these.
+            (key, unsafe { value.assume_init() })
+        }));
         match error {
             None => {}
             // The end of the map.
