@@ -99,7 +99,7 @@ const PREDECESSOR_RENEWAL: Duration = Duration::from_millis(5);
 /// on every command, check result and link change. The poll only catches what none of those
 /// covers (an event lost to a full ring buffer): a settled STANDBY that is not next in line
 /// wakes a few times a second instead of ten.
-pub const POLL_PERIOD: Duration = Duration::from_millis(1000);
+pub const POLL_PERIOD: Duration = Duration::from_secs(1);
 
 /// Checks what must hold before anything is touched, with one-line errors.
 fn preflight(config: &Config) -> Result<(NetworkInterface, NodeId), DaemonError> {
