@@ -28,7 +28,6 @@ use ha_common::{
 };
 use serde::{Deserialize, Serialize};
 
-mod batch;
 mod bpffs;
 mod error;
 mod events;
@@ -306,15 +305,8 @@ impl Datapath {
     pub fn peers(&self) -> Result<Vec<(PeerKey, PeerRecord)>, BpfError> {
         let map = self.ebpf.map(PEERS_MAP).ok_or(BpfError::NoMap(PEERS_MAP))?;
         let map_err = |err| BpfError::Map(PEERS_MAP, err);
-        let aya::maps::Map::HashMap(data) = map else {
-            return Err(map_err(aya::maps::MapError::InvalidMapType { map_type: 0 }));
-        };
-        batch::lookup_all(data).map_err(|io_error| {
-            map_err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "bpf_map_lookup_batch",
-                io_error,
-            }))
-        })
+        let peers: HashMap<&MapData, PeerKey, PeerRecord> = HashMap::try_from(map).map_err(map_err)?;
+        peers.iter().collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
     /// The counters, summed over CPUs.

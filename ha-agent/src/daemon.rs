@@ -11,7 +11,10 @@ use std::{io, time::Duration};
 
 use ha_common::XdpConfig;
 use pnet::datalink::{self, NetworkInterface};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    time::{interval, sleep_until, Instant, MissedTickBehavior},
+};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -41,12 +44,10 @@ mod group;
 mod probes;
 mod reload;
 mod report;
-mod wake;
 
 use agent::{Agent, AsDynError as _};
 use group::Group;
 pub use reload::ReloadError;
-use wake::{Beats, WakeTimer};
 
 /// Why the agent could not start, or stopped on an error.
 #[derive(Debug, thiserror::Error)]
@@ -93,13 +94,8 @@ pub enum DaemonError {
 /// probe answer window of any interval.
 const PREDECESSOR_RENEWAL: Duration = Duration::from_millis(5);
 
-/// The longest the loop goes without reading the peer map. It reads the map at every wake-up: at
-/// each heartbeat it sends, at each of the elections' deadlines (a suspicion, a dead time), on
-/// every ring-buffer event (a new peer, a change of state, worthiness or flags, a probe answer),
-/// on every command, check result and link change. The poll only catches what none of those
-/// covers (an event lost to a full ring buffer): a settled STANDBY that is not next in line
-/// wakes a few times a second instead of ten.
-pub const POLL_PERIOD: Duration = Duration::from_secs(1);
+/// How often the peer map is read when no event arrives.
+pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 
 /// Checks what must hold before anything is touched, with one-line errors.
 fn preflight(config: &Config) -> Result<(NetworkInterface, NodeId), DaemonError> {
@@ -254,7 +250,6 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         alarms: Alarms::default(),
         epoch,
         keys,
-        counters_read: Duration::ZERO,
     };
     agent.execute_all(resume_outputs).await;
     for group in &agent.groups {
@@ -308,29 +303,25 @@ async fn main_loop(
     control: &mut ControlSocket,
     signals: Signals,
 ) -> Result<(), DaemonError> {
-    let wake = WakeTimer::new().map_err(DaemonError::EventLoop)?;
-    // Heartbeats keep to a grid of whole intervals from here; polls follow each turn.
-    let mut beats = Beats::new(monotonic_now(), agent.config.interval);
-    let mut next_poll = monotonic_now();
+    let mut poll = interval(POLL_PERIOD);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut heartbeat = interval(agent.config.interval);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let Signals { terminate: mut sigterm, interrupt: mut sigint, hangup: mut sighup, user2: mut sigusr2 } =
         signals;
 
     loop {
         let now = monotonic_now();
-        let heartbeat_at = beats.next(agent.heartbeat_due_at(now));
-        let wake_at =
-            [Some(next_poll), Some(heartbeat_at), agent.next_deadline(now)].into_iter().flatten().min();
-        wake.arm(wake_at.unwrap_or(next_poll)).map_err(DaemonError::EventLoop)?;
+        let deadline = agent.next_deadline(now).map(|at| Instant::now() + at.saturating_sub(now));
         // What the elections made of the wake-up's cause, carried out before the tick.
         let mut fed = Vec::new();
         let mut shutdown = false;
         tokio::select! {
-            fired = wake.fired() => {
-                fired.map_err(DaemonError::EventLoop)?;
-                if monotonic_now() >= heartbeat_at {
-                    beats.passed(monotonic_now());
-                    fed = agent.send_heartbeats().await;
-                }
+            _ = heartbeat.tick() => {
+                // Evaluate now and restart the poll period: at the default 100 ms interval the
+                // heartbeat and the poll share one wake-up instead of two.
+                fed = agent.send_heartbeats().await;
+                poll.reset();
             }
             event = watch.next() => match event {
                 Some(event) => fed = agent.net_event(event),
@@ -350,17 +341,19 @@ async fn main_loop(
                 agent.reexec().await;
                 continue;
             }
+            _ = poll.tick() => {}
             batch = events.next_batch() => {
                 batch.map_err(DaemonError::EventLoop)?;
             }
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
             _ = sigterm.recv() => shutdown = true,
             _ = sigint.recv() => shutdown = true,
         }
-        if beats.interval != agent.config.interval {
+        if heartbeat.period() != agent.config.interval {
             // A reload changed the interval.
-            beats = Beats::new(monotonic_now(), agent.config.interval);
+            heartbeat = interval(agent.config.interval);
+            heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
         }
-        next_poll = monotonic_now() + POLL_PERIOD;
         if shutdown {
             agent.notifier.stopping();
             fed = agent.feed_all(|now| Event::Shutdown { now });

@@ -51,7 +51,7 @@ mod suspicion;
 pub use event::{Action, Event, Output, Transition};
 pub use fault::{Fault, Faults};
 pub use lifecycle::HandoverError;
-pub use peer::{group_peers, peers_by_group, PeerView, MAX_INTERVAL, MIN_INTERVAL};
+pub use peer::{group_peers, PeerView, MAX_INTERVAL, MIN_INTERVAL};
 pub use state::{Advert, Settings, State, STANDBY_EVERY};
 pub use suspicion::{answer_window, probe_spacing, PROBES_PER_BURST, SUSPECT_AFTER};
 
@@ -200,19 +200,6 @@ impl Election {
     pub fn heartbeat_due(&self, now: Duration) -> bool {
         let every = self.settings.interval * STANDBY_EVERY;
         !self.slow(now) || now + self.settings.interval / 2 >= self.last_sent + every
-    }
-
-    /// The earliest moment [`Election::heartbeat_due`] holds as things stand at `now`: `now` at
-    /// the full rate; at the slow rate, half an interval before the next one. An event that
-    /// brings back the full rate makes it earlier; the loop asks again after every event.
-    #[must_use]
-    pub fn heartbeat_due_at(&self, now: Duration) -> Duration {
-        if self.slow(now) {
-            let every = self.settings.interval * STANDBY_EVERY;
-            (self.last_sent + every).saturating_sub(self.settings.interval / 2).max(now)
-        } else {
-            now
-        }
     }
 
     /// Feeds one event; returns the actions to carry out.

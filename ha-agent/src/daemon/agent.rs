@@ -16,7 +16,7 @@ use crate::{
     cli::RunArgs,
     clock::monotonic_now,
     config::Config,
-    election::{peers_by_group, Action, Event, Output, State},
+    election::{group_peers, Action, Event, Output, State},
     garp,
     heartbeat::{advert_flags, HeartbeatSender},
     hooks::Hooks,
@@ -52,13 +52,7 @@ pub(super) struct Agent {
     pub(super) alarms: Alarms,
     /// The loaded keys; `None` with `--insecure-no-auth`.
     pub(super) keys: Option<Keys>,
-    /// When the XDP counters were last read (see [`COUNTER_PERIOD`]).
-    pub(super) counters_read: Duration,
 }
-
-/// How often the loop reads the XDP counters: what they reveal (a misconfiguration, another node
-/// with our id) is not a matter of milliseconds, and a poll then costs one syscall less.
-const COUNTER_PERIOD: Duration = Duration::from_millis(500);
 
 impl Agent {
     /// Reads the peer map into each group's view; keeps the last views if the read fails.
@@ -66,14 +60,10 @@ impl Agent {
         match self.datapath.peers() {
             Ok(entries) => {
                 let now = monotonic_now();
-                let mut by_group = peers_by_group(&entries);
                 for group in &mut self.groups {
-                    group.peers = by_group.remove(&group.config.id).unwrap_or_default();
-                    // Only for a scrape: with 256 groups this is most of a poll's work.
-                    if self.config.metrics_listen.is_some() {
-                        let factor = group.election.settings().dead_factor();
-                        self.metrics.observe_peers(group.config.id, now, &group.peers, factor);
-                    }
+                    group.peers = group_peers(&entries, group.config.id);
+                    let factor = group.election.settings().dead_factor();
+                    self.metrics.observe_peers(group.config.id, now, &group.peers, factor);
                 }
             }
             Err(err) => warn!(error = err.as_dyn(), "reading the peer map failed"),
@@ -103,12 +93,6 @@ impl Agent {
     /// The earliest moment an election must be re-evaluated without a new event.
     pub(super) fn next_deadline(&self, now: Duration) -> Option<Duration> {
         self.groups.iter().filter_map(|group| group.election.next_deadline(now, &group.peers)).min()
-    }
-
-    /// The earliest moment a group's periodic heartbeat is due (see
-    /// [`crate::election::Election::heartbeat_due_at`]).
-    pub(super) fn heartbeat_due_at(&self, now: Duration) -> Duration {
-        self.groups.iter().map(|group| group.election.heartbeat_due_at(now)).min().unwrap_or(now)
     }
 
     /// Whether every group has stopped: the agent may exit.
@@ -221,8 +205,6 @@ impl Agent {
     /// Puts group `index`'s VIPs on, logs each one that failed, and tells its election how it
     /// went.
     pub(super) async fn add_vips(&mut self, index: usize) -> Output {
-        // Fresh before the VIPs go on: the XDP program fences them while the lease has run out.
-        self.renew_lease();
         let group = &mut self.groups[index];
         let failures = group.vips.add_all().await;
         for failure in &failures {
@@ -313,11 +295,6 @@ impl Agent {
     /// Looks at the XDP counters for misconfigurations: logs each at most once a minute, and
     /// tells the elections when another node uses our id.
     pub(super) fn watch_counters(&mut self) -> Fed {
-        let now = monotonic_now();
-        if now < self.counters_read + COUNTER_PERIOD {
-            return Vec::new();
-        }
-        self.counters_read = now;
         let stats = match self.datapath.stats() {
             Ok(stats) => stats,
             Err(err) => {
@@ -325,6 +302,7 @@ impl Agent {
                 return Vec::new();
             }
         };
+        let now = monotonic_now();
         self.metrics.observe_xdp(&stats);
         for (alarm, heartbeats) in self.alarms.observe(now, &stats) {
             self.metrics.alarm(alarm.name());
@@ -351,15 +329,9 @@ impl Agent {
         }
     }
 
-    /// The loop turned: the XDP lease and the systemd watchdog, both kept alive by it. The lease
-    /// only while a group holds (or may hold) VIPs: it fences them and lets XDP answer probes,
-    /// both of which only matter then; a node without VIPs saves the write. A promotion renews it
-    /// before the VIPs go on ([`Agent::add_vips`]).
+    /// The loop turned: the XDP lease and the systemd watchdog, both kept alive by it.
     pub(super) fn loop_turned(&mut self) {
-        if self.groups.iter().any(|group| matches!(group.election.state(), State::Active | State::Releasing))
-        {
-            self.renew_lease();
-        }
+        self.renew_lease();
         self.notifier.alive();
     }
 
