@@ -263,42 +263,22 @@ impl Datapath {
 
     /// What this node says in `group`, for the program's probe answers.
     pub fn set_advert(&mut self, group: u32, advert: GroupAdvert) -> Result<(), BpfError> {
-        let map = self.ebpf.map_mut(GROUPS_MAP).ok_or(BpfError::NoMap(GROUPS_MAP))?;
-        let map_err = |err| BpfError::Map(GROUPS_MAP, err);
-        let mut served: HashMap<&mut MapData, u32, GroupAdvert> = HashMap::try_from(map).map_err(map_err)?;
-        served.insert(group, advert, 0).map_err(map_err)
+        insert(&mut self.ebpf, GROUPS_MAP, group, advert)
     }
 
     /// Records the probe burst under way in `group` (before each probe goes out).
     pub fn set_probe(&mut self, group: u32, probe: ProbeState) -> Result<(), BpfError> {
-        let map = self.ebpf.map_mut(PROBES_MAP).ok_or(BpfError::NoMap(PROBES_MAP))?;
-        let map_err = |err| BpfError::Map(PROBES_MAP, err);
-        let mut probes: HashMap<&mut MapData, u32, ProbeState> = HashMap::try_from(map).map_err(map_err)?;
-        probes.insert(group, probe, 0).map_err(map_err)
+        insert(&mut self.ebpf, PROBES_MAP, group, probe)
     }
 
     /// The probe burst of `group`, as the program last marked it.
     pub fn probe(&self, group: u32) -> Result<Option<ProbeState>, BpfError> {
-        let map = self.ebpf.map(PROBES_MAP).ok_or(BpfError::NoMap(PROBES_MAP))?;
-        let map_err = |err| BpfError::Map(PROBES_MAP, err);
-        let probes: HashMap<&MapData, u32, ProbeState> = HashMap::try_from(map).map_err(map_err)?;
-        match probes.get(&group, 0) {
-            Ok(probe) => Ok(Some(probe)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(err) => Err(map_err(err)),
-        }
+        lookup(&self.ebpf, PROBES_MAP, group)
     }
 
     /// What the program last recorded of one peer.
     pub fn peer(&self, key: PeerKey) -> Result<Option<PeerRecord>, BpfError> {
-        let map = self.ebpf.map(PEERS_MAP).ok_or(BpfError::NoMap(PEERS_MAP))?;
-        let map_err = |err| BpfError::Map(PEERS_MAP, err);
-        let peers: HashMap<&MapData, PeerKey, PeerRecord> = HashMap::try_from(map).map_err(map_err)?;
-        match peers.get(&key, 0) {
-            Ok(record) => Ok(Some(record)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(err) => Err(map_err(err)),
-        }
+        lookup(&self.ebpf, PEERS_MAP, key)
     }
 
     /// Every peer the XDP program has recorded.
@@ -383,6 +363,29 @@ fn xdp_program(ebpf: &mut Ebpf) -> &mut Xdp {
     ebpf.program_mut(XDP_PROGRAM)
         .and_then(|p| <&mut Xdp>::try_from(p).ok())
         .expect("the program was loaded as XDP in Datapath::load")
+}
+
+/// Sets `key` to `value` in the hash map `name`.
+fn insert<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    key: K,
+    value: V,
+) -> Result<(), BpfError> {
+    let map = ebpf.map_mut(name).ok_or(BpfError::NoMap(name))?;
+    let mut hash: HashMap<_, K, V> = HashMap::try_from(map).map_err(|err| BpfError::Map(name, err))?;
+    hash.insert(key, value, 0).map_err(|err| BpfError::Map(name, err))
+}
+
+/// The value of `key` in the hash map `name`, if it has one.
+fn lookup<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &'static str, key: K) -> Result<Option<V>, BpfError> {
+    let map = ebpf.map(name).ok_or(BpfError::NoMap(name))?;
+    let hash: HashMap<_, K, V> = HashMap::try_from(map).map_err(|err| BpfError::Map(name, err))?;
+    match hash.get(&key, 0) {
+        Ok(value) => Ok(Some(value)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(err) => Err(BpfError::Map(name, err)),
+    }
 }
 
 /// Writes `value` into slot 0 of the one-slot array `name`.

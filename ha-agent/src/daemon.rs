@@ -97,6 +97,15 @@ const PREDECESSOR_RENEWAL: Duration = Duration::from_millis(5);
 /// How often the peer map is read when no event arrives.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 
+/// Tells the XDP program what `config` serves: its groups, and the fence over all their VIPs
+/// (renewed at `now`). At start, and on every reload.
+fn serve_config(datapath: &mut Datapath, config: &Config, now: Duration) -> Result<(), BpfError> {
+    datapath.set_groups(&config.groups.iter().map(|g| g.id.0).collect::<Vec<_>>())?;
+    let vips: Vec<_> = config.all_vips().copied().collect();
+    let fence = bpf::fence(&vips, config.dead_time, answer_window(config.interval), config.fence_keep_flows);
+    datapath.set_fence(fence, now)
+}
+
 /// Checks what must hold before anything is touched, with one-line errors.
 fn preflight(config: &Config) -> Result<(NetworkInterface, NodeId), DaemonError> {
     // SAFETY: geteuid has no preconditions.
@@ -207,11 +216,8 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     let xdp_config = XdpConfig { port: config.port, own_node_id: node_id.0, ..Default::default() };
     let auth_keys = keys.as_ref().map(Keys::to_auth_keys).unwrap_or_default();
     let mut datapath = Datapath::load(&xdp_config, &auth_keys)?;
-    datapath.set_groups(&config.groups.iter().map(|g| g.id.0).collect::<Vec<_>>())?;
     datapath.pin(&config.pin_dir)?;
-    let vips: Vec<_> = config.all_vips().copied().collect();
-    let fence = bpf::fence(&vips, config.dead_time, answer_window(config.interval), config.fence_keep_flows);
-    datapath.set_fence(fence, monotonic_now())?;
+    serve_config(&mut datapath, &config, monotonic_now())?;
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
     drop(keep_alive);
     datapath.forward_logs()?;

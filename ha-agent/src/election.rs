@@ -144,10 +144,20 @@ impl Election {
     /// priority or preemption policy is acted on at the next tick (and heard by the peers at the
     /// next heartbeat), as if the node had been configured so all along.
     pub fn reconfigure(&mut self, settings: Settings) {
-        if settings.priority != self.settings.priority {
+        let priority = settings.priority;
+        self.settings = Settings { priority: self.settings.priority, ..settings };
+        self.set_priority(priority);
+    }
+
+    /// Takes `priority` as this node's worthiness; a new one is a change (peers must hear it at
+    /// once). Returns whether it was new.
+    fn set_priority(&mut self, priority: u8) -> bool {
+        let changed = priority != self.settings.priority;
+        self.settings.priority = priority;
+        if changed {
             self.changed_at = self.now;
         }
-        self.settings = settings;
+        changed
     }
 
     /// What this node's heartbeats say at `now`.
@@ -225,11 +235,7 @@ impl Election {
             }
             Event::Health { now, priority, failing } => {
                 self.faults.note_check(failing);
-                let changed = priority != self.settings.priority;
-                self.settings.priority = priority;
-                if changed {
-                    self.changed_at = now;
-                }
+                let changed = self.set_priority(priority);
                 // Peers must hear a new worthiness at once: a STANDBY may now win, or this
                 // node preempt the ACTIVE.
                 let heartbeat = if changed { vec![Action::SendHeartbeat] } else { Vec::new() };

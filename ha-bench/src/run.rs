@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use serde_json::Value;
 
 use ha_tests::{longest_gap_ms, wait_for, Agent, Lan, Prober, VipMonitor, VIP, VIP_CIDR};
@@ -319,31 +319,18 @@ fn flood_scenario(
 /// `per_mille` of the frames the switch forwards dropped at random for `duration`; returns how
 /// many times the VIP was added anywhere meanwhile (each a false transition).
 fn soak(lan: &Lan, duration: Duration, per_mille: u32) -> anyhow::Result<usize> {
-    run_nft(lan, &["add", "table", "bridge", "ha_loss"])?;
+    lan.switch_nft(&["add", "table", "bridge", "ha_loss"])?;
     let chain = "{ type filter hook forward priority 0; policy accept; }";
-    run_nft(lan, &["add", "chain", "bridge", "ha_loss", "forward", chain])?;
+    lan.switch_nft(&["add", "chain", "bridge", "ha_loss", "forward", chain])?;
     let limit = per_mille.to_string();
-    run_nft(
-        lan,
-        &[
-            "add", "rule", "bridge", "ha_loss", "forward", "numgen", "random", "mod", "1000", "<", &limit,
-            "drop",
-        ],
-    )?;
+    lan.switch_nft(&[
+        "add", "rule", "bridge", "ha_loss", "forward", "numgen", "random", "mod", "1000", "<", &limit, "drop",
+    ])?;
     let monitor = VipMonitor::start(lan, PRIORITIES.len())?;
     thread::sleep(duration);
     let added = monitor.stop()?;
-    run_nft(lan, &["delete", "table", "bridge", "ha_loss"])?;
+    lan.switch_nft(&["delete", "table", "bridge", "ha_loss"])?;
     Ok(added)
-}
-
-fn run_nft(lan: &Lan, args: &[&str]) -> anyhow::Result<()> {
-    let status =
-        lan.switch.command("nft").args(args).status().context("running nft (apt-get install nftables)")?;
-    if !status.success() {
-        bail!("nft {} failed", args.join(" "));
-    }
-    Ok(())
 }
 
 /// Runs every scenario for every system. `xdp_cost` is the `xdp_cost` example's binary, if

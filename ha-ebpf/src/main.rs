@@ -513,17 +513,7 @@ fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
     }
     // SAFETY: a helper without arguments, callable from any program.
     probe.answered_ns = unsafe { bpf_ktime_get_ns() };
-    let event = PeerEvent {
-        group: answer.group,
-        node_id: answer.node_id,
-        changes: change::PROBE_ANSWER,
-        priority: answer.priority,
-        state: answer.state as u8,
-        _pad0: [0; 2],
-    };
-    if EVENTS.output(event, 0).is_err() {
-        bump(|stats| stats.events_lost += 1);
-    }
+    wake_agent(answer, change::PROBE_ANSWER);
     Outcome::ProbeAnswer
 }
 
@@ -616,19 +606,27 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
         if changes & change::NEW_PEER != 0 {
             debug!(ctx, "new peer {} in group {}", heartbeat.node_id, heartbeat.group);
         }
-        let event = PeerEvent {
-            group: heartbeat.group,
-            node_id: heartbeat.node_id,
-            changes,
-            priority: heartbeat.priority,
-            state: heartbeat.state as u8,
-            _pad0: [0; 2],
-        };
-        if EVENTS.output(event, 0).is_err() {
-            bump(|stats| stats.events_lost += 1);
-        }
+        wake_agent(heartbeat, changes);
     }
     Outcome::Accepted
+}
+
+/// Tells the agent, through `EVENTS`, that `heartbeat`'s sender brought `changes` (a bitmask of
+/// [`change`] constants); a full ring buffer is counted (`events_lost`), and the agent sees the
+/// change at its next poll.
+#[inline(always)]
+fn wake_agent(heartbeat: &Heartbeat, changes: u32) {
+    let event = PeerEvent {
+        group: heartbeat.group,
+        node_id: heartbeat.node_id,
+        changes,
+        priority: heartbeat.priority,
+        state: heartbeat.state as u8,
+        _pad0: [0; 2],
+    };
+    if EVENTS.output(event, 0).is_err() {
+        bump(|stats| stats.events_lost += 1);
+    }
 }
 
 /// Applies `f` to this CPU's counters.

@@ -56,6 +56,11 @@ pub fn wait_for(
     Ok(start.elapsed())
 }
 
+/// [`wait_for`] for a test: panics with its message when `condition` does not come to hold.
+pub fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
+    wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
+}
+
 /// Panics with a clear message unless the process runs as root (the tests need namespaces,
 /// XDP and BPF_PROG_TEST_RUN).
 pub fn require_root() {
@@ -242,6 +247,21 @@ impl Lan {
     /// Brings host `index`'s switch port back up.
     pub fn heal(&self, index: usize) -> anyhow::Result<()> {
         self.switch.ip(&["link", "set", &self.hosts[index].port, "up"]).map(drop)
+    }
+
+    /// Runs `nft ARGS` in the switch's namespace: bridge-family rules there drop frames between
+    /// hosts (loss, a one-way link), which a host's own netfilter, running after XDP, cannot.
+    pub fn switch_nft(&self, args: &[&str]) -> anyhow::Result<()> {
+        let status = self
+            .switch
+            .command("nft")
+            .args(args)
+            .status()
+            .context("running nft (apt-get install nftables)")?;
+        if !status.success() {
+            bail!("nft {} failed", args.join(" "));
+        }
+        Ok(())
     }
 
     /// Indices of the hosts that have the VIP on their eth0.

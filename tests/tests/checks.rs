@@ -10,14 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ha_tests::{require_root, wait_for, Agent, Lan, Prober};
+use ha_tests::{require_root, wait_for, wait_until, Agent, Lan, Prober};
 
 const HTTPSTUB: &str = env!("CARGO_BIN_EXE_httpstub");
 const CLIENT: usize = 2;
-
-fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
-    wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
-}
 
 /// A background process in a host's namespace, killed on drop.
 struct Background(Child);

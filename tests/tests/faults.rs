@@ -4,7 +4,7 @@
 
 use std::{thread, time::Duration};
 
-use ha_tests::{require_root, Lan, Prober, VipMonitor};
+use ha_tests::{require_root, wait_until, Lan, Prober, VipMonitor};
 
 const CLIENT: usize = 3;
 const ONE_SECOND: Duration = Duration::from_secs(1);
@@ -20,10 +20,6 @@ const RESTART_FLAGS: [&str; 2] = ["--dead-time", "1s"];
 /// agent renews the lease first, which here depends on how fast the machine starts a debug build.
 /// Riding out crash-restarts with the dead time is what `probes = false` is for.
 const CRASH_RESTART_FLAGS: [&str; 4] = ["--dead-time", "1s", "--probes", "false"];
-
-fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
-    ha_tests::wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
-}
 
 #[test]
 fn sigkill_of_the_active_leaves_exactly_one_mac_answering() {
@@ -346,10 +342,7 @@ fn a_restart_with_the_clock_stepped_back_is_heard_and_old_captures_stay_replays(
 fn a_one_way_link_is_loud() {
     let (lan, agents) = Lan::with_three_agents("oneway", 4);
     // Host 2's frames stop reaching host 1; the other way still works.
-    let nft = |args: &[&str]| {
-        let status = lan.switch.command("nft").args(args).status().unwrap();
-        assert!(status.success(), "nft {args:?}");
-    };
+    let nft = |args: &[&str]| lan.switch_nft(args).unwrap();
     nft(&["add", "table", "bridge", "ha_oneway"]);
     nft(&["add", "chain", "bridge", "ha_oneway", "forward", "{ type filter hook forward priority 0; }"]);
     let (from, to) = (lan.hosts[2].port.as_str(), lan.hosts[1].port.as_str());

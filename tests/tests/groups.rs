@@ -3,7 +3,7 @@
 
 use std::{fs, net::Ipv4Addr, time::Duration};
 
-use ha_tests::{has_address, require_root, wait_for, Lan};
+use ha_tests::{has_address, require_root, wait_until, Lan};
 
 const CLIENT: usize = 2;
 const VIP_ONE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -27,10 +27,6 @@ fn holders(lan: &Lan, vip: Ipv4Addr) -> Vec<usize> {
 fn answers(lan: &Lan, vip: Ipv4Addr) -> bool {
     let args = ["-c", "2", "-i", "0.1", "-W", "1", &vip.to_string()];
     lan.hosts[CLIENT].ns.exec("ping", &args).is_ok_and(|out| out.status.success())
-}
-
-fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
-    wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
 }
 
 #[test]

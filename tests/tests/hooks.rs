@@ -3,11 +3,7 @@
 
 use std::{fs, thread, time::Duration};
 
-use ha_tests::{require_root, wait_for, Lan};
-
-fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
-    wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
-}
+use ha_tests::{require_root, wait_for, wait_until, Lan};
 
 #[test]
 fn hooks_run_in_transition_order_under_a_storm() {

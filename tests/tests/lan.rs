@@ -4,7 +4,7 @@
 
 use std::{thread, time::Duration};
 
-use ha_tests::{longest_gap_ms, require_root, Lan, Prober, VIP};
+use ha_tests::{longest_gap_ms, require_root, wait_until, Lan, Prober, VIP};
 
 const CLIENT: usize = 3;
 /// Failover and healing limits from the issue; the benchmark measures the real figures.
@@ -15,10 +15,6 @@ const FIRST_ELECTION: Duration = Duration::from_secs(5);
 fn client_ping_answered(lan: &Lan) -> bool {
     let vip = VIP.to_string();
     lan.hosts[CLIENT].ns.exec("ping", &["-c", "1", "-W", "1", &vip]).is_ok_and(|o| o.status.success())
-}
-
-fn wait_until(limit: Duration, what: &str, condition: impl FnMut() -> bool) {
-    ha_tests::wait_for(limit, what, condition).unwrap_or_else(|err| panic!("{err}"));
 }
 
 #[test]

@@ -37,10 +37,7 @@ fn a_crashed_active_is_replaced_before_the_dead_time() {
 fn a_live_active_answers_probes_and_keeps_the_vip() {
     require_root();
     let (lan, agents) = Lan::with_three_agents("probelive", 4);
-    let nft = |args: &[&str]| {
-        let status = lan.switch.command("nft").args(args).status().unwrap();
-        assert!(status.success(), "nft {args:?}");
-    };
+    let nft = |args: &[&str]| lan.switch_nft(args).unwrap();
     // The ACTIVE's multicast heartbeats go missing for 250 ms (under the 350 ms dead time, well
     // over the 130 ms suspicion); unicast (probes and their answers) still flows.
     nft(&["add", "table", "bridge", "ha_probe"]);

@@ -17,7 +17,6 @@ use crate::{
     clock::monotonic_now,
     config::Config,
     election::{group_peers, Action, Event, Output, State},
-    garp,
     heartbeat::{advert_flags, HeartbeatSender},
     hooks::Hooks,
     keys::Keys,
@@ -101,22 +100,33 @@ impl Agent {
     }
 
     /// Sends every group's heartbeat that is due (the periodic send: a settled STANDBY's only
-    /// every few intervals).
+    /// every few intervals), telling XDP of them all at once.
     pub(super) async fn send_heartbeats(&mut self) -> Fed {
         let now = monotonic_now();
-        let mut fed = Vec::with_capacity(self.groups.len());
-        for index in 0..self.groups.len() {
-            if self.groups[index].election.heartbeat_due(now) {
-                fed.push((index, self.send_heartbeat(index).await));
-            }
+        let due: Vec<usize> =
+            (0..self.groups.len()).filter(|&index| self.groups[index].election.heartbeat_due(now)).collect();
+        if !due.is_empty() {
+            self.note_sending(due.len() as u64);
+        }
+        let mut fed = Vec::with_capacity(due.len());
+        for index in due {
+            fed.push((index, self.transmit(index).await));
         }
         fed
     }
 
     /// Sends group `index`'s heartbeat and tells its election whether it went out.
     pub(super) async fn send_heartbeat(&mut self, index: usize) -> Output {
-        let now = monotonic_now();
-        let epoch = sequence::epoch_of(self.sender.next_sequence());
+        self.note_sending(1);
+        self.transmit(index).await
+    }
+
+    /// Before `count` heartbeats (or probes) go out: the XDP program learns the highest sequence
+    /// number among them (one map write for a whole round of groups), and a sequence entering a
+    /// new epoch is stored first (see `sequence`).
+    pub(super) fn note_sending(&mut self, count: u64) {
+        let last = self.sender.next_sequence() + count.saturating_sub(1);
+        let epoch = sequence::epoch_of(last);
         if epoch > self.epoch {
             // 2^32 heartbeats into the run: the next start must begin above this epoch too.
             match sequence::note_epoch(&self.config.state_dir, epoch) {
@@ -124,9 +134,15 @@ impl Agent {
                 Err(err) => error!(error = err.as_dyn(), "storing the heartbeat epoch failed"),
             }
         }
-        if let Err(err) = self.datapath.note_sending(now, self.sender.next_sequence()) {
+        if let Err(err) = self.datapath.note_sending(monotonic_now(), last) {
             warn!(error = err.as_dyn(), "telling XDP the heartbeat's sequence failed");
         }
+    }
+
+    /// Sends group `index`'s heartbeat, XDP told of its sequence already ([`Agent::note_sending`]),
+    /// and tells its election whether it went out.
+    async fn transmit(&mut self, index: usize) -> Output {
+        let now = monotonic_now();
         let group = &mut self.groups[index];
         let advert = group.election.advertised(now);
         let for_xdp = GroupAdvert {
@@ -205,18 +221,15 @@ impl Agent {
     /// Puts group `index`'s VIPs on, logs each one that failed, and tells its election how it
     /// went.
     pub(super) async fn add_vips(&mut self, index: usize) -> Output {
+        let failures = self.groups[index].put_vips_on().await;
         let group = &mut self.groups[index];
-        let failures = group.vips.add_all().await;
-        for failure in &failures {
-            error!(group = %group.config.id, error = failure.as_dyn(), "a VIP did not go on");
-        }
         let now = monotonic_now();
-        if failures.is_empty() {
+        if failures == 0 {
             let vips: Vec<String> = group.vips.vips().iter().map(ToString::to_string).collect();
             info!(group = %group.config.id, ?vips, "VIPs added");
             group.election.handle(Event::VipsAdded { now })
         } else {
-            let all = failures.len() == group.vips.vips().len();
+            let all = failures == group.vips.vips().len();
             group.election.handle(Event::AddVipsFailed { now, all })
         }
     }
@@ -277,19 +290,10 @@ impl Agent {
         }
     }
 
-    /// Announces group `index`'s VIPs: `rounds` rounds, the first now (see [`garp::announce`]);
-    /// only while they are ours, so that a promotion whose VIPs were refused never points the
-    /// LAN at us.
+    /// Announces group `index`'s VIPs: `rounds` rounds at the configured spacing (see
+    /// [`Group::announce`]).
     pub(super) fn announce(&self, index: usize, rounds: u32) {
-        let group = &self.groups[index];
-        if group.election.state() != State::Active {
-            return;
-        }
-        let spacing = self.config.garp.spacing;
-        if let Err(err) = garp::announce(&self.interface, group.vips.vips(), rounds, spacing, &group.holding)
-        {
-            warn!(error = err.as_dyn(), "gratuitous ARP failed");
-        }
+        self.groups[index].announce(&self.interface, rounds, self.config.garp.spacing);
     }
 
     /// Looks at the XDP counters for misconfigurations: logs each at most once a minute, and

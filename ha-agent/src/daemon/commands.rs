@@ -50,7 +50,8 @@ impl Agent {
             Request::Resume => (self.feed_all(|now| Event::Undrain { now }), String::new()),
             Request::Reload => match self.reload().await {
                 Ok(fed) => (fed, String::new()),
-                Err(err) => (Vec::new(), format!("error: {}", one_line(&err))),
+                // With its sources, on one line, as `main` prints an error.
+                Err(err) => (Vec::new(), format!("error: {:#}", anyhow::Error::new(err))),
             },
             Request::Handover { group, to } => match self.handover(group, to) {
                 Ok(fed) => (fed, String::new()),
@@ -109,15 +110,4 @@ impl Agent {
             })
             .collect())
     }
-}
-
-/// An error and its sources on one line, as `{:#}` prints an `anyhow::Error`.
-fn one_line(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        line = format!("{line}: {inner}");
-        source = inner.source();
-    }
-    line
 }

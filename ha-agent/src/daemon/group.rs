@@ -4,11 +4,15 @@
 
 use std::time::Duration;
 
+use pnet::datalink::NetworkInterface;
+use tracing::{error, warn};
+
+use super::agent::AsDynError as _;
 use crate::{
     checks::{self, Checks},
     config::{Config, GroupConfig},
-    election::{Election, PeerView, Settings},
-    garp::Holding,
+    election::{Election, PeerView, Settings, State},
+    garp::{self, Holding},
     hooks::HookContext,
     ids::NodeId,
     vip::{VipError, VipManager},
@@ -64,6 +68,28 @@ impl Group {
         self.election.reconfigure(settings(&config, agent, node_id, checks));
         self.hook_context = hook_context(&config, agent, node_id);
         self.config = config;
+    }
+
+    /// Puts the VIPs on (those already there count as added), logging each that did not go on;
+    /// returns how many did not.
+    pub(super) async fn put_vips_on(&self) -> usize {
+        let failures = self.vips.add_all().await;
+        for failure in &failures {
+            error!(group = %self.config.id, error = failure.as_dyn(), "a VIP did not go on");
+        }
+        failures.len()
+    }
+
+    /// Announces the VIPs on `interface`: `rounds` rounds `spacing` apart, the first now (see
+    /// [`garp::announce`]); only while ACTIVE, so that a promotion whose VIPs were refused never
+    /// points the LAN at this node.
+    pub(super) fn announce(&self, interface: &NetworkInterface, rounds: u32, spacing: Duration) {
+        if self.election.state() != State::Active {
+            return;
+        }
+        if let Err(err) = garp::announce(interface, self.vips.vips(), rounds, spacing, &self.holding) {
+            warn!(group = %self.config.id, error = err.as_dyn(), "gratuitous ARP failed");
+        }
     }
 
     /// The group's worthiness as its tracked checks make it now.

@@ -41,11 +41,10 @@ impl Agent {
             target: to.0,
             _pad0: 0,
         };
-        if let Err(err) =
-            self.datapath.set_probe(group_id.0, burst).and(self.datapath.note_sending(now, sequence))
-        {
+        if let Err(err) = self.datapath.set_probe(group_id.0, burst) {
             warn!(error = err.as_dyn(), "recording the probe for XDP failed");
         }
+        self.note_sending(1);
         let advert = self.groups[index].election.advertised(now);
         let result = self.sender.send_probe(group_id, advert, to, address).await;
         match &result {

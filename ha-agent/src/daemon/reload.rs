@@ -13,10 +13,10 @@ use super::{
     group::Group,
 };
 use crate::{
-    bpf::{self, BpfError},
+    bpf::BpfError,
     clock::monotonic_now,
     config::{self, Config, ConfigError},
-    election::{answer_window, Advert, Event, State},
+    election::{Advert, Event, State},
     keys::{self, KeyError, Keys},
     vip::VipError,
 };
@@ -103,11 +103,7 @@ impl Agent {
             groups.push(group);
         }
         self.groups = groups;
-        let ids: Vec<u32> = self.groups.iter().map(|g| g.config.id.0).collect();
-        self.datapath.set_groups(&ids)?;
-        let vips: Vec<_> = new.all_vips().copied().collect();
-        let fence = bpf::fence(&vips, new.dead_time, answer_window(new.interval), new.fence_keep_flows);
-        self.datapath.set_fence(fence, now)?;
+        super::serve_config(&mut self.datapath, &new, now)?;
         self.sender.set_interval(new.interval);
         self.set_keys(keys);
         self.config = new;
@@ -146,19 +142,11 @@ impl Agent {
         if group.election.state() != State::Active {
             return;
         }
-        for failure in group.vips.add_all().await {
-            error!(group = %group.config.id, error = failure.as_dyn(), "a VIP did not go on");
-        }
+        group.put_vips_on().await;
         if let Err(err) = group.vips.with_vips(dropped).remove_all().await {
             error!(group = %group.config.id, error = err.as_dyn(), "removing a dropped VIP failed");
         }
-        let spacing = self.config.garp.spacing;
-        let count = self.config.garp.count;
-        if let Err(err) =
-            crate::garp::announce(&self.interface, group.vips.vips(), count, spacing, &group.holding)
-        {
-            error!(error = err.as_dyn(), "gratuitous ARP failed");
-        }
+        group.announce(&self.interface, self.config.garp.count, self.config.garp.spacing);
     }
 
     /// New keys for the XDP program and the sender; `None` with `--insecure-no-auth`.

@@ -50,7 +50,7 @@ impl Election {
             })
             .map(|p| p.last_seen + p.dead_time(factor))
             .max();
-        let quiet = handed_elsewhere.map_or(self.quiet_at(peers), |until| self.quiet_at(peers).max(until));
+        let quiet = handed_elsewhere.into_iter().fold(self.quiet_at(peers), Duration::max);
         let serving = peers.iter().filter(|p| p.state == NodeState::Active && self.is_live(p, now));
         let chosen = serving.clone().any(|p| p.chosen);
         match serving.map(|p| p.last_seen + p.dead_time(factor)).max() {
