@@ -56,10 +56,6 @@ static PROBES: HashMap<u32, ProbeState, { MAX_GROUPS as usize }> = HashMap::new(
 #[btf_map]
 static SCRATCH: PerCpuArray<PeerRecord, 1> = PerCpuArray::new();
 
-/// Where `answer_probe` builds the answer's UDP header and payload, one per CPU: off the stack.
-#[btf_map]
-static SEGMENT: PerCpuArray<[u8; UDP_HLEN + HEARTBEAT_LEN], 1> = PerCpuArray::new();
-
 /// Verdict and rejection counters, one copy per CPU so the hot path needs no atomics.
 #[btf_map]
 static STATS: PerCpuArray<XdpStats, 1> = PerCpuArray::new();
@@ -349,7 +345,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
     let Some(keys) = KEYS.get(0) else {
         return Outcome::BadTag;
     };
-    if !verify_tag(keys, &payload, heartbeat.tag) {
+    if !authentic(keys, &payload, heartbeat.tag) {
         return Outcome::BadTag;
     }
     if heartbeat.flags & FLAG_PROBE_ANSWER != 0 {
@@ -363,16 +359,26 @@ fn classify(ctx: &XdpContext) -> Outcome {
         return if ours { Outcome::Replay } else { Outcome::OwnEcho };
     }
     let layout = Layout { l3, l4, family: source.family };
-    let outcome = record(ctx, &heartbeat, &source, vlan_id);
+    // One clock read for the record and the answer's lease check.
+    // SAFETY: a helper without arguments, callable from any program.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let outcome = record(ctx, &heartbeat, &source, vlan_id, now);
     // Only a probe that passed everything a heartbeat must, replay check included, is answered:
     // a forged or replayed one costs no more than a forged or replayed heartbeat.
     if matches!(outcome, Outcome::Accepted)
         && heartbeat.flags & FLAG_PROBE != 0
         && heartbeat.target == config.own_node_id
     {
-        return answer_probe(ctx, &heartbeat, &advert, layout, &config);
+        return answer_probe(ctx, &heartbeat, &advert, layout, now);
     }
     outcome
+}
+
+/// [`verify_tag`] in a function of its own: SipHash's state, spilled, would otherwise grow the
+/// main stack frame past what the verifier allows beside `record`'s and `answer_probe`'s.
+#[inline(never)]
+fn authentic(keys: &AuthKeys, payload: &[u8; HEARTBEAT_LEN], tag: u64) -> bool {
+    verify_tag(keys, payload, tag)
 }
 
 /// Turns the probe in the frame into this node's answer and sends it back the way it came
@@ -381,7 +387,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
 /// says what this node says in the group, and is signed with the current key.
 // A function of its own (a BPF-to-BPF call): its buffers then live in its own stack frame, and
 // the program's main frame stays within the verifier's 512 bytes. By reference: a copy of the
-// advert and the config would grow the caller's frame.
+// advert would grow the caller's frame.
 #[allow(clippy::trivially_copy_pass_by_ref, reason = "copies would grow the main stack frame")]
 #[inline(never)]
 fn answer_probe(
@@ -389,11 +395,9 @@ fn answer_probe(
     probe: &Heartbeat,
     advert: &GroupAdvert,
     layout: Layout,
-    config: &XdpConfig,
+    now: u64,
 ) -> Outcome {
-    // SAFETY: a helper without arguments, callable from any program.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let (Some(fence), Some(keys)) = (FENCE.get(0), KEYS.get(0)) else {
+    let (Some(fence), Some(keys), Some(config)) = (FENCE.get(0), KEYS.get(0), CONFIG.get(0)) else {
         return Outcome::Accepted;
     };
     let Some(state) = NodeState::from_u8(advert.state) else {
@@ -415,79 +419,133 @@ fn answer_probe(
     };
     let payload = answer.encode_signed(if keys.count == 0 { None } else { Some(&keys.current) });
     let Layout { l3, l4, family } = layout;
-    // Each header is read whole, changed in place and written back whole: one access (and one
-    // bounds check) per header, and little stack.
-    let Some(mut macs) = reread_at::<[u8; 12]>(ctx, 0) else {
-        return Outcome::Truncated;
-    };
-    macs.rotate_left(6);
+    // Each header is read whole, changed and written back whole: one access (and one bounds
+    // check) per header. The packet's alignment is unknown, so every access to it is byte-wide:
+    // the fewer bytes moved, the cheaper the answer.
     // Swapping the addresses leaves the IP header checksum (and the UDP pseudo-header sum) as
     // it was.
-    let addresses_swapped = if family == 4 {
-        reread_at::<[u8; 8]>(ctx, l3 + 12).is_some_and(|mut addresses| {
-            addresses.rotate_left(4);
-            write_at(ctx, l3 + 12, addresses)
-        })
-    } else {
-        reread_at::<[u8; 32]>(ctx, l3 + 8).is_some_and(|mut addresses| {
-            addresses.rotate_left(16);
-            write_at(ctx, l3 + 8, addresses)
-        })
-    };
-    let (Some(segment), Some(slot)) =
-        (reread_at::<[u8; UDP_HLEN + HEARTBEAT_LEN]>(ctx, l4), SEGMENT.get_ptr_mut(0))
-    else {
+    let addresses_swapped =
+        if family == 4 { swap_halves::<4>(ctx, l3 + 12) } else { swap_halves::<16>(ctx, l3 + 8) };
+    let Some(old_header) = reread_at::<[u8; UDP_HLEN]>(ctx, l4) else {
         return Outcome::Truncated;
     };
-    // SAFETY: slot 0 of a per-CPU array is this CPU's own, and XDP does not preempt itself on one
-    // CPU: nothing else holds a reference to it while this runs.
-    let slot: &mut [u8; UDP_HLEN + HEARTBEAT_LEN] = unsafe { &mut *slot };
-    *slot = segment;
-    let segment = slot;
     // From the heartbeat port to the heartbeat port: the prober's XDP program takes the answer.
+    // The length stays: the answer is as long as the probe.
     let port = config.port.to_be_bytes();
-    let ports = [port[0], port[1], port[0], port[1]];
-    let checksum = if family == 4 {
-        // Optional over IPv4: 0 says none.
-        [0, 0]
-    } else {
-        udp_checksum_update(segment, ports, &payload)
-    };
-    segment[..4].copy_from_slice(&ports);
-    segment[6..8].copy_from_slice(&checksum);
-    segment[UDP_HLEN..].copy_from_slice(&payload);
-    if !(addresses_swapped && write_at(ctx, 0, macs) && write_at(ctx, l4, *segment)) {
+    let mut header = [port[0], port[1], port[0], port[1], old_header[4], old_header[5], 0, 0];
+    if family == 6 {
+        // Mandatory over IPv6 (optional over IPv4, where 0 says none). The probe's payload is
+        // its decoded fields encoded again: the decoder takes every byte, so this is exact.
+        let checksum = udp6_checksum(old_header, probe, header, &payload);
+        header[6..].copy_from_slice(&checksum);
+    }
+    if !(addresses_swapped
+        && swap_halves::<6>(ctx, 0)
+        && write_at(ctx, l4, header)
+        && write_at(ctx, l4 + UDP_HLEN, payload))
+    {
         return Outcome::Truncated;
     }
     Outcome::Answered
 }
 
-/// The UDP checksum of `old` (the UDP header and payload) once its ports become `ports` and its
-/// payload `payload` (RFC 1624's incremental update; the pseudo-header is unchanged, the
-/// addresses only swapped), never 0 (IPv6 forbids it).
+/// [`udp_checksum_update`] from the probe's fields, in a function of its own: the probe encoded
+/// again and the sums stay out of `answer_probe`'s frame, which the IPv4 path does not need.
+#[inline(never)]
+fn udp6_checksum(
+    old_header: [u8; UDP_HLEN],
+    probe: &Heartbeat,
+    new_header: [u8; UDP_HLEN],
+    new_payload: &[u8; HEARTBEAT_LEN],
+) -> [u8; 2] {
+    udp_checksum_update(old_header, &probe.encode(), new_header, new_payload)
+}
+
+/// Swaps, in the frame, the `HALF` bytes at `offset` with the `HALF` bytes after them: the
+/// destination and source MAC or IP addresses. False (nothing changed) if the frame is too
+/// short. Two bytes at a time, in place: a whole copy of both halves would be held in registers
+/// that the BPF target does not have and spilled to the stack, one byte to a word.
+#[inline(always)]
+fn swap_halves<const HALF: usize>(ctx: &XdpContext, offset: usize) -> bool {
+    const { assert!(HALF.is_multiple_of(2), "swapped two bytes at a time") };
+    let (start, end) = bounds(ctx);
+    if start + offset + 2 * HALF > end {
+        return false;
+    }
+    let mut i = 0;
+    while i < HALF {
+        let first = (start + offset + i) as *mut [u8; 2];
+        let second = (start + offset + HALF + i) as *mut [u8; 2];
+        // SAFETY: the check above keeps `offset .. offset + 2 * HALF` inside the packet, which
+        // the kernel keeps mapped for the program's run and an XDP program may write; unaligned
+        // accesses need no alignment, and any bytes are a valid `[u8; 2]`. So for all four.
+        let bytes = unsafe { first.read_unaligned() };
+        // SAFETY: as above.
+        let other = unsafe { second.read_unaligned() };
+        // SAFETY: as above.
+        unsafe { first.write_unaligned(other) };
+        // SAFETY: as above.
+        unsafe { second.write_unaligned(bytes) };
+        i += 2;
+    }
+    true
+}
+
+/// The UDP checksum once the header `old_header` becomes `new_header` (ports changed, length
+/// and pseudo-header as they were: the addresses are only swapped) and the payload `old_payload`
+/// becomes `new_payload`: RFC 1624's incremental update, HC' = ~(~HC + ~m + m'), never 0 (IPv6
+/// forbids it). The checksum field itself is left out of the header sums.
 #[inline(always)]
 fn udp_checksum_update(
-    old: &[u8; UDP_HLEN + HEARTBEAT_LEN],
-    ports: [u8; 4],
-    payload: &[u8; HEARTBEAT_LEN],
+    old_header: [u8; UDP_HLEN],
+    old_payload: &[u8; HEARTBEAT_LEN],
+    new_header: [u8; UDP_HLEN],
+    new_payload: &[u8; HEARTBEAT_LEN],
 ) -> [u8; 2] {
-    let mut sum = u32::from(!u16::from_be_bytes([old[6], old[7]]));
-    let mut i = 0;
-    while i < 4 {
-        sum += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
-        sum += u32::from(u16::from_be_bytes([ports[i], ports[i + 1]]));
-        i += 2;
-    }
-    let mut i = 0;
-    while i < HEARTBEAT_LEN {
-        sum += u32::from(!u16::from_be_bytes([old[UDP_HLEN + i], old[UDP_HLEN + i + 1]]));
-        sum += u32::from(u16::from_be_bytes([payload[i], payload[i + 1]]));
-        i += 2;
-    }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    let checksum = !(sum as u16);
+    let ports = |header: [u8; UDP_HLEN]| {
+        u64::from(u16::from_be_bytes([header[0], header[1]]))
+            + u64::from(u16::from_be_bytes([header[2], header[3]]))
+    };
+    let old_checksum = u16::from_be_bytes([old_header[6], old_header[7]]);
+    let old = fold(ports(old_header) + u64::from(ones_sum(old_payload)));
+    let new = fold(ports(new_header) + u64::from(ones_sum(new_payload)));
+    let checksum = !fold(u64::from(!old_checksum) + u64::from(!old) + u64::from(new));
     (if checksum == 0 { 0xffff } else { checksum }).to_be_bytes()
+}
+
+/// The 16-bit ones' complement sum of a payload, taken 64 bits at a time (the sum of big-endian
+/// 64-bit words, folded, equals the sum of its 16-bit words: RFC 1071).
+#[inline(always)]
+fn ones_sum(bytes: &[u8; HEARTBEAT_LEN]) -> u16 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i + 8 <= HEARTBEAT_LEN {
+        let word = u64::from_be_bytes([
+            bytes[i],
+            bytes[i + 1],
+            bytes[i + 2],
+            bytes[i + 3],
+            bytes[i + 4],
+            bytes[i + 5],
+            bytes[i + 6],
+            bytes[i + 7],
+        ]);
+        let (added, carry) = sum.overflowing_add(word);
+        sum = added + u64::from(carry);
+        i += 8;
+    }
+    fold(sum)
+}
+
+/// A 64-bit ones' complement sum folded to 16 bits (end-around carries included).
+#[inline(always)]
+fn fold(sum: u64) -> u16 {
+    let mut sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
 }
 
 /// An authentic answer: recorded in `PROBES` if it names this node and echoes a sequence of the
@@ -522,84 +580,89 @@ fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
 // A function of its own, as `answer_probe` is, so that the main stack frame stays small enough
 // for the two to be called from it within the verifier's 512 bytes.
 #[inline(never)]
-fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16) -> Outcome {
-    // SAFETY: a helper without arguments, callable from any program.
-    let now = unsafe { bpf_ktime_get_ns() };
+fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16, now: u64) -> Outcome {
     let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
 
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return Outcome::NotHeartbeat;
-    };
-    // SAFETY: slot 0 of a per-CPU array is this CPU's own, and XDP does not preempt itself on
-    // one CPU: nothing else holds a reference to it while this runs.
-    let new_record: &mut PeerRecord = unsafe { &mut *scratch };
-    new_record.src_addr = [0; 16];
+    let mut src_addr = [0u8; 16];
     if source.family == 4 {
         let Some(addr) = read_at::<[u8; 4]>(ctx, source.offset) else {
             return Outcome::Truncated;
         };
-        new_record.src_addr[..4].copy_from_slice(&addr);
+        src_addr[..4].copy_from_slice(&addr);
     } else {
         let Some(addr) = read_at::<[u8; 16]>(ctx, source.offset) else {
             return Outcome::Truncated;
         };
-        new_record.src_addr = addr;
+        src_addr = addr;
     }
     let Some(src_mac) = read_at::<[u8; 6]>(ctx, 6) else {
         return Outcome::Truncated;
     };
 
     let mut changes = 0u32;
-    let mut packets = 1u64;
-    match PEERS.get_ptr(key) {
-        Some(old) => {
-            // SAFETY: a pointer the map lookup returned points at a live, aligned value; another
-            // CPU may update the entry meanwhile, which at worst gives a torn copy of one peer's
-            // counters, and the record written below replaces it whole.
-            let old = unsafe { &*old };
-            // Senders number their heartbeats in strictly increasing order, across restarts too:
-            // anything else is a replay (or a duplicate) and must not keep a dead peer alive.
-            if heartbeat.sequence <= old.sequence {
-                return Outcome::Replay;
-            }
-            packets = old.packets + 1;
-            if old.state != heartbeat.state as u8 {
-                changes |= change::STATE;
-            }
-            if old.priority != heartbeat.priority {
-                changes |= change::PRIORITY;
-            }
-            if old.flags != heartbeat.flags {
-                changes |= change::FLAGS;
-            }
-            // Silent for more than two of its intervals: it may come back from a partition as a
-            // second ACTIVE, which must be resolved now rather than at the next poll.
-            let silence_ns = now.saturating_sub(old.last_seen_ns);
-            if silence_ns > 2 * 1_000_000 * u64::from(old.interval_ms) {
-                changes |= change::REVIVED;
-            }
+    // A known peer's record is updated where it lies: a map update would take a free element,
+    // copy the record in and swap it in under the bucket's lock, which is most of what a valid
+    // heartbeat costs. Only a new peer's record is built (off the stack) and inserted.
+    let peer: &mut PeerRecord = if let Some(old) = PEERS.get_ptr_mut(key) {
+        // SAFETY: a pointer the map lookup returned points at a live, aligned value. Another
+        // CPU may update the same entry meanwhile (the same sender's heartbeats on two
+        // queues), which at worst lets one of two racing heartbeats through the replay check;
+        // and the agent may copy a record being written, mixing fields of two authentic
+        // heartbeats of the same peer until its next poll.
+        let old = unsafe { &mut *old };
+        // Senders number their heartbeats in strictly increasing order, across restarts too:
+        // anything else is a replay (or a duplicate) and must not keep a dead peer alive.
+        if heartbeat.sequence <= old.sequence {
+            return Outcome::Replay;
         }
-        None => changes = change::NEW_PEER,
-    }
-
-    new_record.last_seen_ns = now;
-    new_record.sequence = heartbeat.sequence;
-    new_record.packets = packets;
-    new_record.interval_ms = heartbeat.interval_ms;
-    new_record.vlan_id = vlan_id;
-    new_record.family = source.family;
-    new_record.flags = heartbeat.flags;
-    new_record.src_mac = src_mac;
-    new_record.priority = heartbeat.priority;
-    new_record.state = heartbeat.state as u8;
-    new_record.handover_to = if heartbeat.flags & FLAG_HANDOVER != 0 { heartbeat.target } else { 0 };
-    new_record._pad0 = 0;
-    // A reference to the scratch slot, not a copy: the value stays off the stack.
-    #[allow(clippy::needless_borrows_for_generic_args, reason = "a copy would land on the stack")]
-    let inserted = PEERS.insert(key, &*new_record, 0);
-    if inserted.is_err() {
-        // The map is full: more peers than MAX_PEERS. Leave the frame to the stack.
-        return Outcome::NotHeartbeat;
+        if old.state != heartbeat.state as u8 {
+            changes |= change::STATE;
+        }
+        if old.priority != heartbeat.priority {
+            changes |= change::PRIORITY;
+        }
+        if old.flags != heartbeat.flags {
+            changes |= change::FLAGS;
+        }
+        // Silent for more than two of its intervals: it may come back from a partition as a
+        // second ACTIVE, which must be resolved now rather than at the next poll.
+        let silence_ns = now.saturating_sub(old.last_seen_ns);
+        if silence_ns > 2 * 1_000_000 * u64::from(old.interval_ms) {
+            changes |= change::REVIVED;
+        }
+        old.packets += 1;
+        old
+    } else {
+        changes = change::NEW_PEER;
+        let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+            return Outcome::NotHeartbeat;
+        };
+        // SAFETY: slot 0 of a per-CPU array is this CPU's own, and XDP does not preempt
+        // itself on one CPU: nothing else holds a reference to it while this runs.
+        let new_record: &mut PeerRecord = unsafe { &mut *scratch };
+        new_record.packets = 1;
+        new_record._pad0 = 0;
+        new_record
+    };
+    peer.last_seen_ns = now;
+    peer.sequence = heartbeat.sequence;
+    peer.interval_ms = heartbeat.interval_ms;
+    peer.vlan_id = vlan_id;
+    peer.family = source.family;
+    peer.flags = heartbeat.flags;
+    peer.src_addr = src_addr;
+    peer.src_mac = src_mac;
+    peer.priority = heartbeat.priority;
+    peer.state = heartbeat.state as u8;
+    peer.handover_to = if heartbeat.flags & FLAG_HANDOVER != 0 { heartbeat.target } else { 0 };
+    if changes & change::NEW_PEER != 0 {
+        // A reference to the scratch slot, not a copy: the value stays off the stack.
+        #[allow(clippy::needless_borrows_for_generic_args, reason = "a copy would land on the stack")]
+        let inserted = PEERS.insert(key, &*peer, 0);
+        if inserted.is_err() {
+            // The map is full: more peers than MAX_PEERS. Leave the frame to the stack.
+            return Outcome::NotHeartbeat;
+        }
     }
 
     if changes != 0 {
