@@ -24,10 +24,11 @@ use aya::{
 use clap::ValueEnum;
 use ha_common::{
     AuthKeys, Fence, GroupAdvert, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, CONFIG_MAP,
-    EVENTS_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PROBES_MAP, STATS_MAP, XDP_PROGRAM,
+    EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PROBES_MAP, STATS_MAP, XDP_PROGRAM,
 };
 use serde::{Deserialize, Serialize};
 
+mod batch;
 mod bpffs;
 mod error;
 mod events;
@@ -37,7 +38,7 @@ use bpffs::ensure_bpffs;
 pub use error::{BpfError, LinkPinError, PinDirError};
 use events::readable_fd;
 pub use events::Events;
-pub use fence::{fence, KeepAlive, PredecessorFence};
+pub use fence::{fence, fenced_key, KeepAlive, PredecessorFence};
 
 /// The XDP object built by `build.rs`, embedded so the binary is self-contained.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
@@ -192,8 +193,17 @@ impl Datapath {
         Ok(())
     }
 
-    /// Sets what the fence guards and for how long a renewal lasts, and renews it now.
-    pub fn set_fence(&mut self, fence: Fence, now: Duration) -> Result<(), BpfError> {
+    /// Sets what the fence guards (`vips`, whose number `fence.count` gives: see [`fence`]) and
+    /// for how long a renewal lasts, and renews it now. The VIPs go in first: a fence counting
+    /// VIPs the map does not hold yet would leave them unguarded for a moment, never the reverse.
+    pub fn set_fence(
+        &mut self,
+        fence: Fence,
+        vips: &[crate::vip::Vip],
+        now: Duration,
+    ) -> Result<(), BpfError> {
+        let keys: Vec<[u8; 16]> = vips.iter().map(|vip| fenced_key(vip.addr)).collect();
+        sync_keys(&mut self.ebpf, FENCED_MAP, &keys, 1u8)?;
         self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, ..fence };
         self.write_fence(now)
     }
@@ -246,19 +256,7 @@ impl Datapath {
     /// adds the new ones first (with no advert yet: probes in them go unanswered until
     /// [`Datapath::set_advert`]), then removes those no longer served.
     pub fn set_groups(&mut self, groups: &[u32]) -> Result<(), BpfError> {
-        let map = self.ebpf.map_mut(GROUPS_MAP).ok_or(BpfError::NoMap(GROUPS_MAP))?;
-        let map_err = |err| BpfError::Map(GROUPS_MAP, err);
-        let mut served: HashMap<&mut MapData, u32, GroupAdvert> = HashMap::try_from(map).map_err(map_err)?;
-        let known: Vec<u32> = served.keys().filter_map(Result::ok).collect();
-        for group in groups.iter().filter(|group| !known.contains(group)) {
-            served.insert(group, GroupAdvert::default(), 0).map_err(map_err)?;
-        }
-        let gone: Vec<u32> =
-            served.keys().filter_map(Result::ok).filter(|group| !groups.contains(group)).collect();
-        for group in gone {
-            served.remove(&group).map_err(map_err)?;
-        }
-        Ok(())
+        sync_keys(&mut self.ebpf, GROUPS_MAP, groups, GroupAdvert::default())
     }
 
     /// What this node says in `group`, for the program's probe answers.
@@ -285,8 +283,15 @@ impl Datapath {
     pub fn peers(&self) -> Result<Vec<(PeerKey, PeerRecord)>, BpfError> {
         let map = self.ebpf.map(PEERS_MAP).ok_or(BpfError::NoMap(PEERS_MAP))?;
         let map_err = |err| BpfError::Map(PEERS_MAP, err);
-        let peers: HashMap<&MapData, PeerKey, PeerRecord> = HashMap::try_from(map).map_err(map_err)?;
-        peers.iter().collect::<Result<Vec<_>, _>>().map_err(map_err)
+        let aya::maps::Map::HashMap(data) = map else {
+            return Err(map_err(aya::maps::MapError::InvalidMapType { map_type: 0 }));
+        };
+        batch::lookup_all(data).map_err(|io_error| {
+            map_err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_lookup_batch",
+                io_error,
+            }))
+        })
     }
 
     /// The counters, summed over CPUs.
@@ -375,6 +380,29 @@ fn insert<K: aya::Pod, V: aya::Pod>(
     let map = ebpf.map_mut(name).ok_or(BpfError::NoMap(name))?;
     let mut hash: HashMap<_, K, V> = HashMap::try_from(map).map_err(|err| BpfError::Map(name, err))?;
     hash.insert(key, value, 0).map_err(|err| BpfError::Map(name, err))
+}
+
+/// Makes `keys` the keys of the hash map `name`: adds the missing ones first, with `value`
+/// (entries already there keep theirs), then removes those not in `keys`.
+fn sync_keys<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keys: &[K],
+    value: V,
+) -> Result<(), BpfError> {
+    let map = ebpf.map_mut(name).ok_or(BpfError::NoMap(name))?;
+    let map_err = |err| BpfError::Map(name, err);
+    let mut hash: HashMap<_, K, V> = HashMap::try_from(map).map_err(map_err)?;
+    let known: std::collections::HashSet<K> = hash.keys().filter_map(Result::ok).collect();
+    for key in keys.iter().filter(|key| !known.contains(key)) {
+        hash.insert(key, value, 0).map_err(map_err)?;
+    }
+    let wanted: std::collections::HashSet<&K> = keys.iter().collect();
+    let gone: Vec<K> = hash.keys().filter_map(Result::ok).filter(|key| !wanted.contains(key)).collect();
+    for key in gone {
+        hash.remove(&key).map_err(map_err)?;
+    }
+    Ok(())
 }
 
 /// The value of `key` in the hash map `name`, if it has one.

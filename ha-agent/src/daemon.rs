@@ -103,7 +103,7 @@ fn serve_config(datapath: &mut Datapath, config: &Config, now: Duration) -> Resu
     datapath.set_groups(&config.groups.iter().map(|g| g.id.0).collect::<Vec<_>>())?;
     let vips: Vec<_> = config.all_vips().copied().collect();
     let fence = bpf::fence(&vips, config.dead_time, answer_window(config.interval), config.fence_keep_flows);
-    datapath.set_fence(fence, now)
+    datapath.set_fence(fence, &vips, now)
 }
 
 /// Checks what must hold before anything is touched, with one-line errors.

@@ -274,7 +274,10 @@ impl Translation {
             return self.note(
                 entry.line,
                 &format!("VIP {vip}"),
-                "more than 16 VIPs: one ha-agent serves at most 16",
+                &format!(
+                    "more than {max} VIPs: one ha-agent serves at most {max}",
+                    max = ha_common::MAX_FENCED_VIPS
+                ),
             );
         }
         group.vips.push(vip);

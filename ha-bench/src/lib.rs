@@ -6,7 +6,7 @@
 //! Each figure is a [`Scenario`]: link cut, crash (SIGKILL, and the MACs that answer for the VIP
 //! after it), restart (SIGKILL and start again at once), planned stop (SIGTERM), preemption,
 //! a stalled STANDBY, 1 % loss, idle CPU, a forged flood; the XDP cost comes from the `xdp_cost`
-//! example (BPF_PROG_TEST_RUN).
+//! example (BPF_PROG_TEST_RUN); and at scale, 256 groups on 8 nodes (the `scale` module).
 //!
 //! - [`run`]: the engine that drives the test LAN ([`ha_tests`]) through every scenario;
 //! - [`report`]: summaries, the table and the JSON;
@@ -19,6 +19,7 @@ pub mod chart;
 pub mod keepalived;
 pub mod report;
 mod run;
+mod scale;
 mod scenario;
 
 pub use report::{Measured, Report, Row, Summary};
@@ -63,4 +64,6 @@ pub struct Options {
     pub agent_flags: Vec<String>,
     /// The `hbtool` binary, for the forged-flood scenario (skipped without it).
     pub hbtool: Option<PathBuf>,
+    /// Only the scale scenario (12): 256 groups on 8 nodes.
+    pub scale_only: bool,
 }

@@ -64,22 +64,25 @@ impl Daemon {
         }
     }
 
-    /// CPU time used so far (user + system, all threads), from /proc/PID/task/*/schedstat.
+    /// CPU time used so far by all its processes.
     fn cpu_time(&self) -> Duration {
-        let mut total = 0u64;
-        for pid in self.pids() {
-            let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-                continue;
-            };
-            for task in tasks.filter_map(Result::ok) {
-                if let Ok(text) = fs::read_to_string(task.path().join("schedstat")) {
-                    total +=
-                        text.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
-                }
-            }
-        }
-        Duration::from_nanos(total)
+        self.pids().into_iter().map(cpu_time_of).sum()
     }
+}
+
+/// CPU time process `pid` used so far (user + system, all threads), from
+/// /proc/PID/task/*/schedstat.
+pub(crate) fn cpu_time_of(pid: u32) -> Duration {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let mut total = 0u64;
+    for task in tasks.filter_map(Result::ok) {
+        if let Ok(text) = fs::read_to_string(task.path().join("schedstat")) {
+            total += text.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
 }
 
 /// The three nodes of one system on one LAN.
@@ -342,9 +345,16 @@ pub fn run(
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Report> {
     let mut all = Vec::new();
+    if options.scale_only {
+        let mut measured = Measured::default();
+        crate::scale::run(options, &mut measured, log)?;
+        all.push((System::HaAgent, measured));
+        return Ok(Report::new(options, &all));
+    }
     for &system in &options.systems {
         let mut measured = run_system(system, options, log)?;
         if system == System::HaAgent && !options.quick {
+            crate::scale::run(options, &mut measured, log)?;
             if let Some(cases) = fuzz_cases {
                 measured.push(Scenario::FuzzCases, cases as f64);
             }

@@ -52,11 +52,20 @@ pub enum Scenario {
     FloodLinkCutTakeover,
     /// Fuzz cases of the decoder and verifier that ran without a panic.
     FuzzCases,
+    /// 256 groups × 8 nodes: from the first agent's start to every group held by its most
+    /// worthy node alone.
+    ScaleSettle,
+    /// 256 groups × 8 nodes: each node's agent CPU, in % of a core (one sample per node).
+    ScaleCpu,
+    /// 256 groups × 8 nodes: the XDP program's mean time per frame, as the kernel counts it.
+    ScaleXdp,
+    /// 256 groups × 8 nodes: frames through each node's XDP program per second.
+    ScaleXdpRate,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 28] = [
         Self::LinkCut,
         Self::LinkCutTakeover,
         Self::Crash,
@@ -81,6 +90,10 @@ impl Scenario {
         Self::FloodLinkCut,
         Self::FloodLinkCutTakeover,
         Self::FuzzCases,
+        Self::ScaleSettle,
+        Self::ScaleCpu,
+        Self::ScaleXdp,
+        Self::ScaleXdpRate,
     ];
 
     /// The scenarios of a `--quick` run (and of the CI test): those of every trial, scenarios
@@ -148,6 +161,10 @@ impl Scenario {
                 ("flood_link_cut_takeover", "9 link cut under forged flood: takeover", "ms")
             }
             Self::FuzzCases => ("fuzz_cases", "10 fuzz decode+verify: cases without panic", "cases"),
+            Self::ScaleSettle => ("scale_settle", "12 256 groups x 8 nodes: start to one holder each", "ms"),
+            Self::ScaleCpu => ("scale_cpu", "12 256 groups x 8 nodes: agent CPU per node", "% core"),
+            Self::ScaleXdp => ("scale_xdp", "12 256 groups x 8 nodes: XDP per frame", "ns"),
+            Self::ScaleXdpRate => ("scale_xdp_rate", "12 256 groups x 8 nodes: frames per node", "pkt/s"),
         }
     }
 }

@@ -17,6 +17,7 @@ fn quick_benchmark_runs_and_reports() {
         systems: vec![System::HaAgent],
         agent_flags: Vec::new(),
         hbtool: None,
+        scale_only: false,
     };
     let report = ha_bench::run(&options, None, None, &mut |_| {}).expect("the quick benchmark runs");
     for &scenario in Scenario::QUICK {

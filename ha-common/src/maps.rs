@@ -23,10 +23,14 @@ pub const GROUPS_MAP: &str = "GROUPS";
 pub const PROBES_MAP: &str = "PROBES";
 /// How many groups one agent may serve.
 pub const MAX_GROUPS: u32 = 256;
-/// Name of the array (one slot) holding the [`Fence`]: the agent's lease and the VIPs it guards.
+/// Name of the array (one slot) holding the [`Fence`]: the agent's lease.
 pub const FENCE_MAP: &str = "FENCE";
-/// How many VIPs the fence can guard (and so how many one agent may configure).
-pub const MAX_FENCED_VIPS: usize = 16;
+/// Name of the hash map of the VIPs the fence guards, keyed by address (IPv4 mapped into IPv6:
+/// [`fenced_key_v4`]).
+pub const FENCED_MAP: &str = "FENCED";
+/// How many VIPs the fence can guard (and so how many one agent may configure): a hash map, so
+/// that [`MAX_GROUPS`] groups of a few VIPs each cost one lookup per frame like one VIP does.
+pub const MAX_FENCED_VIPS: usize = 1024;
 /// [`Fence::flags`]: while fenced, let IP traffic to the VIPs through (only ARP and neighbour
 /// discovery for them are dropped), so that established flows of a stalled holder survive.
 pub const FENCE_KEEP_FLOWS: u32 = 1;
@@ -243,14 +247,10 @@ pub struct Fence {
     /// the heartbeat interval, at which the agent's loop turns. A probe is sent once the ACTIVE
     /// has been silent for longer: a dead agent's node must not answer it.
     pub answer_window_ns: u64,
-    /// How many entries of `vips` are in use; 0 turns fencing off.
+    /// How many VIPs `FENCED` holds; 0 turns fencing off.
     pub count: u32,
     /// `FENCE_*` flags.
     pub flags: u32,
-    /// The VIPs: IPv6, or IPv4 in the first four bytes.
-    pub vips: [[u8; 16]; MAX_FENCED_VIPS],
-    /// 4 or 6: the family of each entry of `vips`.
-    pub families: [u8; MAX_FENCED_VIPS],
 }
 
 impl Fence {
@@ -266,44 +266,15 @@ impl Fence {
     pub fn expired(&self, now_ns: u64) -> bool {
         self.count != 0 && now_ns.saturating_sub(self.renewed_ns) > self.lease_ns
     }
-
-    /// Whether `addr` (4 or 16 bytes, by `family`) is one of the guarded VIPs.
-    #[inline(always)]
-    #[allow(clippy::inline_always, reason = "the XDP program needs it inlined to keep the verifier's bounds")]
-    #[must_use]
-    pub fn guards(&self, family: u8, addr: &[u8; 16]) -> bool {
-        // Compared as two 64-bit halves rather than byte by byte: a branch per byte would give
-        // the verifier more paths than it can walk.
-        let (wanted_high, wanted_low) = halves(addr);
-        let mut i = 0;
-        while i < MAX_FENCED_VIPS {
-            if i as u32 >= self.count {
-                return false;
-            }
-            let (high, low) = halves(&self.vips[i]);
-            let same = if family == 4 {
-                high >> 32 == wanted_high >> 32
-            } else {
-                high == wanted_high && low == wanted_low
-            };
-            if self.families[i] == family && same {
-                return true;
-            }
-            i += 1;
-        }
-        false
-    }
 }
 
-/// An address's bytes as two big-endian 64-bit halves.
+/// The `FENCED` key of an address: IPv6 as it is, IPv4 mapped into IPv6 (`::ffff:a.b.c.d`), so
+/// that both families share one map and one lookup.
 #[inline(always)]
 #[allow(clippy::inline_always, reason = "the XDP program needs it inlined to keep the verifier's bounds")]
-const fn halves(addr: &[u8; 16]) -> (u64, u64) {
-    let a = addr;
-    (
-        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
-        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
-    )
+#[must_use]
+pub const fn fenced_key_v4(addr: [u8; 4]) -> [u8; 16] {
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3]]
 }
 
 /// Bits of [`PeerEvent::changes`].
@@ -379,7 +350,7 @@ mod tests {
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
         assert_eq!(size_of::<XdpConfig>(), 8);
         assert_eq!(size_of::<XdpStats>(), 8 * 15);
-        assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 8 + 4 + 4 + 16 * MAX_FENCED_VIPS + MAX_FENCED_VIPS);
+        assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 8 + 4 + 4);
         assert_eq!(size_of::<GroupAdvert>(), 8);
         assert_eq!(size_of::<ProbeState>(), 8 * 3 + 4 + 4);
         assert_eq!(size_of::<AuthKeys>(), 40);
@@ -402,12 +373,7 @@ mod fence_tests {
     use super::*;
 
     fn fence(count: u32) -> Fence {
-        let mut fence = Fence { renewed_ns: 1_000, lease_ns: 350, count, ..Default::default() };
-        fence.vips[0][..4].copy_from_slice(&[192, 0, 2, 100]);
-        fence.families[0] = 4;
-        fence.vips[1] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0];
-        fence.families[1] = 6;
-        fence
+        Fence { renewed_ns: 1_000, lease_ns: 350, count, ..Default::default() }
     }
 
     #[test]
@@ -418,20 +384,8 @@ mod fence_tests {
     }
 
     #[test]
-    fn guards_exactly_the_configured_vips() {
-        let mut v4 = [0u8; 16];
-        v4[..4].copy_from_slice(&[192, 0, 2, 100]);
-        let mut other = v4;
-        other[3] = 101;
-        let v6 = fence(2).vips[1];
-        assert!(fence(2).guards(4, &v4));
-        assert!(!fence(2).guards(4, &other));
-        assert!(!fence(2).guards(6, &v4), "the family must match too");
-        assert!(fence(2).guards(6, &v6));
-        assert!(!fence(1).guards(6, &v6), "only the first `count` entries count");
-        // An IPv4 address read with whatever follows it in the packet still matches.
-        let mut trailing = v4;
-        trailing[4..].fill(0xee);
-        assert!(fence(2).guards(4, &trailing));
+    fn ipv4_keys_are_ipv4_mapped_ipv6_addresses() {
+        let mapped = core::net::Ipv4Addr::new(192, 0, 2, 100).to_ipv6_mapped().octets();
+        assert_eq!(fenced_key_v4([192, 0, 2, 100]), mapped);
     }
 }

@@ -28,9 +28,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ha_common::{
-    change, verify_tag, AuthKeys, DecodeError, Fence, GroupAdvert, Heartbeat, NodeState, PeerEvent, PeerKey,
-    PeerRecord, ProbeState, XdpConfig, XdpStats, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE,
-    FLAG_PROBE_ANSWER, HEARTBEAT_LEN, MAX_GROUPS, MAX_PEERS,
+    change, fenced_key_v4, verify_tag, AuthKeys, DecodeError, Fence, GroupAdvert, Heartbeat, NodeState,
+    PeerEvent, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, FENCE_KEEP_FLOWS, FLAG_HANDOVER,
+    FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS,
 };
 
 /// Peers by (group, node id). Written only here; read by the agent. Entries are never removed:
@@ -69,10 +69,15 @@ static CONFIG: Array<XdpConfig, 1> = Array::new();
 #[btf_map]
 static KEYS: Array<AuthKeys, 1> = Array::new();
 
-/// The agent's lease and the VIPs it guards; rewritten by the agent every time it wakes. Once the
-/// lease runs out, frames about the VIPs are dropped (see `fenced`).
+/// The agent's lease; rewritten by the agent every time it wakes. Once the lease runs out, frames
+/// about the VIPs in `FENCED` are dropped (see `fenced`).
 #[btf_map]
 static FENCE: Array<Fence, 1> = Array::new();
+
+/// The VIPs the fence guards (IPv4 as IPv4-mapped IPv6, see `fenced_key_v4`), written by the agent
+/// at start and on reload. A hash map: one lookup per address however many VIPs there are.
+#[btf_map]
+static FENCED: HashMap<[u8; 16], u8, MAX_FENCED_VIPS> = HashMap::new();
 
 /// Wakes the agent at once for a new peer, a state or worthiness change, or a peer heard again
 /// after a silence. 16 KiB holds several hundred events, far more than a LAN of nodes produces
@@ -255,14 +260,8 @@ fn fenced(ctx: &XdpContext) -> bool {
     let Some(LinkLayer { ethertype, l3, .. }) = link_layer(ctx) else {
         return false;
     };
-    let v4 = |offset: usize| {
-        read_at::<[u8; 4]>(ctx, offset).is_some_and(|addr| {
-            let mut padded = [0u8; 16];
-            padded[..4].copy_from_slice(&addr);
-            fence.guards(4, &padded)
-        })
-    };
-    let v6 = |offset: usize| read_at::<[u8; 16]>(ctx, offset).is_some_and(|addr| fence.guards(6, &addr));
+    let v4 = |offset: usize| read_at::<[u8; 4]>(ctx, offset).is_some_and(|addr| guarded(fenced_key_v4(addr)));
+    let v6 = |offset: usize| read_at::<[u8; 16]>(ctx, offset).is_some_and(guarded);
     match ethertype {
         // Sender and target protocol addresses: requests for a VIP, and announcements of one.
         ETH_P_ARP => read_at::<[u8; ARP_LEN]>(ctx, l3).is_some() && (v4(l3 + 14) || v4(l3 + 24)),
@@ -281,6 +280,12 @@ fn fenced(ctx: &XdpContext) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether the fence guards the address with this `FENCED` key.
+#[inline(always)]
+fn guarded(key: [u8; 16]) -> bool {
+    FENCED.get_ptr(key).is_some()
 }
 
 #[inline(always)]

@@ -350,6 +350,8 @@ impl Lan {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        // A process group of its own, so that dropping the agent ends everything it started.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().context("spawning ha-agent")?;
         let agent = Agent { child: Some(child), run_dir, log_path, ns: host.ns.name.clone() };
         agent.wait_ready(Duration::from_secs(10))?;
@@ -518,6 +520,12 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // The whole process group: a wrapper such as faketime forks the agent rather than
+            // exec it, and killing the wrapper alone would leave the agent running.
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: kill has no memory preconditions; the group is the child's own.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

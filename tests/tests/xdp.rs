@@ -78,6 +78,21 @@ fn stats(datapath: &Datapath) -> XdpStats {
 }
 
 #[test]
+fn a_peer_map_of_many_batches_reads_back_whole() {
+    // More entries than one BPF_MAP_LOOKUP_BATCH call asks for (256), as 256 groups of 8 nodes
+    // give: every one comes back, once. (Node ids above OWN_ID's.)
+    let datapath = load();
+    let nodes = 1000..1700u32;
+    for node_id in nodes.clone() {
+        let frame = ipv4_frame(PORT, &signed(heartbeat(node_id, 100, NodeState::Standby), 1, &KEY), None);
+        assert_eq!(verdict(&datapath, &frame), XDP_DROP);
+    }
+    let mut read: Vec<u32> = datapath.peers().unwrap().iter().map(|(key, _)| key.node_id).collect();
+    read.sort_unstable();
+    assert_eq!(read, nodes.collect::<Vec<_>>());
+}
+
+#[test]
 fn valid_ipv4_heartbeat_is_recorded_and_dropped() {
     let datapath = load();
     let frame = ipv4_frame(PORT, &signed(heartbeat(5, 150, NodeState::Active), 1, &KEY), None);
@@ -231,8 +246,15 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     use std::net::Ipv6Addr;
 
     let mut datapath = load();
-    let vips: Vec<ha_agent::vip::Vip> =
-        ["192.0.2.100/24", "2001:db8::100/64"].iter().map(|v| v.parse().unwrap()).collect();
+    // The two VIPs the frames name, among hundreds (many groups on one node).
+    let many = (1..=254)
+        .map(|n| format!("198.51.100.{n}/24"))
+        .chain((1..=300).map(|n| format!("2001:db8:1::{n:x}/64")));
+    let vips: Vec<ha_agent::vip::Vip> = ["192.0.2.100/24".to_string(), "2001:db8::100/64".to_string()]
+        .into_iter()
+        .chain(many)
+        .map(|v| v.parse().unwrap())
+        .collect();
     let (vip4, vip6) = ("192.0.2.100".parse().unwrap(), "2001:db8::100".parse::<Ipv6Addr>().unwrap());
     let (other4, other6) = ("192.0.2.7".parse().unwrap(), "2001:db8::7".parse::<Ipv6Addr>().unwrap());
     let lease = Duration::from_millis(350);
@@ -251,7 +273,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     let now = ha_agent::clock::monotonic_now();
 
     // A fresh lease: everything passes.
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, false), now).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, false), &vips, now).unwrap();
     for (name, frame, _) in &about_vips {
         assert_eq!(verdict(&datapath, frame), XDP_PASS, "{name} with a fresh lease");
     }
@@ -259,7 +281,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
 
     // The lease ran out: what is about a VIP is dropped and counted; the rest passes.
     let stale = now.checked_sub(Duration::from_secs(1)).unwrap();
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, false), stale).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, false), &vips, stale).unwrap();
     for (name, frame, _) in &about_vips {
         assert_eq!(verdict(&datapath, frame), XDP_DROP, "{name} with a stale lease");
     }
@@ -269,11 +291,21 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     assert_eq!(stats(&datapath).fenced, 4);
 
     // Keeping flows: only address resolution for the VIPs is dropped.
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, true), stale).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, true), &vips, stale).unwrap();
     for (name, frame, resolution) in &about_vips {
         let expected = if *resolution { XDP_DROP } else { XDP_PASS };
         assert_eq!(verdict(&datapath, frame), expected, "{name} with a stale lease, keeping flows");
     }
+
+    // A reload without the IPv4 VIP: the fence no longer guards it.
+    let fewer = &vips[1..];
+    datapath.set_fence(ha_agent::bpf::fence(fewer, lease, lease, false), fewer, stale).unwrap();
+    assert_eq!(verdict(&datapath, &about_vips[0].1), XDP_PASS, "ARP for a VIP no longer served");
+    assert_eq!(
+        verdict(&datapath, &about_vips[2].1),
+        XDP_DROP,
+        "neighbour solicitation for a VIP still served"
+    );
 
     // Renewing the lease lifts the fence at once.
     datapath.renew_lease(ha_agent::clock::monotonic_now()).unwrap();
@@ -312,7 +344,7 @@ fn active_datapath(ago: Duration) -> Datapath {
     };
     datapath.set_advert(GROUP, advert).unwrap();
     let fence = ha_agent::bpf::fence(&[], Duration::from_millis(350), Duration::from_millis(115), false);
-    datapath.set_fence(fence, ha_agent::clock::monotonic_now().saturating_sub(ago)).unwrap();
+    datapath.set_fence(fence, &[], ha_agent::clock::monotonic_now().saturating_sub(ago)).unwrap();
     datapath
 }
 

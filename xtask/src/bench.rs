@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Leave keepalived out even if it is installed.
     #[arg(long)]
     no_keepalived: bool,
+    /// Only scenario 12: 256 groups on 8 nodes (ha-agent alone).
+    #[arg(long)]
+    scale_only: bool,
     /// An extra flag for every ha-agent, e.g. --agent-flag=--dead-time=250ms (repeatable).
     #[arg(long = "agent-flag", allow_hyphen_values = true)]
     agent_flags: Vec<String>,
@@ -106,8 +109,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         systems,
         agent_flags: args.agent_flags.clone(),
         hbtool: Some(hbtool),
+        scale_only: args.scale_only,
     };
-    let fuzz_cases = if args.quick { None } else { Some(fuzz(FUZZ_CASES)?) };
+    let fuzz_cases = if args.quick || args.scale_only { None } else { Some(fuzz(FUZZ_CASES)?) };
     let report =
         ha_bench::run(&options, Some(&xdp_cost), fuzz_cases, &mut |line| eprintln!("bench: {line}"))?;
     println!("{}", report.table());

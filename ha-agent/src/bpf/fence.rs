@@ -1,7 +1,7 @@
 //! The fence's record: built from the VIPs for the agent to write, and the one a predecessor
 //! left pinned, which a restarted agent renews before it replaces that agent's program.
 
-use std::{path::Path, time::Duration};
+use std::{net::IpAddr, path::Path, time::Duration};
 
 use aya::maps::{Array, Map, MapData};
 use ha_common::{Fence, FENCE_KEEP_FLOWS, FENCE_MAP, MAX_FENCED_VIPS};
@@ -31,29 +31,27 @@ impl Drop for KeepAlive {
 
 /// The fence for `vips` (at most [`MAX_FENCED_VIPS`]; the config refuses more), with a lease of
 /// `lease` and probes answered within `answer_window` of a renewal; `keep_flows` lets IP traffic
-/// to the VIPs through while fenced.
+/// to the VIPs through while fenced. The VIPs themselves go in the `FENCED` map
+/// ([`super::Datapath::set_fence`]).
 #[must_use]
 pub fn fence(vips: &[crate::vip::Vip], lease: Duration, answer_window: Duration, keep_flows: bool) -> Fence {
-    let mut fence = Fence {
+    Fence {
         lease_ns: crate::clock::nanos(lease),
         answer_window_ns: crate::clock::nanos(answer_window),
         flags: if keep_flows { FENCE_KEEP_FLOWS } else { 0 },
+        count: u32::try_from(vips.len().min(MAX_FENCED_VIPS)).unwrap_or(u32::MAX),
         ..Fence::default()
-    };
-    for (i, vip) in vips.iter().take(MAX_FENCED_VIPS).enumerate() {
-        match vip.addr {
-            std::net::IpAddr::V4(addr) => {
-                fence.vips[i][..4].copy_from_slice(&addr.octets());
-                fence.families[i] = 4;
-            }
-            std::net::IpAddr::V6(addr) => {
-                fence.vips[i] = addr.octets();
-                fence.families[i] = 6;
-            }
-        }
-        fence.count = i as u32 + 1;
     }
-    fence
+}
+
+/// The `FENCED` map's key of `addr`: IPv4 as an IPv4-mapped IPv6 address, as the XDP program
+/// looks it up.
+#[must_use]
+pub fn fenced_key(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(addr) => ha_common::fenced_key_v4(addr.octets()),
+        IpAddr::V6(addr) => addr.octets(),
+    }
 }
 
 /// The fence a previous agent with the same pin directory left pinned: read before this agent
@@ -110,14 +108,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fence_guards_the_vips_for_a_lease() {
+    fn the_fence_counts_the_vips_and_keys_them_as_the_program_does() {
         let vips: Vec<crate::vip::Vip> =
             ["192.0.2.100/24", "2001:db8::100/64"].iter().map(|v| v.parse().unwrap()).collect();
         let fence = fence(&vips, Duration::from_millis(350), Duration::from_millis(115), true);
         assert_eq!((fence.count, fence.lease_ns, fence.flags), (2, 350_000_000, FENCE_KEEP_FLOWS));
-        let mut v4 = [0u8; 16];
-        v4[..4].copy_from_slice(&[192, 0, 2, 100]);
-        assert!(fence.guards(4, &v4));
-        assert!(fence.guards(6, &"2001:db8::100".parse::<std::net::Ipv6Addr>().unwrap().octets()));
+        assert_eq!(fenced_key(vips[0].addr), ha_common::fenced_key_v4([192, 0, 2, 100]));
+        assert_eq!(fenced_key(vips[1].addr), "2001:db8::100".parse::<std::net::Ipv6Addr>().unwrap().octets());
     }
 }

@@ -121,7 +121,11 @@ fn bad_input_is_one_clear_line() {
         ("", with(|f| f.peers = vec!["192.0.2.9".into(), "2001:db8::9".into()]), "mix IPv4 and IPv6"),
         ("", with(|f| f.peers = vec!["239.1.1.1".into()]), "bad peer 239.1.1.1: not a unicast"),
         ("", with(|f| f.iface = Some("a/b".into())), "bad interface name 'a/b'"),
-        ("", with(|f| f.vips = (1..=17).map(|i| format!("192.0.2.{i}/24")).collect()), "17 VIPs: at most 16"),
+        (
+            "",
+            with(|f| f.vips = (0..=1024).map(|i| format!("2001:db8::{i:x}/64")).collect()),
+            "1025 VIPs: at most 1024",
+        ),
         (
             "iface = \"eth0\"\nvipz = []\n",
             flags("eth0", &["192.0.2.1/24"]),

@@ -16,7 +16,7 @@ use crate::{
     cli::RunArgs,
     clock::monotonic_now,
     config::Config,
-    election::{group_peers, Action, Event, Output, State},
+    election::{peers_by_group, Action, Event, Output, State},
     heartbeat::{advert_flags, HeartbeatSender},
     hooks::Hooks,
     keys::Keys,
@@ -59,10 +59,15 @@ impl Agent {
         match self.datapath.peers() {
             Ok(entries) => {
                 let now = monotonic_now();
+                let mut by_group = peers_by_group(&entries);
                 for group in &mut self.groups {
-                    group.peers = group_peers(&entries, group.config.id);
-                    let factor = group.election.settings().dead_factor();
-                    self.metrics.observe_peers(group.config.id, now, &group.peers, factor);
+                    group.peers = by_group.remove(&group.config.id).unwrap_or_default();
+                    // Only when a scraper can see them: with 256 groups this is most of a poll's
+                    // work.
+                    if self.config.metrics_listen.is_some() {
+                        let factor = group.election.settings().dead_factor();
+                        self.metrics.observe_peers(group.config.id, now, &group.peers, factor);
+                    }
                 }
             }
             Err(err) => warn!(error = err.as_dyn(), "reading the peer map failed"),
