@@ -24,15 +24,16 @@ use aya::{
 use clap::ValueEnum;
 use ha_common::{
     AuthKeys, Fence, GroupAdvert, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, CONFIG_MAP,
-    EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PROBES_MAP, STATS_MAP, XDP_PROGRAM,
+    EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PEER_COUNT_MAP, PEER_SLOTS_MAP,
+    PROBES_MAP, STATS_MAP, XDP_PROGRAM,
 };
 use serde::{Deserialize, Serialize};
 
-mod batch;
 mod bpffs;
 mod error;
 mod events;
 mod fence;
+mod table;
 
 use bpffs::ensure_bpffs;
 pub use error::{BpfError, LinkPinError, PinDirError};
@@ -84,6 +85,8 @@ pub struct Datapath {
     pub attached_mode: Option<&'static str>,
     /// The fence as last written.
     fence: Fence,
+    /// The peer records, mapped into memory.
+    peers: table::PeerTable,
 }
 
 impl Datapath {
@@ -99,7 +102,14 @@ impl Datapath {
             .try_into()
             .map_err(BpfError::Program)?;
         program.load().map_err(BpfError::Program)?;
-        Ok(Self { ebpf, pin_dir: None, link: None, attached_mode: None, fence: Fence::default() })
+        let map = |name| ebpf.map(name).ok_or(BpfError::NoMap(name));
+        let peers = table::PeerTable::new(map(PEERS_MAP)?, map(PEER_COUNT_MAP)?).map_err(|io_error| {
+            BpfError::Map(
+                PEERS_MAP,
+                aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "mmap", io_error }),
+            )
+        })?;
+        Ok(Self { ebpf, pin_dir: None, link: None, attached_mode: None, fence: Fence::default(), peers })
     }
 
     /// Replaces the keys heartbeats are verified with (on SIGHUP).
@@ -276,22 +286,21 @@ impl Datapath {
 
     /// What the program last recorded of one peer.
     pub fn peer(&self, key: PeerKey) -> Result<Option<PeerRecord>, BpfError> {
-        lookup(&self.ebpf, PEERS_MAP, key)
+        let slot: Option<u32> = lookup(&self.ebpf, PEER_SLOTS_MAP, key)?;
+        Ok(slot.and_then(|slot| self.peers.get(slot)))
     }
 
     /// Every peer the XDP program has recorded.
     pub fn peers(&self) -> Result<Vec<(PeerKey, PeerRecord)>, BpfError> {
-        let map = self.ebpf.map(PEERS_MAP).ok_or(BpfError::NoMap(PEERS_MAP))?;
-        let map_err = |err| BpfError::Map(PEERS_MAP, err);
-        let aya::maps::Map::HashMap(data) = map else {
-            return Err(map_err(aya::maps::MapError::InvalidMapType { map_type: 0 }));
-        };
-        batch::lookup_all(data).map_err(|io_error| {
-            map_err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "bpf_map_lookup_batch",
-                io_error,
-            }))
-        })
+        let mut all = Vec::new();
+        self.each_peer(|key, record| all.push((key, record)));
+        Ok(all)
+    }
+
+    /// Calls `f` with every peer the XDP program has recorded, in the table's order, without
+    /// collecting them: what the loop does at every poll.
+    pub fn each_peer(&self, f: impl FnMut(PeerKey, PeerRecord)) {
+        self.peers.each(f);
     }
 
     /// The counters, summed over CPUs.

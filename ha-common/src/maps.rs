@@ -4,8 +4,19 @@
 //! kernel copies them as bytes, `bpftool` prints them by their BTF field names, and the agent
 //! reads them back through `aya::Pod`.
 
-/// Name of the hash map of peers, keyed by [`PeerKey`], valued by [`PeerRecord`].
+/// Name of the table of peers: an array of [`PeerRecord`]s the agent maps into its memory
+/// (`BPF_F_MMAPABLE`), so that reading every peer costs no syscall. Slots are handed out in
+/// order (see [`PEER_SLOTS_MAP`], [`PEER_COUNT_MAP`]); a slot never used is all zero.
 pub const PEERS_MAP: &str = "PEERS";
+/// Name of the hash map from [`PeerKey`] to the peer's slot in `PEERS`.
+pub const PEER_SLOTS_MAP: &str = "PEER_SLOTS";
+/// Name of the one-slot array (memory-mapped too) counting the `PEERS` slots handed out so far.
+pub const PEER_COUNT_MAP: &str = "PEER_COUNT";
+/// How many slots past `PEER_COUNT` the agent reads: the XDP program raises the count without
+/// atomics, and CPUs racing to add new peers may leave it short by as many.
+pub const PEER_COUNT_SLACK: u32 = 64;
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h): an array user space can `mmap`.
+pub const BPF_F_MMAPABLE: usize = 1 << 10;
 /// Name of the per-CPU array (one slot) of [`XdpStats`].
 pub const STATS_MAP: &str = "STATS";
 /// Name of the array (one slot) holding the [`XdpConfig`] the agent writes before attaching.
@@ -109,8 +120,27 @@ pub struct PeerRecord {
     pub state: u8,
     /// The node the peer hands its VIPs to (with `FLAG_HANDOVER`), else 0.
     pub handover_to: u32,
+    /// The group of the heartbeat: with `node_id`, the record's [`PeerKey`].
+    pub group: u32,
+    /// The sender's node id.
+    pub node_id: u32,
     /// Explicit padding; always 0.
     pub _pad0: u32,
+}
+
+impl PeerRecord {
+    /// Whose record this is.
+    #[must_use]
+    pub const fn key(&self) -> PeerKey {
+        PeerKey { group: self.group, node_id: self.node_id }
+    }
+
+    /// Whether the slot holds a record at all: a slot handed out but not written yet, or never
+    /// handed out, is all zero.
+    #[must_use]
+    pub const fn is_written(&self) -> bool {
+        self.last_seen_ns != 0
+    }
 }
 
 /// Settings the agent writes into the `CONFIG` map before attaching the program.
@@ -346,7 +376,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<PeerKey>(), 8);
-        assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1 + 4 + 4);
+        assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1 + 4 + 4 + 4 + 4);
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
         assert_eq!(size_of::<XdpConfig>(), 8);
         assert_eq!(size_of::<XdpStats>(), 8 * 15);

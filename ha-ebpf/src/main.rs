@@ -20,7 +20,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, BPF_NOEXIST},
     btf_maps::{Array, HashMap, PerCpuArray, RingBuf},
     helpers::bpf_ktime_get_ns,
     macros::{btf_map, xdp},
@@ -29,15 +29,32 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use ha_common::{
     change, fenced_key_v4, verify_tag, AuthKeys, DecodeError, Fence, GroupAdvert, Heartbeat, NodeState,
-    PeerEvent, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, FENCE_KEEP_FLOWS, FLAG_HANDOVER,
-    FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS,
+    PeerEvent, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS,
+    FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS,
 };
 
-/// Peers by (group, node id). Written only here; read by the agent. Entries are never removed:
-/// a peer that leaves keeps its last record (the agent judges it by its age), and the map's
-/// size bounds how many there can be.
+/// The peers' records, one slot per (group, node id), written only here and read by the agent
+/// through its own memory mapping (no syscall per poll). Slots are never freed: a peer that
+/// leaves keeps its last record (the agent judges it by its age), and the table's size bounds
+/// how many there can be.
 #[btf_map]
-static PEERS: HashMap<PeerKey, PeerRecord, { MAX_PEERS as usize }> = HashMap::new();
+static PEERS: Array<PeerRecord, { MAX_PEERS as usize }, BPF_F_MMAPABLE> = Array::new();
+
+/// Each peer's slot in `PEERS`.
+#[btf_map]
+static PEER_SLOTS: HashMap<PeerKey, u32, { MAX_PEERS as usize }> = HashMap::new();
+
+/// Each handed-out `PEERS` slot's owner. Inserted without replacing (`BPF_NOEXIST`): of two CPUs
+/// meeting two new peers at once, one gets the slot and the other the next (the BPF target has
+/// no atomic add for a counter).
+#[btf_map]
+static SLOT_OWNERS: HashMap<u32, PeerKey, { MAX_PEERS as usize }> = HashMap::new();
+
+/// One above the highest `PEERS` slot handed out, for the agent (memory-mapped too): how far to
+/// read. Raised without atomics, so a race may leave it a few slots short until the next new
+/// peer; the agent reads `PEER_COUNT_SLACK` slots further.
+#[btf_map]
+static PEER_COUNT: Array<u64, 1, BPF_F_MMAPABLE> = Array::new();
 
 /// The groups the agent serves, each with what this node says in it (for probe answers), written
 /// before attaching, when the node's state or worthiness in a group changes, and on reload. A
@@ -50,11 +67,6 @@ static GROUPS: HashMap<u32, GroupAdvert, { MAX_GROUPS as usize }> = HashMap::new
 /// authentic answer echoing one of a burst's sequences marks it answered.
 #[btf_map]
 static PROBES: HashMap<u32, ProbeState, { MAX_GROUPS as usize }> = HashMap::new();
-
-/// Where `record` builds the new record, one per CPU: off the stack, which the verifier caps at
-/// 512 bytes for the whole chain of calls.
-#[btf_map]
-static SCRATCH: PerCpuArray<PeerRecord, 1> = PerCpuArray::new();
 
 /// Verdict and rejection counters, one copy per CPU so the hot path needs no atomics.
 #[btf_map]
@@ -608,47 +620,57 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
     // A known peer's record is updated where it lies: a map update would take a free element,
     // copy the record in and swap it in under the bucket's lock, which is most of what a valid
     // heartbeat costs. Only a new peer's record is built (off the stack) and inserted.
-    let peer: &mut PeerRecord = if let Some(old) = PEERS.get_ptr_mut(key) {
-        // SAFETY: a pointer the map lookup returned points at a live, aligned value. Another
-        // CPU may update the same entry meanwhile (the same sender's heartbeats on two
-        // queues), which at worst lets one of two racing heartbeats through the replay check;
-        // and the agent may copy a record being written, mixing fields of two authentic
-        // heartbeats of the same peer until its next poll.
-        let old = unsafe { &mut *old };
+    let existing = PEER_SLOTS.get_ptr(key);
+    let slot = match existing {
+        // SAFETY: a pointer the map lookup returned points at a live, aligned value, which is
+        // never rewritten once inserted.
+        Some(slot) => unsafe { *slot },
+        None => match new_slot(key) {
+            Some(slot) => slot,
+            // The table is full: more peers than MAX_PEERS. Leave the frame to the stack.
+            None => return Outcome::NotHeartbeat,
+        },
+    };
+    let Some(peer) = PEERS.get_ptr_mut(slot) else {
+        return Outcome::NotHeartbeat;
+    };
+    // SAFETY: a pointer the map lookup returned points at a live, aligned value. Another CPU may
+    // update the same record meanwhile (the same sender's heartbeats on two queues), which at
+    // worst lets one of two racing heartbeats through the replay check; and the agent may read a
+    // record being written, mixing fields of two authentic heartbeats of the same peer until its
+    // next poll.
+    let peer: &mut PeerRecord = unsafe { &mut *peer };
+    // A known peer's record is updated where it lies, field by field: no map update (a free
+    // element taken, the record copied in, swapped in under the bucket's lock) on the hot path.
+    if existing.is_some() && peer.is_written() {
         // Senders number their heartbeats in strictly increasing order, across restarts too:
         // anything else is a replay (or a duplicate) and must not keep a dead peer alive.
-        if heartbeat.sequence <= old.sequence {
+        if heartbeat.sequence <= peer.sequence {
             return Outcome::Replay;
         }
-        if old.state != heartbeat.state as u8 {
+        if peer.state != heartbeat.state as u8 {
             changes |= change::STATE;
         }
-        if old.priority != heartbeat.priority {
+        if peer.priority != heartbeat.priority {
             changes |= change::PRIORITY;
         }
-        if old.flags != heartbeat.flags {
+        if peer.flags != heartbeat.flags {
             changes |= change::FLAGS;
         }
         // Silent for more than two of its intervals: it may come back from a partition as a
         // second ACTIVE, which must be resolved now rather than at the next poll.
-        let silence_ns = now.saturating_sub(old.last_seen_ns);
-        if silence_ns > 2 * 1_000_000 * u64::from(old.interval_ms) {
+        let silence_ns = now.saturating_sub(peer.last_seen_ns);
+        if silence_ns > 2 * 1_000_000 * u64::from(peer.interval_ms) {
             changes |= change::REVIVED;
         }
-        old.packets += 1;
-        old
+        peer.packets += 1;
     } else {
         changes = change::NEW_PEER;
-        let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-            return Outcome::NotHeartbeat;
-        };
-        // SAFETY: slot 0 of a per-CPU array is this CPU's own, and XDP does not preempt
-        // itself on one CPU: nothing else holds a reference to it while this runs.
-        let new_record: &mut PeerRecord = unsafe { &mut *scratch };
-        new_record.packets = 1;
-        new_record._pad0 = 0;
-        new_record
-    };
+        peer.group = key.group;
+        peer.node_id = key.node_id;
+        peer.packets = 1;
+        peer._pad0 = 0;
+    }
     peer.last_seen_ns = now;
     peer.sequence = heartbeat.sequence;
     peer.interval_ms = heartbeat.interval_ms;
@@ -660,15 +682,6 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
     peer.priority = heartbeat.priority;
     peer.state = heartbeat.state as u8;
     peer.handover_to = if heartbeat.flags & FLAG_HANDOVER != 0 { heartbeat.target } else { 0 };
-    if changes & change::NEW_PEER != 0 {
-        // A reference to the scratch slot, not a copy: the value stays off the stack.
-        #[allow(clippy::needless_borrows_for_generic_args, reason = "a copy would land on the stack")]
-        let inserted = PEERS.insert(key, &*peer, 0);
-        if inserted.is_err() {
-            // The map is full: more peers than MAX_PEERS. Leave the frame to the stack.
-            return Outcome::NotHeartbeat;
-        }
-    }
 
     if changes != 0 {
         if changes & change::NEW_PEER != 0 {
@@ -677,6 +690,39 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
         wake_agent(heartbeat, changes);
     }
     Outcome::Accepted
+}
+
+/// Hands out the next free `PEERS` slot to the peer `key` and records it in `PEER_SLOTS`; `None`
+/// when the table is full (or eight racing CPUs took the slots tried). If another CPU gave the
+/// same peer a slot meanwhile, that one is kept (the one taken here stays unused: a zero record
+/// the agent skips).
+#[inline(always)]
+fn new_slot(key: PeerKey) -> Option<u32> {
+    let count = PEER_COUNT.get_ptr_mut(0)?;
+    // SAFETY: a pointer the map lookup returned points at a live, aligned u64; a racing CPU may
+    // write it meanwhile, which at worst makes this read a few slots stale (tried below).
+    let first = unsafe { *count };
+    let mut slot = u32::try_from(first).ok()?;
+    let mut tries = 0;
+    while tries < 8 {
+        if slot >= MAX_PEERS {
+            return None;
+        }
+        if SLOT_OWNERS.insert(slot, key, u64::from(BPF_NOEXIST)).is_ok() {
+            // SAFETY: as above.
+            let now_counted = unsafe { *count };
+            // SAFETY: as above; the larger value wins unless another CPU writes in between.
+            unsafe { *count = now_counted.max(u64::from(slot) + 1) };
+            if PEER_SLOTS.insert(key, slot, u64::from(BPF_NOEXIST)).is_ok() {
+                return Some(slot);
+            }
+            // SAFETY: a live, aligned value, never rewritten once inserted.
+            return PEER_SLOTS.get_ptr(key).map(|slot| unsafe { *slot });
+        }
+        slot += 1;
+        tries += 1;
+    }
+    None
 }
 
 /// Tells the agent, through `EVENTS`, that `heartbeat`'s sender brought `changes` (a bitmask of

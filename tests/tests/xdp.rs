@@ -78,9 +78,9 @@ fn stats(datapath: &Datapath) -> XdpStats {
 }
 
 #[test]
-fn a_peer_map_of_many_batches_reads_back_whole() {
-    // More entries than one BPF_MAP_LOOKUP_BATCH call asks for (256), as 256 groups of 8 nodes
-    // give: every one comes back, once. (Node ids above OWN_ID's.)
+fn a_table_of_many_peers_reads_back_whole() {
+    // Hundreds of peers, as 256 groups of 8 nodes give, read back through the agent's mapping
+    // of the table: every one comes back, once, by its own key. (Node ids above OWN_ID's.)
     let datapath = load();
     let nodes = 1000..1700u32;
     for node_id in nodes.clone() {

@@ -16,7 +16,7 @@ use crate::{
     cli::RunArgs,
     clock::monotonic_now,
     config::Config,
-    election::{peers_by_group, Action, Event, Output, State},
+    election::{Action, Event, Output, PeerView, State},
     heartbeat::{advert_flags, HeartbeatSender},
     hooks::Hooks,
     keys::Keys,
@@ -54,23 +54,26 @@ pub(super) struct Agent {
 }
 
 impl Agent {
-    /// Reads the peer map into each group's view; keeps the last views if the read fails.
+    /// Reads the peer table into each group's view, in place (each group's vector reused).
     pub(super) fn refresh_peers(&mut self) {
-        match self.datapath.peers() {
-            Ok(entries) => {
-                let now = monotonic_now();
-                let mut by_group = peers_by_group(&entries);
-                for group in &mut self.groups {
-                    group.peers = by_group.remove(&group.config.id).unwrap_or_default();
-                    // Only when a scraper can see them: with 256 groups this is most of a poll's
-                    // work.
-                    if self.config.metrics_listen.is_some() {
-                        let factor = group.election.settings().dead_factor();
-                        self.metrics.observe_peers(group.config.id, now, &group.peers, factor);
-                    }
-                }
+        let index: std::collections::HashMap<u32, usize> =
+            self.groups.iter().enumerate().map(|(i, group)| (group.config.id.0, i)).collect();
+        for group in &mut self.groups {
+            group.peers.clear();
+        }
+        let groups = &mut self.groups;
+        self.datapath.each_peer(|key, record| {
+            if let (Some(&i), Some(view)) = (index.get(&key.group), PeerView::from_record(&key, &record)) {
+                groups[i].peers.push(view);
             }
-            Err(err) => warn!(error = err.as_dyn(), "reading the peer map failed"),
+        });
+        // Only when a scraper can see them: with 256 groups this is most of a poll's work.
+        if self.config.metrics_listen.is_some() {
+            let now = monotonic_now();
+            for group in &self.groups {
+                let factor = group.election.settings().dead_factor();
+                self.metrics.observe_peers(group.config.id, now, &group.peers, factor);
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! What the election knows of a peer, read from the XDP program's peer map, and the one rule
 //! that says whether a peer is live (the status report asks the same question here).
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use ha_common::{NodeState, PeerKey, PeerRecord, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_RESTARTING, FLAG_YIELDED};
 
@@ -87,19 +87,6 @@ pub fn group_peers(entries: &[(PeerKey, PeerRecord)], group: GroupId) -> Vec<Pee
         .collect()
 }
 
-/// Every group's peers among the peer map's entries, in one pass: the loop reads the map once
-/// per poll for all its groups (up to 256).
-#[must_use]
-pub fn peers_by_group(entries: &[(PeerKey, PeerRecord)]) -> HashMap<GroupId, Vec<PeerView>> {
-    let mut groups: HashMap<GroupId, Vec<PeerView>> = HashMap::new();
-    for (key, record) in entries {
-        if let Some(view) = PeerView::from_record(key, record) {
-            groups.entry(GroupId(key.group)).or_default().push(view);
-        }
-    }
-    groups
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,16 +127,6 @@ mod tests {
             (peers[1].node_id, peers[1].state, peers[1].yielded),
             (NodeId(13), NodeState::Standby, false)
         );
-    }
-
-    #[test]
-    fn one_pass_sorts_records_into_the_same_views_per_group() {
-        let entries =
-            [entry(1, 11, 2, FLAG_YIELDED), entry(2, 12, 1, 0), entry(1, 13, 1, 0), entry(1, 14, 9, 0)];
-        let mut groups = peers_by_group(&entries);
-        assert_eq!(groups.remove(&GroupId(1)), Some(group_peers(&entries, GroupId(1))));
-        assert_eq!(groups.remove(&GroupId(2)), Some(group_peers(&entries, GroupId(2))));
-        assert!(groups.is_empty(), "a group with no valid record has no entry");
     }
 
     #[test]
