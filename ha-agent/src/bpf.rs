@@ -215,13 +215,15 @@ impl Datapath {
         let keys: Vec<[u8; 16]> = vips.iter().map(|vip| fenced_key(vip.addr)).collect();
         sync_keys(&mut self.ebpf, FENCED_MAP, &keys, 1u8)?;
         self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, ..fence };
+        self.fence.heartbeat_ns = crate::clock::nanos(now);
         self.write_fence(now)
     }
 
-    /// Renews the lease at `now` and records that the heartbeat about to go out carries
-    /// `sequence` (see [`Fence::last_sent_sequence`]).
+    /// Renews the lease at `now` and records that a heartbeat goes out now, carrying `sequence`
+    /// (see [`Fence::last_sent_sequence`] and [`Fence::heartbeat_ns`]).
     pub fn note_sending(&mut self, now: Duration, sequence: u64) -> Result<(), BpfError> {
         self.fence.last_sent_sequence = sequence;
+        self.fence.heartbeat_ns = crate::clock::nanos(now);
         self.write_fence(now)
     }
 

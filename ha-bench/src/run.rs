@@ -196,8 +196,7 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
             trial + 1,
             options.trials
         ));
-        let (outage, takeover) =
-            measure(&mut fleet, |f| f.lan.cut(TOP), |lan| lan.vip_holders().contains(&NEXT))?;
+        let (outage, takeover) = measure(&mut fleet, |f| f.lan.cut(TOP), |lan| lan.holds_vip(NEXT))?;
         measured.push(Scenario::LinkCut, outage);
         measured.push(Scenario::LinkCutTakeover, takeover);
         fleet.restore()?;
@@ -208,7 +207,7 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
                 f.take(TOP)?.signal_all(libc::SIGKILL);
                 Ok(())
             },
-            |lan| lan.vip_holders().contains(&NEXT),
+            |lan| lan.holds_vip(NEXT),
         )?;
         measured.push(Scenario::Crash, outage);
         measured.push(Scenario::CrashTakeover, takeover);
@@ -224,7 +223,7 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
                 f.take(TOP)?.signal_all(libc::SIGKILL);
                 f.start(TOP)
             },
-            |lan| lan.vip_holders().contains(&TOP),
+            |lan| lan.holds_vip(TOP),
         )?;
         measured.push(Scenario::RestartOutage, outage);
         measured.push(Scenario::RestartMoves, monitor.stop()? as f64);
@@ -310,7 +309,7 @@ fn flood_scenario(
         measured.push(Scenario::FloodTransitions, monitor.stop()? as f64);
         fleet.restore()?;
         let attacker = flood(2.5)?;
-        let (outage, takeover) = measure(fleet, |f| f.lan.cut(TOP), |lan| lan.vip_holders().contains(&NEXT))?;
+        let (outage, takeover) = measure(fleet, |f| f.lan.cut(TOP), |lan| lan.holds_vip(NEXT))?;
         rate(attacker)?;
         measured.push(Scenario::FloodLinkCut, outage);
         measured.push(Scenario::FloodLinkCutTakeover, takeover);

@@ -273,10 +273,16 @@ pub struct Fence {
     /// authentic heartbeat with our node id at or below it is our own, reflected or replayed
     /// (`replay`); only one above it proves another node with our id (`own_echo`).
     pub last_sent_sequence: u64,
-    /// How recent the last renewal must be for the XDP program to answer a probe: a little over
-    /// the heartbeat interval, at which the agent's loop turns. A probe is sent once the ACTIVE
-    /// has been silent for longer: a dead agent's node must not answer it.
+    /// How recent `heartbeat_ns` must be for the XDP program to answer a probe: a little over
+    /// the heartbeat interval. A probe is sent once the ACTIVE has been silent for longer: a dead
+    /// agent's node must not answer it.
     pub answer_window_ns: u64,
+    /// `bpf_ktime_get_ns()` when the agent last sent a heartbeat (or a restarting agent renewed
+    /// its predecessor's lease). Probes are answered from this, not from `renewed_ns`: the loop
+    /// also turns between heartbeats (events, deadlines), and a crashed agent's last such turn
+    /// would have its node vouch for it a good part of an interval after its last heartbeat,
+    /// when a successor already probes.
+    pub heartbeat_ns: u64,
     /// How many VIPs `FENCED` holds; 0 turns fencing off.
     pub count: u32,
     /// `FENCE_*` flags.
@@ -284,11 +290,11 @@ pub struct Fence {
 }
 
 impl Fence {
-    /// Whether the agent renewed the lease within the answer window at `now_ns`: its loop turns,
-    /// and the XDP program may answer probes for it.
+    /// Whether the agent sent a heartbeat within the answer window at `now_ns`: it is alive and
+    /// its loop turns, and the XDP program may answer probes for it.
     #[must_use]
     pub fn loop_alive(&self, now_ns: u64) -> bool {
-        now_ns.saturating_sub(self.renewed_ns) <= self.answer_window_ns
+        now_ns.saturating_sub(self.heartbeat_ns) <= self.answer_window_ns
     }
 
     /// Whether the lease has run out at `now_ns` (and fencing is on).
@@ -380,7 +386,7 @@ mod tests {
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
         assert_eq!(size_of::<XdpConfig>(), 8);
         assert_eq!(size_of::<XdpStats>(), 8 * 15);
-        assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 8 + 4 + 4);
+        assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 8 + 8 + 4 + 4);
         assert_eq!(size_of::<GroupAdvert>(), 8);
         assert_eq!(size_of::<ProbeState>(), 8 * 3 + 4 + 4);
         assert_eq!(size_of::<AuthKeys>(), 40);

@@ -266,7 +266,13 @@ impl Lan {
 
     /// Indices of the hosts that have the VIP on their eth0.
     pub fn vip_holders(&self) -> Vec<usize> {
-        (0..self.hosts.len()).filter(|&i| has_address(&self.hosts[i].ns, VIP)).collect()
+        (0..self.hosts.len()).filter(|&i| self.holds_vip(i)).collect()
+    }
+
+    /// Whether host `index` holds the VIP: one `ip` run rather than one per host, for timing a
+    /// takeover to a known host closely.
+    pub fn holds_vip(&self, index: usize) -> bool {
+        has_address(&self.hosts[index].ns, VIP)
     }
 
     /// Waits until exactly one host holds the VIP and returns it, or fails after `limit`.

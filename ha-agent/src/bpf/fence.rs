@@ -96,9 +96,11 @@ impl PredecessorFence {
         KeepAlive { stop, thread: Some(thread) }
     }
 
-    /// Renews its lease at `now`.
+    /// Renews its lease at `now`, and vouches for it as a heartbeat would: the restarted agent
+    /// is alive, and probes of its predecessor's ACTIVE are answered while it loads.
     pub fn renew(&mut self, now: Duration) -> Result<(), BpfError> {
         self.fence.renewed_ns = crate::clock::nanos(now);
+        self.fence.heartbeat_ns = self.fence.renewed_ns;
         self.array.set(0, self.fence, 0).map_err(|err| BpfError::Map(FENCE_MAP, err))
     }
 }
