@@ -256,6 +256,7 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         alarms: Alarms::default(),
         epoch,
         keys,
+        group_index: agent::GroupIndex::default(),
     };
     agent.execute_all(resume_outputs).await;
     for group in &agent.groups {

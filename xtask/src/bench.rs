@@ -12,9 +12,9 @@ use crate::{require_root, run_in_workspace, use_release_agent, workspace};
 /// Flags of `cargo xtask bench`.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Trials per outage scenario.
-    #[arg(long, default_value_t = 20)]
-    trials: usize,
+    /// Trials per outage scenario (default 20, or 3 with --quick).
+    #[arg(long)]
+    trials: Option<usize>,
     /// Heartbeat interval of ha-agent and advertisement interval of keepalived.
     #[arg(long, default_value = "100ms")]
     interval: String,
@@ -101,7 +101,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     let options = Options {
-        trials: if args.quick { args.trials.min(3) } else { args.trials }.max(1),
+        trials: args.trials.unwrap_or(if args.quick { 3 } else { 20 }).max(1),
         interval: duration(&args.interval, "interval")?,
         soak: duration(&args.soak, "soak")?,
         cost_window: duration(&args.cost, "cost")?,

@@ -51,19 +51,45 @@ pub(super) struct Agent {
     pub(super) alarms: Alarms,
     /// The loaded keys; `None` with `--insecure-no-auth`.
     pub(super) keys: Option<Keys>,
+    /// Which of `groups` has which id, for sorting the peer table into them.
+    pub(super) group_index: GroupIndex,
+}
+
+/// Group ids to their position in `Agent::groups`, rebuilt only when the ids change (a reload):
+/// the loop sorts every peer record into its group at every wake-up.
+#[derive(Default)]
+pub(super) struct GroupIndex {
+    ids: Vec<u32>,
+    positions: std::collections::HashMap<u32, usize>,
+}
+
+impl GroupIndex {
+    /// Brings the index up to date with `groups` (a comparison of ids when nothing changed).
+    fn update(&mut self, groups: &[Group]) {
+        if self.ids.len() == groups.len() && self.ids.iter().zip(groups).all(|(id, g)| *id == g.config.id.0) {
+            return;
+        }
+        self.ids = groups.iter().map(|group| group.config.id.0).collect();
+        self.positions = self.ids.iter().enumerate().map(|(position, id)| (*id, position)).collect();
+    }
+
+    /// The position of the group with id `group`, if served.
+    fn position(&self, group: u32) -> Option<usize> {
+        self.positions.get(&group).copied()
+    }
 }
 
 impl Agent {
     /// Reads the peer table into each group's view, in place (each group's vector reused).
     pub(super) fn refresh_peers(&mut self) {
-        let index: std::collections::HashMap<u32, usize> =
-            self.groups.iter().enumerate().map(|(i, group)| (group.config.id.0, i)).collect();
+        self.group_index.update(&self.groups);
+        let index = &self.group_index;
         for group in &mut self.groups {
             group.peers.clear();
         }
         let groups = &mut self.groups;
         self.datapath.each_peer(|key, record| {
-            if let (Some(&i), Some(view)) = (index.get(&key.group), PeerView::from_record(&key, &record)) {
+            if let (Some(i), Some(view)) = (index.position(key.group), PeerView::from_record(&key, &record)) {
                 groups[i].peers.push(view);
             }
         });

@@ -7,7 +7,7 @@
 //! usual dead time applies (counted, as always, from the ACTIVE's last heartbeat). Why this is no
 //! more likely to take over falsely than the dead time alone: `docs/DESIGN.md`, Suspicion.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use ha_common::NodeState;
 
@@ -136,17 +136,19 @@ impl Election {
 
     /// `peers` as the answers to probes show them: a peer that answered at `t` was alive at
     /// `t - answer_window` at the latest (its XDP program answers only within the answer window of
-    /// its loop's last turn), which counts as its last heartbeat if that is later. So a live
-    /// ACTIVE whose heartbeats go missing is not declared dead for want of them, and one that died
-    /// is suspected again a little over an interval after the moment it was last known alive.
-    pub(super) fn with_answers(&self, peers: &[PeerView]) -> Vec<PeerView> {
+    /// its last heartbeat), which counts as its last heartbeat if that is later. So a live ACTIVE
+    /// whose heartbeats go missing is not declared dead for want of them, and one that died is
+    /// suspected again a little over an interval after the moment it was last known alive.
+    /// Borrowed, not copied, when no answer came: the loop asks at every wake-up, for every group.
+    pub(super) fn with_answers<'a>(&self, peers: &'a [PeerView]) -> Cow<'a, [PeerView]> {
+        let Some((from, at)) = self.answered_at else {
+            return Cow::Borrowed(peers);
+        };
         let mut seen = peers.to_vec();
-        if let Some((from, at)) = self.answered_at {
-            for peer in seen.iter_mut().filter(|p| p.node_id == from) {
-                peer.last_seen = peer.last_seen.max(at.saturating_sub(answer_window(peer.interval)));
-            }
+        for peer in seen.iter_mut().filter(|p| p.node_id == from) {
+            peer.last_seen = peer.last_seen.max(at.saturating_sub(answer_window(peer.interval)));
         }
-        seen
+        Cow::Owned(seen)
     }
 
     /// The node it is probing, while a burst is under way (for the agent to look for answers).
