@@ -203,9 +203,10 @@ impl Datapath {
         Ok(())
     }
 
-    /// Sets what the fence guards (`vips`, whose number `fence.count` gives: see [`fence`]) and
-    /// for how long a renewal lasts, and renews it now. The VIPs go in first: a fence counting
-    /// VIPs the map does not hold yet would leave them unguarded for a moment, never the reverse.
+    /// Sets what the fence guards (`vips`, at most [`ha_common::MAX_FENCED_VIPS`]: the config
+    /// refuses more) and for how long a renewal lasts (`fence`, see [`fence`]), and renews it now.
+    /// The VIPs go in first: a fence counting VIPs the map does not hold yet would leave them
+    /// unguarded for a moment, never the reverse.
     pub fn set_fence(
         &mut self,
         fence: Fence,
@@ -214,7 +215,8 @@ impl Datapath {
     ) -> Result<(), BpfError> {
         let keys: Vec<[u8; 16]> = vips.iter().map(|vip| fenced_key(vip.addr)).collect();
         sync_keys(&mut self.ebpf, FENCED_MAP, &keys, 1u8)?;
-        self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, ..fence };
+        let count = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+        self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, count, ..fence };
         self.fence.heartbeat_ns = crate::clock::nanos(now);
         self.write_fence(now)
     }

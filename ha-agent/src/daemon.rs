@@ -102,7 +102,7 @@ pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 fn serve_config(datapath: &mut Datapath, config: &Config, now: Duration) -> Result<(), BpfError> {
     datapath.set_groups(&config.groups.iter().map(|g| g.id.0).collect::<Vec<_>>())?;
     let vips: Vec<_> = config.all_vips().copied().collect();
-    let fence = bpf::fence(&vips, config.dead_time, answer_window(config.interval), config.fence_keep_flows);
+    let fence = bpf::fence(config.dead_time, answer_window(config.interval), config.fence_keep_flows);
     datapath.set_fence(fence, &vips, now)
 }
 

@@ -74,11 +74,7 @@ fn main() -> anyhow::Result<()> {
         GroupAdvert { interval_ms: 100, state: NodeState::Active as u8, priority: 200, flags: 0, _pad0: 0 };
     answering.set_advert(1, advert)?;
     let hour = std::time::Duration::from_hours(1);
-    answering.set_fence(
-        ha_agent::bpf::fence(&[], hour, hour, false),
-        &[],
-        ha_agent::clock::monotonic_now(),
-    )?;
+    answering.set_fence(ha_agent::bpf::fence(hour, hour, false), &[], ha_agent::clock::monotonic_now())?;
     let probes: Vec<Vec<u8>> = (1..=u64::from(singles))
         .map(|sequence| {
             let probe = Heartbeat { sequence, flags: FLAG_PROBE, target: 99, ..heartbeat };

@@ -73,9 +73,9 @@ fn holders(lan: &Lan) -> anyhow::Result<HashMap<Ipv4Addr, Vec<usize>>> {
     Ok(holders)
 }
 
-/// Whether every group is held by its most worthy node alone.
-fn settled(holders: &HashMap<Ipv4Addr, Vec<usize>>) -> bool {
-    (1..=GROUPS).all(|group| holders.get(&vip(group)).is_some_and(|nodes| nodes == &[top(group)]))
+/// How many groups are not held by their most worthy node alone.
+fn unsettled(holders: &HashMap<Ipv4Addr, Vec<usize>>) -> usize {
+    (1..=GROUPS).filter(|&group| holders.get(&vip(group)).is_none_or(|nodes| nodes != &[top(group)])).count()
 }
 
 /// Run time and run count of every loaded `ha_xdp` program, summed (`bpftool prog show`).
@@ -139,13 +139,11 @@ pub fn run(options: &Options, measured: &mut Measured, log: &mut dyn FnMut(&str)
     })?;
     let limit = Duration::from_mins(1);
     loop {
-        if settled(&holders(&lan)?) {
+        let wrong = unsettled(&holders(&lan)?);
+        if wrong == 0 {
             break;
         }
         if started.elapsed() > limit {
-            let wrong = (1..=GROUPS)
-                .filter(|&g| holders(&lan).ok().and_then(|h| h.get(&vip(g)).cloned()) != Some(vec![top(g)]))
-                .count();
             anyhow::bail!("scale: {wrong} of {GROUPS} groups without their one holder after {limit:?}");
         }
         thread::sleep(Duration::from_millis(20));
@@ -173,7 +171,7 @@ pub fn run(options: &Options, measured: &mut Measured, log: &mut dyn FnMut(&str)
         measured.push(Scenario::ScaleXdp, time as f64 / runs as f64);
         measured.push(Scenario::ScaleXdpRate, runs as f64 / options.cost_window.as_secs_f64() / NODES as f64);
     }
-    if !settled(&holders(&lan)?) {
+    if unsettled(&holders(&lan)?) != 0 {
         anyhow::bail!("scale: a group lost its one holder while CPU was measured");
     }
     Ok(())

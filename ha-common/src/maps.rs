@@ -293,7 +293,7 @@ impl Fence {
     /// Whether the agent sent a heartbeat within the answer window at `now_ns`: it is alive and
     /// its loop turns, and the XDP program may answer probes for it.
     #[must_use]
-    pub fn loop_alive(&self, now_ns: u64) -> bool {
+    pub fn answers_probes(&self, now_ns: u64) -> bool {
         now_ns.saturating_sub(self.heartbeat_ns) <= self.answer_window_ns
     }
 

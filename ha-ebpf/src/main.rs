@@ -399,7 +399,7 @@ fn authentic(keys: &AuthKeys, payload: &[u8; HEARTBEAT_LEN], tag: u64) -> bool {
 }
 
 /// Turns the probe in the frame into this node's answer and sends it back the way it came
-/// (XDP_TX), only while the agent's loop turns (the fence's answer window): a dead or hung
+/// (XDP_TX), only within the fence's answer window of the agent's last heartbeat: a dead or hung
 /// agent's node must not vouch for it. The answer echoes the probe's sequence, names the prober,
 /// says what this node says in the group, and is signed with the current key.
 // A function of its own (a BPF-to-BPF call): its buffers then live in its own stack frame, and
@@ -420,7 +420,7 @@ fn answer_probe(
     let Some(state) = NodeState::from_u8(advert.state) else {
         return Outcome::Accepted;
     };
-    if !fence.loop_alive(now) {
+    if !fence.answers_probes(now) {
         return Outcome::Accepted;
     }
     let answer = Heartbeat {
@@ -600,36 +600,11 @@ fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
 fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16, now: u64) -> Outcome {
     let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
 
-    let mut src_addr = [0u8; 16];
-    if source.family == 4 {
-        let Some(addr) = read_at::<[u8; 4]>(ctx, source.offset) else {
-            return Outcome::Truncated;
-        };
-        src_addr[..4].copy_from_slice(&addr);
-    } else {
-        let Some(addr) = read_at::<[u8; 16]>(ctx, source.offset) else {
-            return Outcome::Truncated;
-        };
-        src_addr = addr;
-    }
-    let Some(src_mac) = read_at::<[u8; 6]>(ctx, 6) else {
-        return Outcome::Truncated;
-    };
-
     let mut changes = 0u32;
-    // A known peer's record is updated where it lies: a map update would take a free element,
-    // copy the record in and swap it in under the bucket's lock, which is most of what a valid
-    // heartbeat costs. Only a new peer's record is built (off the stack) and inserted.
-    let existing = PEER_SLOTS.get_ptr(key);
-    let slot = match existing {
-        // SAFETY: a pointer the map lookup returned points at a live, aligned value, which is
-        // never rewritten once inserted.
-        Some(slot) => unsafe { *slot },
-        None => match new_slot(key) {
-            Some(slot) => slot,
-            // The table is full: more peers than MAX_PEERS. Leave the frame to the stack.
-            None => return Outcome::NotHeartbeat,
-        },
+    let existing = known_slot(key);
+    // The table is full (more peers than MAX_PEERS): leave the frame to the stack.
+    let Some(slot) = existing.or_else(|| new_slot(key)) else {
+        return Outcome::NotHeartbeat;
     };
     let Some(peer) = PEERS.get_ptr_mut(slot) else {
         return Outcome::NotHeartbeat;
@@ -671,6 +646,24 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
         peer.packets = 1;
         peer._pad0 = 0;
     }
+    // Read after the replay check, which a replayed heartbeat stops at. Neither read can fail in
+    // practice (the payload, further into the frame, was read whole), but the verifier wants
+    // each bounds check.
+    let mut src_addr = [0u8; 16];
+    if source.family == 4 {
+        let Some(addr) = read_at::<[u8; 4]>(ctx, source.offset) else {
+            return Outcome::Truncated;
+        };
+        src_addr[..4].copy_from_slice(&addr);
+    } else {
+        let Some(addr) = read_at::<[u8; 16]>(ctx, source.offset) else {
+            return Outcome::Truncated;
+        };
+        src_addr = addr;
+    }
+    let Some(src_mac) = read_at::<[u8; 6]>(ctx, 6) else {
+        return Outcome::Truncated;
+    };
     peer.last_seen_ns = now;
     peer.sequence = heartbeat.sequence;
     peer.interval_ms = heartbeat.interval_ms;
@@ -690,6 +683,14 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
         wake_agent(heartbeat, changes);
     }
     Outcome::Accepted
+}
+
+/// The `PEERS` slot of the peer `key`, if it has one.
+#[inline(always)]
+fn known_slot(key: PeerKey) -> Option<u32> {
+    // SAFETY: a pointer the map lookup returned points at a live, aligned value, which is never
+    // rewritten once inserted (`BPF_NOEXIST`).
+    PEER_SLOTS.get_ptr(key).map(|slot| unsafe { *slot })
 }
 
 /// Hands out the next free `PEERS` slot to the peer `key` and records it in `PEER_SLOTS`; `None`
@@ -716,8 +717,7 @@ fn new_slot(key: PeerKey) -> Option<u32> {
             if PEER_SLOTS.insert(key, slot, u64::from(BPF_NOEXIST)).is_ok() {
                 return Some(slot);
             }
-            // SAFETY: a live, aligned value, never rewritten once inserted.
-            return PEER_SLOTS.get_ptr(key).map(|slot| unsafe { *slot });
+            return known_slot(key);
         }
         slot += 1;
         tries += 1;

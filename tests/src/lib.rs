@@ -528,11 +528,12 @@ impl Drop for Agent {
         if let Some(mut child) = self.child.take() {
             // The whole process group: a wrapper such as faketime forks the agent rather than
             // exec it, and killing the wrapper alone would leave the agent running.
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill has no memory preconditions; the group is the child's own.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            // SAFETY: kill has no memory preconditions; the group is the child's own.
+            let group_killed =
+                i32::try_from(child.id()).is_ok_and(|pid| unsafe { libc::kill(-pid, libc::SIGKILL) } == 0);
+            if !group_killed {
+                let _ = child.kill();
             }
-            let _ = child.kill();
             let _ = child.wait();
         }
         // The run dir stays: a restarted agent on the same host uses it; the LAN's scratch

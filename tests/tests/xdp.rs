@@ -273,7 +273,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     let now = ha_agent::clock::monotonic_now();
 
     // A fresh lease: everything passes.
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, false), &vips, now).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(lease, lease, false), &vips, now).unwrap();
     for (name, frame, _) in &about_vips {
         assert_eq!(verdict(&datapath, frame), XDP_PASS, "{name} with a fresh lease");
     }
@@ -281,7 +281,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
 
     // The lease ran out: what is about a VIP is dropped and counted; the rest passes.
     let stale = now.checked_sub(Duration::from_secs(1)).unwrap();
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, false), &vips, stale).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(lease, lease, false), &vips, stale).unwrap();
     for (name, frame, _) in &about_vips {
         assert_eq!(verdict(&datapath, frame), XDP_DROP, "{name} with a stale lease");
     }
@@ -291,7 +291,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     assert_eq!(stats(&datapath).fenced, 4);
 
     // Keeping flows: only address resolution for the VIPs is dropped.
-    datapath.set_fence(ha_agent::bpf::fence(&vips, lease, lease, true), &vips, stale).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(lease, lease, true), &vips, stale).unwrap();
     for (name, frame, resolution) in &about_vips {
         let expected = if *resolution { XDP_DROP } else { XDP_PASS };
         assert_eq!(verdict(&datapath, frame), expected, "{name} with a stale lease, keeping flows");
@@ -299,7 +299,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
 
     // A reload without the IPv4 VIP: the fence no longer guards it.
     let fewer = &vips[1..];
-    datapath.set_fence(ha_agent::bpf::fence(fewer, lease, lease, false), fewer, stale).unwrap();
+    datapath.set_fence(ha_agent::bpf::fence(lease, lease, false), fewer, stale).unwrap();
     assert_eq!(verdict(&datapath, &about_vips[0].1), XDP_PASS, "ARP for a VIP no longer served");
     assert_eq!(
         verdict(&datapath, &about_vips[2].1),
@@ -343,7 +343,7 @@ fn active_datapath(ago: Duration) -> Datapath {
         _pad0: 0,
     };
     datapath.set_advert(GROUP, advert).unwrap();
-    let fence = ha_agent::bpf::fence(&[], Duration::from_millis(350), Duration::from_millis(115), false);
+    let fence = ha_agent::bpf::fence(Duration::from_millis(350), Duration::from_millis(115), false);
     datapath.set_fence(fence, &[], ha_agent::clock::monotonic_now().saturating_sub(ago)).unwrap();
     datapath
 }

@@ -4,7 +4,7 @@
 use std::{net::IpAddr, path::Path, time::Duration};
 
 use aya::maps::{Array, Map, MapData};
-use ha_common::{Fence, FENCE_KEEP_FLOWS, FENCE_MAP, MAX_FENCED_VIPS};
+use ha_common::{Fence, FENCE_KEEP_FLOWS, FENCE_MAP};
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -29,17 +29,15 @@ impl Drop for KeepAlive {
     }
 }
 
-/// The fence for `vips` (at most [`MAX_FENCED_VIPS`]; the config refuses more), with a lease of
-/// `lease` and probes answered within `answer_window` of a renewal; `keep_flows` lets IP traffic
-/// to the VIPs through while fenced. The VIPs themselves go in the `FENCED` map
-/// ([`super::Datapath::set_fence`]).
+/// A fence with a lease of `lease` and probes answered within `answer_window` of a heartbeat;
+/// `keep_flows` lets IP traffic to the VIPs through while fenced. The VIPs it guards, and so its
+/// `count`, come with [`super::Datapath::set_fence`].
 #[must_use]
-pub fn fence(vips: &[crate::vip::Vip], lease: Duration, answer_window: Duration, keep_flows: bool) -> Fence {
+pub fn fence(lease: Duration, answer_window: Duration, keep_flows: bool) -> Fence {
     Fence {
         lease_ns: crate::clock::nanos(lease),
         answer_window_ns: crate::clock::nanos(answer_window),
         flags: if keep_flows { FENCE_KEEP_FLOWS } else { 0 },
-        count: u32::try_from(vips.len().min(MAX_FENCED_VIPS)).unwrap_or(u32::MAX),
         ..Fence::default()
     }
 }
@@ -110,11 +108,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fence_counts_the_vips_and_keys_them_as_the_program_does() {
+    fn the_fence_has_its_lease_and_keys_the_vips_as_the_program_does() {
         let vips: Vec<crate::vip::Vip> =
             ["192.0.2.100/24", "2001:db8::100/64"].iter().map(|v| v.parse().unwrap()).collect();
-        let fence = fence(&vips, Duration::from_millis(350), Duration::from_millis(115), true);
-        assert_eq!((fence.count, fence.lease_ns, fence.flags), (2, 350_000_000, FENCE_KEEP_FLOWS));
+        let fence = fence(Duration::from_millis(350), Duration::from_millis(115), true);
+        assert_eq!((fence.lease_ns, fence.flags), (350_000_000, FENCE_KEEP_FLOWS));
         assert_eq!(fenced_key(vips[0].addr), ha_common::fenced_key_v4([192, 0, 2, 100]));
         assert_eq!(fenced_key(vips[1].addr), "2001:db8::100".parse::<std::net::Ipv6Addr>().unwrap().octets());
     }
