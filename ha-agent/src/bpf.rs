@@ -83,8 +83,11 @@ pub struct Datapath {
     /// Which mode the program was attached in, if attached ("kept" when it replaced the program
     /// behind a previous agent's pinned link, in whatever mode that one chose).
     pub attached_mode: Option<&'static str>,
-    /// The fence as last written.
+    /// The fence as last written (with its VIP count, even while `fencing` is off).
     fence: Fence,
+    /// Whether the fence is armed: while no group holds VIPs it is written with a count of 0 (see
+    /// [`Datapath::keep_fence`]).
+    fencing: bool,
     /// The peer records, mapped into memory.
     peers: table::PeerTable,
 }
@@ -109,7 +112,15 @@ impl Datapath {
                 aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "mmap", io_error }),
             )
         })?;
-        Ok(Self { ebpf, pin_dir: None, link: None, attached_mode: None, fence: Fence::default(), peers })
+        Ok(Self {
+            ebpf,
+            pin_dir: None,
+            link: None,
+            attached_mode: None,
+            fence: Fence::default(),
+            fencing: true,
+            peers,
+        })
     }
 
     /// Replaces the keys heartbeats are verified with (on SIGHUP).
@@ -229,19 +240,27 @@ impl Datapath {
         self.write_fence(now)
     }
 
-    /// Renews the lease at `now` (CLOCK_MONOTONIC): the fence stays down for another lease. A
-    /// renewal within the last millisecond (a heartbeat just went out) is enough.
-    pub fn renew_lease(&mut self, now: Duration) -> Result<(), BpfError> {
+    /// Renews the lease at `now` (CLOCK_MONOTONIC) with the fence armed, or disarms it
+    /// (`armed` false). Armed, the fence stays down for another lease; a renewal within the last
+    /// millisecond (a heartbeat just went out) is enough. The agent arms it while a group holds
+    /// (or is about to put on) VIPs: fencing is for a node that holds VIPs and whose agent died.
+    /// Disarmed, the lease may run out unrenewed (a settled STANDBY wakes about once a second,
+    /// less often than a lease) without the XDP program dropping ARP about the VIPs that another
+    /// node holds, which this node's own clients need.
+    pub fn keep_fence(&mut self, armed: bool, now: Duration) -> Result<(), BpfError> {
         let renewed = Duration::from_nanos(self.fence.renewed_ns);
-        if now.saturating_sub(renewed) < Duration::from_millis(1) {
+        let fresh = now.saturating_sub(renewed) < Duration::from_millis(1);
+        if armed == self.fencing && (fresh || !armed) {
             return Ok(());
         }
+        self.fencing = armed;
         self.write_fence(now)
     }
 
     fn write_fence(&mut self, now: Duration) -> Result<(), BpfError> {
         self.fence.renewed_ns = crate::clock::nanos(now);
-        set_slot(&mut self.ebpf, FENCE_MAP, &self.fence)
+        let written = Fence { count: if self.fencing { self.fence.count } else { 0 }, ..self.fence };
+        set_slot(&mut self.ebpf, FENCE_MAP, &written)
     }
 
     /// Pins every map under `dir` (replacing a crashed instance's stale pins), so that

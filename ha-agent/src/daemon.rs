@@ -11,10 +11,7 @@ use std::{io, time::Duration};
 
 use ha_common::XdpConfig;
 use pnet::datalink::{self, NetworkInterface};
-use tokio::{
-    signal::unix::{signal, SignalKind},
-    time::{interval, sleep_until, Instant, MissedTickBehavior},
-};
+use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -44,10 +41,12 @@ mod group;
 mod probes;
 mod reload;
 mod report;
+mod wake;
 
 use agent::{Agent, AsDynError as _};
 use group::Group;
 pub use reload::ReloadError;
+use wake::{Beats, WakeTimer};
 
 /// Why the agent could not start, or stopped on an error.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +93,13 @@ pub enum DaemonError {
 /// probe answer window of any interval.
 const PREDECESSOR_RENEWAL: Duration = Duration::from_millis(5);
 
-/// How often the peer map is read when no event arrives.
-pub const POLL_PERIOD: Duration = Duration::from_millis(100);
+/// The longest the loop goes without reading the peer map. It reads the map at every wake-up: at
+/// each heartbeat it sends, at each of the elections' deadlines (a suspicion, a dead time), on
+/// every ring-buffer event (a new peer, a change of state, worthiness or flags, a probe answer),
+/// on every command, check result and link change. The poll only catches what none of those
+/// covers (an event lost to a full ring buffer): a settled STANDBY that is not next in line
+/// wakes about once a second instead of ten times.
+pub const POLL_PERIOD: Duration = Duration::from_secs(1);
 
 /// Tells the XDP program what `config` serves: its groups, and the fence over all their VIPs
 /// (renewed at `now`). At start, and on every reload.
@@ -218,6 +222,11 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     let mut datapath = Datapath::load(&xdp_config, &auth_keys)?;
     datapath.pin(&config.pin_dir)?;
     serve_config(&mut datapath, &config, monotonic_now())?;
+    // What a resumed ACTIVE says, before the program takes over from its predecessor's: the
+    // successor's probes are answered from it at once, not from the loop's first heartbeat on.
+    for &index in &resumed {
+        groups[index].tell_xdp(&mut datapath, config.interval, monotonic_now());
+    }
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
     drop(keep_alive);
     datapath.forward_logs()?;
@@ -310,25 +319,29 @@ async fn main_loop(
     control: &mut ControlSocket,
     signals: Signals,
 ) -> Result<(), DaemonError> {
-    let mut poll = interval(POLL_PERIOD);
-    poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut heartbeat = interval(agent.config.interval);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let wake = WakeTimer::new().map_err(DaemonError::EventLoop)?;
+    // Heartbeats keep to a grid of whole intervals from here; polls follow each turn.
+    let mut beats = Beats::new(monotonic_now(), agent.config.interval);
+    let mut next_poll = monotonic_now();
     let Signals { terminate: mut sigterm, interrupt: mut sigint, hangup: mut sighup, user2: mut sigusr2 } =
         signals;
 
     loop {
         let now = monotonic_now();
-        let deadline = agent.next_deadline(now).map(|at| Instant::now() + at.saturating_sub(now));
+        let heartbeat_at = beats.next(agent.heartbeat_due_at(now), now);
+        let wake_at = agent.next_deadline(now).map_or(heartbeat_at, |at| at.min(heartbeat_at)).min(next_poll);
+        wake.arm(wake_at).map_err(DaemonError::EventLoop)?;
         // What the elections made of the wake-up's cause, carried out before the tick.
         let mut fed = Vec::new();
         let mut shutdown = false;
         tokio::select! {
-            _ = heartbeat.tick() => {
-                // Evaluate now and restart the poll period: at the default 100 ms interval the
-                // heartbeat and the poll share one wake-up instead of two.
-                fed = agent.send_heartbeats().await;
-                poll.reset();
+            fired = wake.fired() => {
+                fired.map_err(DaemonError::EventLoop)?;
+                let now = monotonic_now();
+                if now >= heartbeat_at {
+                    beats.passed(now);
+                    fed = agent.send_heartbeats().await;
+                }
             }
             event = watch.next() => match event {
                 Some(event) => fed = agent.net_event(event),
@@ -348,19 +361,17 @@ async fn main_loop(
                 agent.reexec().await;
                 continue;
             }
-            _ = poll.tick() => {}
             batch = events.next_batch() => {
                 batch.map_err(DaemonError::EventLoop)?;
             }
-            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
             _ = sigterm.recv() => shutdown = true,
             _ = sigint.recv() => shutdown = true,
         }
-        if heartbeat.period() != agent.config.interval {
+        if beats.interval != agent.config.interval {
             // A reload changed the interval.
-            heartbeat = interval(agent.config.interval);
-            heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            beats = Beats::new(monotonic_now(), agent.config.interval);
         }
+        next_poll = monotonic_now() + POLL_PERIOD;
         if shutdown {
             agent.notifier.stopping();
             fed = agent.feed_all(|now| Event::Shutdown { now });

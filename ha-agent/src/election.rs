@@ -212,6 +212,19 @@ impl Election {
         !self.slow(now) || now + self.settings.interval / 2 >= self.last_sent + every
     }
 
+    /// The earliest moment [`Election::heartbeat_due`] holds as things stand at `now`: `now` at
+    /// the full rate; at the slow rate, half an interval before the next one. An event that
+    /// brings back the full rate makes it earlier; the loop asks again after every event.
+    #[must_use]
+    pub fn heartbeat_due_at(&self, now: Duration) -> Duration {
+        if self.slow(now) {
+            let every = self.settings.interval * STANDBY_EVERY;
+            (self.last_sent + every).saturating_sub(self.settings.interval / 2).max(now)
+        } else {
+            now
+        }
+    }
+
     /// Feeds one event; returns the actions to carry out.
     pub fn handle(&mut self, event: Event<'_>) -> Output {
         self.now = event.now();

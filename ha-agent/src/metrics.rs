@@ -94,6 +94,10 @@ impl Metrics {
             "From a suspicion's first probe to the ACTIVE's first answer, as the XDP program recorded it",
             probe_round_trips.clone(),
         );
+        // Every outcome present from the first scrape, at 0 until it moves.
+        for (name, _) in XdpStats::default().named() {
+            drop(xdp.get_or_create(&vec![("outcome", name.to_string())]));
+        }
         Self {
             state,
             transitions,
@@ -144,7 +148,10 @@ impl Metrics {
     pub fn observe_xdp(&mut self, stats: &XdpStats) {
         let before = self.last_stats.named();
         for ((name, value), (_, old)) in stats.named().into_iter().zip(before) {
-            self.xdp.get_or_create(&vec![("outcome", name.to_string())]).inc_by(value.saturating_sub(old));
+            // Most counters do not move between two wake-ups: a label set costs allocations.
+            if value > old {
+                self.xdp.get_or_create(&vec![("outcome", name.to_string())]).inc_by(value - old);
+            }
         }
         self.last_stats = *stats;
     }

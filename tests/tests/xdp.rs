@@ -308,7 +308,7 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
     );
 
     // Renewing the lease lifts the fence at once.
-    datapath.renew_lease(ha_agent::clock::monotonic_now()).unwrap();
+    datapath.keep_fence(true, ha_agent::clock::monotonic_now()).unwrap();
     assert_eq!(verdict(&datapath, &about_vips[0].1), XDP_PASS);
 }
 

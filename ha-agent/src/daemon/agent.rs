@@ -6,8 +6,6 @@ use std::{collections::VecDeque, time::Duration};
 use pnet::datalink::NetworkInterface;
 use tracing::{debug, error, info, warn};
 
-use ha_common::GroupAdvert;
-
 use super::group::Group;
 use crate::{
     alarms::{Alarm, Alarms},
@@ -17,7 +15,7 @@ use crate::{
     clock::monotonic_now,
     config::Config,
     election::{Action, Event, Output, PeerView, State},
-    heartbeat::{advert_flags, HeartbeatSender},
+    heartbeat::HeartbeatSender,
     hooks::Hooks,
     keys::Keys,
     metrics::Metrics,
@@ -128,6 +126,12 @@ impl Agent {
         self.groups.iter().filter_map(|group| group.election.next_deadline(now, &group.peers)).min()
     }
 
+    /// The earliest moment a group's periodic heartbeat is due (see
+    /// [`crate::election::Election::heartbeat_due_at`]).
+    pub(super) fn heartbeat_due_at(&self, now: Duration) -> Duration {
+        self.groups.iter().map(|group| group.election.heartbeat_due_at(now)).min().unwrap_or(now)
+    }
+
     /// Whether every group has stopped: the agent may exit.
     pub(super) fn stopped(&self) -> bool {
         self.groups.iter().all(|group| group.election.state() == State::Stopped)
@@ -178,20 +182,8 @@ impl Agent {
     async fn transmit(&mut self, index: usize) -> Output {
         let now = monotonic_now();
         let group = &mut self.groups[index];
+        group.tell_xdp(&mut self.datapath, self.sender.interval(), now);
         let advert = group.election.advertised(now);
-        let for_xdp = GroupAdvert {
-            interval_ms: u32::try_from(self.sender.interval().as_millis()).unwrap_or(u32::MAX),
-            state: advert.state as u8,
-            priority: advert.priority,
-            flags: advert_flags(&advert),
-            _pad0: 0,
-        };
-        if group.advert_written != Some(for_xdp) {
-            match self.datapath.set_advert(group.config.id.0, for_xdp) {
-                Ok(()) => group.advert_written = Some(for_xdp),
-                Err(err) => warn!(error = err.as_dyn(), "telling XDP what this node says failed"),
-            }
-        }
         let result = self.sender.send(group.config.id, advert).await;
         if let Err(err) = &result {
             // Logged at debug: a link that is down fails every send; the election turns failures
@@ -255,6 +247,9 @@ impl Agent {
     /// Puts group `index`'s VIPs on, logs each one that failed, and tells its election how it
     /// went.
     pub(super) async fn add_vips(&mut self, index: usize) -> Output {
+        // The fence armed and fresh before the VIPs go on: from now on they are this node's to
+        // fence should its agent die (see `Agent::renew_lease`).
+        self.keep_fence(true);
         let failures = self.groups[index].put_vips_on().await;
         let group = &mut self.groups[index];
         let now = monotonic_now();
@@ -380,9 +375,20 @@ impl Agent {
         self.notifier.ready(&format!("{} on {}", states.join(", "), self.config.iface));
     }
 
-    /// Keeps the XDP fence down for another dead time: this agent is alive and its loop turns.
+    /// Keeps the XDP fence down for another dead time while a group holds VIPs (ACTIVE, or
+    /// RELEASING until its successor takes over): this agent is alive and its loop turns. With
+    /// none held the fence is disarmed, so a STANDBY that sleeps longer than a lease does not
+    /// fence the VIPs its peers hold.
     pub(super) fn renew_lease(&mut self) {
-        if let Err(err) = self.datapath.renew_lease(monotonic_now()) {
+        let holding = self
+            .groups
+            .iter()
+            .any(|group| matches!(group.election.state(), State::Active | State::Releasing));
+        self.keep_fence(holding);
+    }
+
+    fn keep_fence(&mut self, armed: bool) {
+        if let Err(err) = self.datapath.keep_fence(armed, monotonic_now()) {
             warn!(error = err.as_dyn(), "renewing the XDP lease failed");
         }
     }

@@ -7,12 +7,16 @@ use std::time::Duration;
 use pnet::datalink::NetworkInterface;
 use tracing::{error, warn};
 
+use ha_common::GroupAdvert;
+
 use super::agent::AsDynError as _;
 use crate::{
+    bpf::Datapath,
     checks::{self, Checks},
     config::{Config, GroupConfig},
     election::{Election, PeerView, Settings, State},
     garp::{self, Holding},
+    heartbeat::advert_flags,
     hooks::HookContext,
     ids::NodeId,
     vip::{VipError, VipManager},
@@ -32,7 +36,7 @@ pub(super) struct Group {
     /// What its hooks are told besides the transition.
     pub(super) hook_context: HookContext,
     /// What the XDP program last was told this node says in the group (for probe answers).
-    pub(super) advert_written: Option<ha_common::GroupAdvert>,
+    pub(super) advert_written: Option<GroupAdvert>,
     /// When the suspicion under way sent its first probe (for the round-trip histogram).
     pub(super) probe_started: Duration,
 }
@@ -68,6 +72,25 @@ impl Group {
         self.election.reconfigure(settings(&config, agent, node_id, checks));
         self.hook_context = hook_context(&config, agent, node_id);
         self.config = config;
+    }
+
+    /// Tells the XDP program what this node says in the group at `now` (its probe answers carry
+    /// it), unless it was told exactly that already; `interval` is the agent's heartbeat interval.
+    pub(super) fn tell_xdp(&mut self, datapath: &mut Datapath, interval: Duration, now: Duration) {
+        let advert = self.election.advertised(now);
+        let for_xdp = GroupAdvert {
+            interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
+            state: advert.state as u8,
+            priority: advert.priority,
+            flags: advert_flags(&advert),
+            _pad0: 0,
+        };
+        if self.advert_written != Some(for_xdp) {
+            match datapath.set_advert(self.config.id.0, for_xdp) {
+                Ok(()) => self.advert_written = Some(for_xdp),
+                Err(err) => warn!(error = err.as_dyn(), "telling XDP what this node says failed"),
+            }
+        }
     }
 
     /// Puts the VIPs on (those already there count as added), logging each that did not go on;

@@ -576,6 +576,9 @@ fn a_settled_standby_beats_every_ten_intervals_and_at_every_interval_after_a_cha
     // Settled: every ten intervals.
     let sent: Vec<u64> = (700..=2800).step_by(100).filter(|&at| beat(&mut n, at)).collect();
     assert_eq!(sent, [1600, 2600]);
+    // The loop sleeps until then: the next is due from half an interval before 3600 on.
+    assert_eq!(n.heartbeat_due_at(ms(2700)), ms(3550));
+    assert!(!n.heartbeat_due(ms(3549)) && n.heartbeat_due(ms(3550)));
     // A change (a new priority from a check): every interval again.
     n.handle(Event::Health { now: ms(2850), priority: 120, failing: false });
     assert!(beat(&mut n, 2900) && beat(&mut n, 3000));
@@ -583,6 +586,7 @@ fn a_settled_standby_beats_every_ten_intervals_and_at_every_interval_after_a_cha
     // An ACTIVE always beats every interval.
     let mut a = active_node(3, 200);
     assert!((400..=3000).step_by(100).all(|at| beat(&mut a, at)));
+    assert_eq!(a.heartbeat_due_at(ms(3010)), ms(3010), "due at once");
     assert_eq!(a.advertised(ms(3000)).interval, ms(100));
 }
 
