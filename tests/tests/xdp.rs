@@ -307,6 +307,12 @@ fn a_stale_lease_fences_the_vips_and_nothing_else() {
         "neighbour solicitation for a VIP still served"
     );
 
+    // Disarmed (the node holds no VIPs), a lease that ran out fences nothing; armed again, it does.
+    datapath.keep_fence(false, stale).unwrap();
+    assert_eq!(verdict(&datapath, &about_vips[2].1), XDP_PASS, "a disarmed fence drops nothing");
+    datapath.keep_fence(true, stale).unwrap();
+    assert_eq!(verdict(&datapath, &about_vips[2].1), XDP_DROP, "armed again with a stale lease");
+
     // Renewing the lease lifts the fence at once.
     datapath.keep_fence(true, ha_agent::clock::monotonic_now()).unwrap();
     assert_eq!(verdict(&datapath, &about_vips[0].1), XDP_PASS);
