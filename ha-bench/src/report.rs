@@ -174,6 +174,59 @@ impl Report {
     }
 }
 
+impl Report {
+    /// Reads back a report written by [`Report::to_json`] (what the chart needs: the options
+    /// it ran with and every sample), for drawing a chart from a stored run.
+    pub fn from_json(value: &Value) -> anyhow::Result<Self> {
+        let systems: Vec<System> = value["systems"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("no \"systems\" list"))?
+            .iter()
+            .filter_map(|name| {
+                [System::HaAgent, System::Keepalived].into_iter().find(|s| Some(s.name()) == name.as_str())
+            })
+            .collect();
+        let options = Options {
+            trials: value["trials"].as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or_default(),
+            interval: std::time::Duration::from_millis(value["interval_ms"].as_u64().unwrap_or_default()),
+            soak: std::time::Duration::from_secs(value["soak_s"].as_u64().unwrap_or_default()),
+            cost_window: std::time::Duration::ZERO,
+            quick: value["quick"].as_bool().unwrap_or_default(),
+            systems,
+            agent_flags: Vec::new(),
+            hbtool: None,
+            scale_only: false,
+        };
+        let scenarios =
+            value["scenarios"].as_array().ok_or_else(|| anyhow::anyhow!("no \"scenarios\" list"))?;
+        let rows = Scenario::ALL
+            .iter()
+            .map(|&scenario| {
+                let entry = scenarios.iter().find(|entry| entry["key"] == scenario.key());
+                let results = options
+                    .systems
+                    .iter()
+                    .map(|system| {
+                        let samples = entry
+                            .and_then(|entry| entry[system.name()]["samples"].as_array())
+                            .map(|samples| samples.iter().filter_map(Value::as_f64).collect())
+                            .unwrap_or_default();
+                        (*system, Summary::of(samples))
+                    })
+                    .collect();
+                Row { scenario, results }
+            })
+            .collect();
+        Ok(Self { options, rows })
+    }
+
+    /// Whether any outage scenario has a sample (a `--scale-only` run has none: no chart).
+    #[must_use]
+    pub fn has_outages(&self) -> bool {
+        self.rows.iter().any(|row| row.scenario.is_outage() && row.results.iter().any(|(_, s)| s.is_some()))
+    }
+}
+
 fn fmt(value: f64) -> String {
     if value.abs() >= 100.0 || value.fract() == 0.0 {
         format!("{value:.0}")
@@ -193,5 +246,30 @@ mod tests {
         let s = Summary::of((1..=20).map(f64::from).collect()).unwrap();
         assert_eq!((s.median, s.p95, s.max), (10.5, 19.0, 20.0));
         assert!(Summary::of(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn a_report_reads_back_from_its_json() {
+        let options = Options {
+            trials: 2,
+            interval: std::time::Duration::from_millis(100),
+            soak: std::time::Duration::from_secs(1),
+            cost_window: std::time::Duration::ZERO,
+            quick: false,
+            systems: vec![System::HaAgent, System::Keepalived],
+            agent_flags: Vec::new(),
+            hbtool: None,
+            scale_only: false,
+        };
+        let mut ours = Measured::default();
+        ours.push(Scenario::LinkCut, 100.0);
+        ours.push(Scenario::LinkCut, 120.0);
+        let mut theirs = Measured::default();
+        theirs.push(Scenario::LinkCut, 300.0);
+        let report = Report::new(&options, &[(System::HaAgent, ours), (System::Keepalived, theirs)]);
+        let back = Report::from_json(&report.to_json()).unwrap();
+        assert_eq!(back.table(), report.table());
+        assert!(back.has_outages());
+        assert!(!Report::new(&options, &[]).has_outages());
     }
 }

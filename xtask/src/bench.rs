@@ -124,6 +124,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(dir) = chart.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    if !report.has_outages() {
+        // A --scale-only run: an empty chart would only overwrite the last real one.
+        return Ok(());
+    }
     match ha_bench::chart::draw(&report, &chart) {
         Ok(()) => println!("chart: {}", chart.display()),
         Err(err) => eprintln!("bench: no chart: {err:#}"),
