@@ -90,6 +90,8 @@ pub struct Datapath {
     fencing: bool,
     /// The peer records, mapped into memory.
     peers: table::PeerTable,
+    /// The fence's record, mapped into memory for writing.
+    fence_memory: fence::FenceMemory,
 }
 
 impl Datapath {
@@ -106,12 +108,17 @@ impl Datapath {
             .map_err(BpfError::Program)?;
         program.load().map_err(BpfError::Program)?;
         let map = |name| ebpf.map(name).ok_or(BpfError::NoMap(name));
-        let peers = table::PeerTable::new(map(PEERS_MAP)?, map(PEER_COUNT_MAP)?).map_err(|io_error| {
-            BpfError::Map(
-                PEERS_MAP,
-                aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "mmap", io_error }),
-            )
-        })?;
+        let mmap_err = |name| {
+            move |io_error| {
+                BpfError::Map(
+                    name,
+                    aya::maps::MapError::SyscallError(aya::sys::SyscallError { call: "mmap", io_error }),
+                )
+            }
+        };
+        let peers =
+            table::PeerTable::new(map(PEERS_MAP)?, map(PEER_COUNT_MAP)?).map_err(mmap_err(PEERS_MAP))?;
+        let fence_memory = fence::FenceMemory::new(map(FENCE_MAP)?).map_err(mmap_err(FENCE_MAP))?;
         Ok(Self {
             ebpf,
             pin_dir: None,
@@ -119,6 +126,7 @@ impl Datapath {
             attached_mode: None,
             fence: Fence::default(),
             fencing: true,
+            fence_memory,
             peers,
         })
     }
@@ -229,7 +237,8 @@ impl Datapath {
         let count = u32::try_from(keys.len()).unwrap_or(u32::MAX);
         self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, count, ..fence };
         self.fence.heartbeat_ns = crate::clock::nanos(now);
-        self.write_fence(now)
+        self.write_fence(now);
+        Ok(())
     }
 
     /// Renews the lease at `now` and records that a heartbeat goes out now, carrying `sequence`
@@ -237,7 +246,8 @@ impl Datapath {
     pub fn note_sending(&mut self, now: Duration, sequence: u64) -> Result<(), BpfError> {
         self.fence.last_sent_sequence = sequence;
         self.fence.heartbeat_ns = crate::clock::nanos(now);
-        self.write_fence(now)
+        self.write_fence(now);
+        Ok(())
     }
 
     /// Renews the lease at `now` (CLOCK_MONOTONIC) with the fence armed, or disarms it
@@ -254,13 +264,14 @@ impl Datapath {
             return Ok(());
         }
         self.fencing = armed;
-        self.write_fence(now)
+        self.write_fence(now);
+        Ok(())
     }
 
-    fn write_fence(&mut self, now: Duration) -> Result<(), BpfError> {
+    fn write_fence(&mut self, now: Duration) {
         self.fence.renewed_ns = crate::clock::nanos(now);
         let written = Fence { count: if self.fencing { self.fence.count } else { 0 }, ..self.fence };
-        set_slot(&mut self.ebpf, FENCE_MAP, &written)
+        self.fence_memory.write(&written);
     }
 
     /// Pins every map under `dir` (replacing a crashed instance's stale pins), so that

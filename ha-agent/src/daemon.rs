@@ -266,6 +266,7 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         epoch,
         keys,
         group_index: agent::GroupIndex::default(),
+        counters: agent::CounterReads::default(),
     };
     agent.execute_all(resume_outputs).await;
     for group in &agent.groups {
@@ -363,6 +364,8 @@ async fn main_loop(
             }
             batch = events.next_batch() => {
                 batch.map_err(DaemonError::EventLoop)?;
+                // Among them may be another node with our id (`change::OWN_ID`).
+                agent.counters.asked = true;
             }
             _ = sigterm.recv() => shutdown = true,
             _ = sigint.recv() => shutdown = true,

@@ -327,6 +327,9 @@ pub mod change {
     pub const PROBE_ANSWER: u32 = 32;
     /// The peer's flags changed (it yielded the VIP, hands it over, or stopped saying so).
     pub const FLAGS: u32 = 16;
+    /// An authentic heartbeat with this node's id and a sequence above any it sent: another
+    /// node uses our id (counted as `own_echo`). The agent reads the counters at once.
+    pub const OWN_ID: u32 = 64;
 }
 
 /// Sent on the `EVENTS` ring buffer when a peer needs the agent's attention at once.

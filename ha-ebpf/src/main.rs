@@ -81,10 +81,11 @@ static CONFIG: Array<XdpConfig, 1> = Array::new();
 #[btf_map]
 static KEYS: Array<AuthKeys, 1> = Array::new();
 
-/// The agent's lease; rewritten by the agent every time it wakes. Once the lease runs out, frames
-/// about the VIPs in `FENCED` are dropped (see `fenced`).
+/// The agent's lease; rewritten by the agent every time it wakes, through its own memory mapping
+/// of the map (no syscall per heartbeat). Once the lease runs out, frames about the VIPs in
+/// `FENCED` are dropped (see `fenced`).
 #[btf_map]
-static FENCE: Array<Fence, 1> = Array::new();
+static FENCE: Array<Fence, 1, BPF_F_MMAPABLE> = Array::new();
 
 /// The VIPs the fence guards (IPv4 as IPv4-mapped IPv6, see `fenced_key_v4`), written by the agent
 /// at start and on reload. A hash map: one lookup per address however many VIPs there are.
@@ -373,7 +374,12 @@ fn classify(ctx: &XdpContext) -> Outcome {
     // sent is our own, reflected or replayed: only a newer one proves another node.
     if heartbeat.node_id == config.own_node_id {
         let ours = FENCE.get(0).is_some_and(|fence| heartbeat.sequence <= fence.last_sent_sequence);
-        return if ours { Outcome::Replay } else { Outcome::OwnEcho };
+        if ours {
+            return Outcome::Replay;
+        }
+        // The agent reads the counters when woken, not at every wake-up: tell it now.
+        wake_agent(&heartbeat, change::OWN_ID);
+        return Outcome::OwnEcho;
     }
     let layout = Layout { l3, l4, family: source.family };
     // One clock read for the record and the answer's lease check.

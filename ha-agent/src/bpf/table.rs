@@ -12,24 +12,31 @@ use std::{
 use aya::maps::{Map, MapData};
 use ha_common::{PeerKey, PeerRecord, MAX_PEERS, PEER_COUNT_SLACK};
 
-/// One read-only shared mapping of an array map, unmapped when dropped.
-struct Mapping {
+/// One shared mapping of an array map, unmapped when dropped.
+pub(super) struct Mapping {
     base: NonNull<libc::c_void>,
     len: usize,
 }
 
 impl Mapping {
-    /// Maps the first `len` bytes of the array map `map` (its values, back to back).
-    fn new(map: &MapData, len: usize) -> io::Result<Self> {
+    /// Maps the first `len` bytes of the array map `map` (its values, back to back), read-only
+    /// unless `writable`.
+    pub(super) fn new(map: &MapData, len: usize, writable: bool) -> io::Result<Self> {
         let fd = map.fd().as_fd().as_raw_fd();
+        let protection = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
         // SAFETY: a fresh mapping of a file descriptor this process holds, at an address the
         // kernel picks; the kernel checks that `len` fits the map and that it is mappable.
-        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, protection, libc::MAP_SHARED, fd, 0) };
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
         let base = NonNull::new(base).ok_or_else(|| io::Error::other("mmap returned a null address"))?;
         Ok(Self { base, len })
+    }
+
+    /// The mapping's first byte (page-aligned).
+    pub(super) fn base(&self) -> NonNull<libc::c_void> {
+        self.base
     }
 }
 
@@ -41,8 +48,8 @@ impl Drop for Mapping {
     }
 }
 
-// SAFETY: the mapping is plain shared memory, valid from any thread of the process; `PeerTable`
-// only reads it, by value.
+// SAFETY: the mapping is plain shared memory, valid from any thread of the process; its users
+// read and write it by value, with volatile accesses.
 unsafe impl Send for Mapping {}
 
 /// The XDP program's peer records, mapped into this process.
@@ -52,7 +59,7 @@ pub(super) struct PeerTable {
 }
 
 /// The `Map::Array` behind `map`, or an error naming what it is instead.
-fn array(map: &Map) -> io::Result<&MapData> {
+pub(super) fn array(map: &Map) -> io::Result<&MapData> {
     match map {
         Map::Array(data) => Ok(data),
         _ => Err(io::Error::other("not an array map")),
@@ -62,9 +69,9 @@ fn array(map: &Map) -> io::Result<&MapData> {
 impl PeerTable {
     /// Maps `PEERS` (`records`) and `PEER_COUNT` (`count`).
     pub(super) fn new(records: &Map, count: &Map) -> io::Result<Self> {
-        let records = Mapping::new(array(records)?, MAX_PEERS as usize * size_of::<PeerRecord>())?;
+        let records = Mapping::new(array(records)?, MAX_PEERS as usize * size_of::<PeerRecord>(), false)?;
         // A one-slot array of u64: the kernel maps whole pages, and the value starts the first.
-        let count = Mapping::new(array(count)?, size_of::<u64>())?;
+        let count = Mapping::new(array(count)?, size_of::<u64>(), false)?;
         Ok(Self { records, count })
     }
 

@@ -51,6 +51,24 @@ pub(super) struct Agent {
     pub(super) keys: Option<Keys>,
     /// Which of `groups` has which id, for sorting the peer table into them.
     pub(super) group_index: GroupIndex,
+    /// When the XDP counters were last read, and whether an event asks for them before
+    /// [`COUNTER_PERIOD`] has passed (see [`Agent::watch_counters`]).
+    pub(super) counters: CounterReads,
+}
+
+/// How often the loop reads the XDP counters without being asked: what they reveal (another key,
+/// another group on our port) is not a matter of milliseconds, and a read is a syscall. Another
+/// node with our id is: the XDP program signals it through the ring buffer (`change::OWN_ID`), and
+/// the loop then reads them at once.
+const COUNTER_PERIOD: Duration = Duration::from_millis(500);
+
+/// When the loop reads the XDP counters.
+#[derive(Default)]
+pub(super) struct CounterReads {
+    /// When they were last read.
+    last: Duration,
+    /// A ring-buffer event arrived since: read them at the next wake-up.
+    pub(super) asked: bool,
 }
 
 /// Group ids to their position in `Agent::groups`, rebuilt only when the ids change (a reload):
@@ -328,6 +346,11 @@ impl Agent {
     /// Looks at the XDP counters for misconfigurations: logs each at most once a minute, and
     /// tells the elections when another node uses our id.
     pub(super) fn watch_counters(&mut self) -> Fed {
+        let now = monotonic_now();
+        if !self.counters.asked && now < self.counters.last + COUNTER_PERIOD {
+            return Vec::new();
+        }
+        self.counters = CounterReads { last: now, asked: false };
         let stats = match self.datapath.stats() {
             Ok(stats) => stats,
             Err(err) => {
@@ -335,7 +358,6 @@ impl Agent {
                 return Vec::new();
             }
         };
-        let now = monotonic_now();
         self.metrics.observe_xdp(&stats);
         for (alarm, heartbeats) in self.alarms.observe(now, &stats) {
             self.metrics.alarm(alarm.name());
