@@ -212,7 +212,7 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         resume_outputs.push((index, group.election.handle(Event::Resume { now })));
         // Before the slow part (loading the XDP program takes a good part of a dead time): the
         // peers must hear that their ACTIVE is still here before they give up on it.
-        if let Err(err) = sender.send(group.config.id, group.election.advertised(now)).await {
+        if let Err(err) = sender.send(group.config.id, group.election.advertised(now)) {
             warn!(error = err.as_dyn(), "sending the first heartbeat failed");
         }
     }
@@ -341,7 +341,7 @@ async fn main_loop(
                 let now = monotonic_now();
                 if now >= heartbeat_at {
                     beats.passed(now);
-                    fed = agent.send_heartbeats().await;
+                    fed = agent.send_heartbeats();
                 }
             }
             event = watch.next() => match event {
@@ -359,7 +359,7 @@ async fn main_loop(
             }
             _ = sighup.recv() => fed = agent.reload().await.unwrap_or_default(),
             _ = sigusr2.recv() => {
-                agent.reexec().await;
+                agent.reexec();
                 continue;
             }
             batch = events.next_batch() => {

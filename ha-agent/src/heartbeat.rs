@@ -55,7 +55,11 @@ pub struct Origin {
 
 /// Sends heartbeats and numbers them.
 pub struct HeartbeatSender {
-    socket: tokio::net::UdpSocket,
+    /// Non-blocking, and not registered with the runtime: nothing reads it, and a send never
+    /// waits (40 bytes against a send buffer of hundreds of KB; a full one fails the heartbeat,
+    /// which the election counts). Registered, every send's freed buffer space woke the loop's
+    /// epoll once more for nothing.
+    socket: std::net::UdpSocket,
     destinations: Vec<SocketAddr>,
     origin: Origin,
     next_sequence: u64,
@@ -104,13 +108,13 @@ impl HeartbeatSender {
 
     /// Sends one heartbeat of `group` saying `advert` to every destination. The groups of a node
     /// share one numbering: every heartbeat it sends is above all it sent before.
-    pub async fn send(&mut self, group: GroupId, advert: Advert) -> io::Result<()> {
+    pub fn send(&mut self, group: GroupId, advert: Advert) -> io::Result<()> {
         let heartbeat = self.heartbeat(group, advert);
         let bytes = heartbeat.encode_signed(self.key.as_ref());
         let mut result = Ok(());
         for destination in &self.destinations {
             // One unreachable peer must not keep the others from hearing us.
-            if let Err(err) = self.socket.send_to(&bytes, destination).await {
+            if let Err(err) = self.socket.send_to(&bytes, destination) {
                 result = Err(err);
             }
         }
@@ -122,7 +126,7 @@ impl HeartbeatSender {
     /// Sends one probe of `group` saying `advert` to `target` at `address` (the heartbeat port of
     /// its last heartbeat's source): a heartbeat with `FLAG_PROBE` that asks it to answer at once.
     /// Returns the probe's sequence number, which the answer echoes.
-    pub async fn send_probe(
+    pub fn send_probe(
         &mut self,
         group: GroupId,
         advert: Advert,
@@ -132,7 +136,7 @@ impl HeartbeatSender {
         let mut probe = self.heartbeat(group, advert);
         probe.flags = (probe.flags & !FLAG_HANDOVER) | FLAG_PROBE;
         probe.target = target.0;
-        self.socket.send_to(&probe.encode_signed(self.key.as_ref()), address).await?;
+        self.socket.send_to(&probe.encode_signed(self.key.as_ref()), address)?;
         Ok(probe.sequence)
     }
 
@@ -173,7 +177,7 @@ pub fn advert_flags(advert: &Advert) -> u8 {
 
 /// A UDP socket bound to `interface`, with TTL (hop limit) 1 and no multicast loop, for
 /// `destination`'s family.
-fn open_socket(interface: &NetworkInterface, destination: &Destination) -> io::Result<tokio::net::UdpSocket> {
+fn open_socket(interface: &NetworkInterface, destination: &Destination) -> io::Result<std::net::UdpSocket> {
     let (iface, ifindex, ipv6) = (&interface.name, interface.index, destination.is_ipv6());
     let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
@@ -193,7 +197,7 @@ fn open_socket(interface: &NetworkInterface, destination: &Destination) -> io::R
         socket.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).into())?;
     }
     socket.set_nonblocking(true)?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// IP_MULTICAST_IF by interface index (`ip_mreqn`), which works before the interface has an

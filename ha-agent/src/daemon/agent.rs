@@ -157,7 +157,7 @@ impl Agent {
 
     /// Sends every group's heartbeat that is due (the periodic send: a settled STANDBY's only
     /// every few intervals), telling XDP of them all at once.
-    pub(super) async fn send_heartbeats(&mut self) -> Fed {
+    pub(super) fn send_heartbeats(&mut self) -> Fed {
         let now = monotonic_now();
         let due: Vec<usize> =
             (0..self.groups.len()).filter(|&index| self.groups[index].election.heartbeat_due(now)).collect();
@@ -166,15 +166,15 @@ impl Agent {
         }
         let mut fed = Vec::with_capacity(due.len());
         for index in due {
-            fed.push((index, self.transmit(index).await));
+            fed.push((index, self.transmit(index)));
         }
         fed
     }
 
     /// Sends group `index`'s heartbeat and tells its election whether it went out.
-    pub(super) async fn send_heartbeat(&mut self, index: usize) -> Output {
+    pub(super) fn send_heartbeat(&mut self, index: usize) -> Output {
         self.note_sending(1);
-        self.transmit(index).await
+        self.transmit(index)
     }
 
     /// Before `count` heartbeats (or probes) go out: the XDP program learns the highest sequence
@@ -197,12 +197,12 @@ impl Agent {
 
     /// Sends group `index`'s heartbeat, XDP told of its sequence already ([`Agent::note_sending`]),
     /// and tells its election whether it went out.
-    async fn transmit(&mut self, index: usize) -> Output {
+    fn transmit(&mut self, index: usize) -> Output {
         let now = monotonic_now();
         let group = &mut self.groups[index];
         group.tell_xdp(&mut self.datapath, self.sender.interval(), now);
         let advert = group.election.advertised(now);
-        let result = self.sender.send(group.config.id, advert).await;
+        let result = self.sender.send(group.config.id, advert);
         if let Err(err) = &result {
             // Logged at debug: a link that is down fails every send; the election turns failures
             // that last a dead time into FAULT, which is logged once with its cause.
@@ -228,8 +228,8 @@ impl Agent {
             // AddVips and SendHeartbeat have outcomes the election must hear of.
             let fed_back = match action {
                 Action::AddVips => self.add_vips(index).await,
-                Action::SendHeartbeat => self.send_heartbeat(index).await,
-                Action::SendProbe { to, first } => self.send_probe(index, to, first).await,
+                Action::SendHeartbeat => self.send_heartbeat(index),
+                Action::SendProbe { to, first } => self.send_probe(index, to, first),
                 Action::RemoveVips => {
                     self.remove_vips(index).await;
                     continue;

@@ -17,7 +17,7 @@ use crate::{
 impl Agent {
     /// Sends group `index`'s next probe to `to`; `first` starts a burst. A probe is a heartbeat
     /// too: the election hears whether it went out.
-    pub(super) async fn send_probe(&mut self, index: usize, to: NodeId, first: bool) -> Output {
+    pub(super) fn send_probe(&mut self, index: usize, to: NodeId, first: bool) -> Output {
         let group_id = self.groups[index].config.id;
         let record = match self.datapath.peer(PeerKey { group: group_id.0, node_id: to.0 }) {
             Ok(Some(record)) => record,
@@ -46,7 +46,7 @@ impl Agent {
         }
         self.note_sending(1);
         let advert = self.groups[index].election.advertised(now);
-        let result = self.sender.send_probe(group_id, advert, to, address).await;
+        let result = self.sender.send_probe(group_id, advert, to, address);
         match &result {
             Ok(sequence) => debug!(group = %group_id, peer = %to, %address, first, sequence, "probe sent"),
             Err(err) => debug!(group = %group_id, peer = %to, "sending a probe failed: {err}"),

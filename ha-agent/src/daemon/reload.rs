@@ -165,7 +165,7 @@ impl Agent {
     /// version is put in service), keeping the VIPs, the pinned link and maps, and a fresh lease:
     /// the new process finds them and resumes (see [`Event::Resume`]). Returns only if the exec
     /// failed, and then the agent carries on as it was.
-    pub(super) async fn reexec(&mut self) {
+    pub(super) fn reexec(&mut self) {
         use std::os::unix::process::CommandExt as _;
         let mut args = std::env::args_os();
         let Some(program) = args.next() else {
@@ -178,7 +178,7 @@ impl Agent {
         for index in 0..self.groups.len() {
             let group = &self.groups[index];
             let advert = Advert { restarting: true, ..group.election.advertised(now) };
-            if let Err(err) = self.sender.send(group.config.id, advert).await {
+            if let Err(err) = self.sender.send(group.config.id, advert) {
                 warn!(error = err.as_dyn(), "telling the peers of the restart failed");
             }
         }
