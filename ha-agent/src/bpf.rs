@@ -33,6 +33,7 @@ mod bpffs;
 mod error;
 mod events;
 mod fence;
+mod mapping;
 mod table;
 
 use bpffs::ensure_bpffs;

@@ -225,7 +225,8 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     // What a resumed ACTIVE says, before the program takes over from its predecessor's: the
     // successor's probes are answered from it at once, not from the loop's first heartbeat on.
     for &index in &resumed {
-        groups[index].tell_xdp(&mut datapath, config.interval, monotonic_now());
+        let advert = groups[index].election.advertised(monotonic_now());
+        groups[index].tell_xdp(&mut datapath, config.interval, &advert);
     }
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
     drop(keep_alive);

@@ -208,8 +208,7 @@ impl Election {
     /// never skips one). The heartbeat before the slow rate starts already advertises it.
     #[must_use]
     pub fn heartbeat_due(&self, now: Duration) -> bool {
-        let every = self.settings.interval * STANDBY_EVERY;
-        !self.slow(now) || now + self.settings.interval / 2 >= self.last_sent + every
+        self.heartbeat_due_at(now) <= now
     }
 
     /// The earliest moment [`Election::heartbeat_due`] holds as things stand at `now`: `now` at

@@ -6,7 +6,7 @@ use std::{io, mem::offset_of, net::IpAddr, path::Path, time::Duration};
 use aya::maps::{Array, Map, MapData};
 use ha_common::{Fence, FENCE_KEEP_FLOWS, FENCE_MAP};
 
-use super::table::{array, Mapping};
+use super::mapping::{array, Mapping};
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},

@@ -200,8 +200,8 @@ impl Agent {
     fn transmit(&mut self, index: usize) -> Output {
         let now = monotonic_now();
         let group = &mut self.groups[index];
-        group.tell_xdp(&mut self.datapath, self.sender.interval(), now);
         let advert = group.election.advertised(now);
+        group.tell_xdp(&mut self.datapath, self.sender.interval(), &advert);
         let result = self.sender.send(group.config.id, advert);
         if let Err(err) = &result {
             // Logged at debug: a link that is down fails every send; the election turns failures

@@ -14,7 +14,7 @@ use crate::{
     bpf::Datapath,
     checks::{self, Checks},
     config::{Config, GroupConfig},
-    election::{Election, PeerView, Settings, State},
+    election::{Advert, Election, PeerView, Settings, State},
     garp::{self, Holding},
     heartbeat::advert_flags,
     hooks::HookContext,
@@ -74,15 +74,14 @@ impl Group {
         self.config = config;
     }
 
-    /// Tells the XDP program what this node says in the group at `now` (its probe answers carry
+    /// Tells the XDP program that this node says `advert` in the group (its probe answers carry
     /// it), unless it was told exactly that already; `interval` is the agent's heartbeat interval.
-    pub(super) fn tell_xdp(&mut self, datapath: &mut Datapath, interval: Duration, now: Duration) {
-        let advert = self.election.advertised(now);
+    pub(super) fn tell_xdp(&mut self, datapath: &mut Datapath, interval: Duration, advert: &Advert) {
         let for_xdp = GroupAdvert {
             interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
             state: advert.state as u8,
             priority: advert.priority,
-            flags: advert_flags(&advert),
+            flags: advert_flags(advert),
             _pad0: 0,
         };
         if self.advert_written != Some(for_xdp) {
