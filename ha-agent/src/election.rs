@@ -51,7 +51,7 @@ mod suspicion;
 pub use event::{Action, Event, Output, Transition};
 pub use fault::{Fault, Faults};
 pub use lifecycle::HandoverError;
-pub use peer::{group_peers, PeerView, MAX_INTERVAL, MIN_INTERVAL};
+pub use peer::{PeerView, MAX_INTERVAL, MIN_INTERVAL};
 pub use state::{Advert, Settings, State, STANDBY_EVERY};
 pub use suspicion::{answer_window, probe_spacing, PROBES_PER_BURST, SUSPECT_AFTER};
 

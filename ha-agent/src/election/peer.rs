@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ha_common::{NodeState, PeerKey, PeerRecord, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_RESTARTING, FLAG_YIELDED};
 
-use crate::ids::{GroupId, NodeId};
+use crate::ids::NodeId;
 
 /// The shortest heartbeat interval a config may set.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -76,17 +76,6 @@ impl PeerView {
     }
 }
 
-/// The peers of `group` among the peer map's entries (the map holds every group the XDP program
-/// accepted: one program may serve several).
-#[must_use]
-pub fn group_peers(entries: &[(PeerKey, PeerRecord)], group: GroupId) -> Vec<PeerView> {
-    entries
-        .iter()
-        .filter(|(key, _)| key.group == group.0)
-        .filter_map(|(key, record)| PeerView::from_record(key, record))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,14 +93,11 @@ mod tests {
     }
 
     #[test]
-    fn records_become_views_of_one_group() {
-        let entries =
-            [entry(1, 11, 2, FLAG_YIELDED), entry(2, 12, 1, 0), entry(1, 13, 1, 0), entry(1, 14, 9, 0)];
-        let peers = group_peers(&entries, GroupId(1));
-        assert_eq!(peers.len(), 2, "group 2 and the record with no valid state are left out");
+    fn a_record_becomes_a_view_and_one_with_no_valid_state_none() {
+        let (key, record) = entry(1, 11, 2, FLAG_YIELDED);
         assert_eq!(
-            peers[0],
-            PeerView {
+            PeerView::from_record(&key, &record),
+            Some(PeerView {
                 node_id: NodeId(11),
                 priority: 150,
                 state: NodeState::Active,
@@ -121,12 +107,16 @@ mod tests {
                 handover_to: None,
                 chosen: false,
                 restarting: false,
-            }
+            })
         );
+        let (key, record) = entry(1, 13, 1, 0);
+        let standby = PeerView::from_record(&key, &record).expect("a STANDBY's record");
         assert_eq!(
-            (peers[1].node_id, peers[1].state, peers[1].yielded),
+            (standby.node_id, standby.state, standby.yielded),
             (NodeId(13), NodeState::Standby, false)
         );
+        let (key, record) = entry(1, 14, 9, 0);
+        assert_eq!(PeerView::from_record(&key, &record), None);
     }
 
     #[test]
