@@ -325,6 +325,9 @@ async fn main_loop(
     // Heartbeats keep to a grid of whole intervals from here; polls follow each turn.
     let mut beats = Beats::new(monotonic_now(), agent.config.interval);
     let mut next_poll = monotonic_now();
+    // The grid point of the last heartbeat sent: while they go out every interval, the timer is
+    // periodic on the grid and not set again each turn.
+    let mut last_beat = None;
     let Signals { terminate: mut sigterm, interrupt: mut sigint, hangup: mut sighup, user2: mut sigusr2 } =
         signals;
 
@@ -332,18 +335,30 @@ async fn main_loop(
         let now = monotonic_now();
         let heartbeat_at = beats.next(agent.heartbeat_due_at(now), now);
         let wake_at = agent.next_deadline(now).map_or(heartbeat_at, |at| at.min(heartbeat_at)).min(next_poll);
-        wake.arm(wake_at).map_err(DaemonError::EventLoop)?;
+        let every_interval =
+            wake_at == heartbeat_at && last_beat == Some(heartbeat_at.saturating_sub(beats.interval));
+        let period = if every_interval { beats.interval } else { Duration::ZERO };
+        wake.arm(wake_at, period).map_err(DaemonError::EventLoop)?;
         // What the elections made of the wake-up's cause, carried out before the tick.
         let mut fed = Vec::new();
         let mut shutdown = false;
         tokio::select! {
+            // In this order, the timer first: most wake-ups are its, and a turn then polls no
+            // other branch. None is starved: each is ready only now and then.
+            biased;
             fired = wake.fired() => {
                 fired.map_err(DaemonError::EventLoop)?;
                 let now = monotonic_now();
                 if now >= heartbeat_at {
                     beats.passed(now);
+                    last_beat = Some(heartbeat_at);
                     fed = agent.send_heartbeats();
                 }
+            }
+            batch = events.next_batch() => {
+                batch.map_err(DaemonError::EventLoop)?;
+                // Among them may be another node with our id (`change::OWN_ID`).
+                agent.counters.asked = true;
             }
             event = watch.next() => match event {
                 Some(event) => fed = agent.net_event(event),
@@ -362,11 +377,6 @@ async fn main_loop(
             _ = sigusr2.recv() => {
                 agent.reexec();
                 continue;
-            }
-            batch = events.next_batch() => {
-                batch.map_err(DaemonError::EventLoop)?;
-                // Among them may be another node with our id (`change::OWN_ID`).
-                agent.counters.asked = true;
             }
             _ = sigterm.recv() => shutdown = true,
             _ = sigint.recv() => shutdown = true,

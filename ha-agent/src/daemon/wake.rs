@@ -5,6 +5,7 @@
 //! twice per interval. An idle node's CPU is mostly its wake-ups.
 
 use std::{
+    cell::Cell,
     io,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     time::Duration,
@@ -13,7 +14,13 @@ use std::{
 use tokio::io::{unix::AsyncFd, Interest};
 
 /// A timer the loop waits on from the tokio runtime.
-pub(super) struct WakeTimer(AsyncFd<OwnedFd>);
+pub(super) struct WakeTimer {
+    fd: AsyncFd<OwnedFd>,
+    /// The expiry it is set for next and its period (zero: it fires once), as far as the loop has
+    /// seen it fire: setting it to the same again makes no syscall. An ACTIVE's timer, periodic on
+    /// the heartbeat grid, is then never set again while it stays ACTIVE.
+    armed: Cell<Option<(Duration, Duration)>>,
+}
 
 impl WakeTimer {
     /// A timer that is not armed. Needs a tokio runtime.
@@ -29,50 +36,76 @@ impl WakeTimer {
         // SAFETY: the AsyncFd owns the descriptor, which stays open and unchanged for as long as
         // it lives.
         let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
-        Ok(Self(registered.map_err(io::Error::from)?))
+        Ok(Self { fd: registered.map_err(io::Error::from)?, armed: Cell::new(None) })
     }
 
-    /// Fires once at `at` (CLOCK_MONOTONIC since boot; at once if that has passed), replacing
-    /// any earlier setting. Armed relative to now rather than absolute: tools that fake the clock
-    /// for a process (libfaketime, which tests use) shift absolute timer settings too.
-    pub(super) fn arm(&self, at: Duration) -> io::Result<()> {
+    /// Fires at `at` (CLOCK_MONOTONIC since boot; at once if that has passed) and then every
+    /// `period` after it, or only once if `period` is zero, replacing any earlier setting; does
+    /// nothing if it is set so already. Armed relative to now rather than absolute: tools that
+    /// fake the clock for a process (libfaketime, which tests use) shift absolute timer settings
+    /// too.
+    pub(super) fn arm(&self, at: Duration, period: Duration) -> io::Result<()> {
+        if self.armed.get() == Some((at, period)) {
+            return Ok(());
+        }
         // An all-zero it_value would disarm the timer: one nanosecond is "at once".
-        let at = at.saturating_sub(crate::clock::monotonic_now()).max(Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec {
-                tv_sec: libc::time_t::try_from(at.as_secs()).unwrap_or(libc::time_t::MAX),
-                tv_nsec: libc::c_long::from(at.subsec_nanos()),
-            },
-        };
+        let first = at.saturating_sub(crate::clock::monotonic_now()).max(Duration::from_nanos(1));
+        let spec = libc::itimerspec { it_interval: timespec(period), it_value: timespec(first) };
         // SAFETY: a valid itimerspec; a null old value is allowed.
         let result =
-            unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &raw const spec, std::ptr::null_mut()) };
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &raw const spec, std::ptr::null_mut()) };
         if result < 0 {
+            self.armed.set(None);
             return Err(io::Error::last_os_error());
         }
+        self.armed.set(Some((at, period)));
         Ok(())
     }
 
-    /// Waits until the timer fires (and consumes the expiry).
+    /// Waits until the timer fires (and consumes the expiry: a periodic timerfd is set for its
+    /// next expiry only when the last is read).
     pub(super) async fn fired(&self) -> io::Result<()> {
         loop {
-            let mut guard = self.0.readable().await?;
+            let mut guard = self.fd.readable().await?;
             let mut expirations = [0u8; 8];
             // SAFETY: an 8-byte buffer, as a timerfd read needs.
-            let read = unsafe { libc::read(self.0.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+            let read = unsafe { libc::read(self.fd.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+            // Either way not readable again before the next expiry: the next wait goes straight
+            // to epoll instead of trying a read that would block.
+            guard.clear_ready();
             if read == 8 {
-                // Not readable again before the next expiry, which only a new `arm` sets up: the
-                // next wait goes straight to epoll instead of trying a read that would block.
-                guard.clear_ready();
-                return Ok(());
+                break;
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::WouldBlock {
                 return Err(err);
             }
-            guard.clear_ready();
         }
+        if let Some((at, period)) = self.armed.get() {
+            let now = crate::clock::monotonic_now();
+            self.armed.set(match period {
+                Duration::ZERO => None,
+                _ => Some((next_expiry(at, period, now), period)),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The first of `at`, `at + period`, … after `now` (`at` itself if it is still ahead).
+fn next_expiry(at: Duration, period: Duration, now: Duration) -> Duration {
+    if at > now || period.is_zero() {
+        return at;
+    }
+    let periods = now.saturating_sub(at).as_nanos() / period.as_nanos() + 1;
+    at + period * u32::try_from(periods).unwrap_or(u32::MAX)
+}
+
+/// `duration` as a timespec.
+fn timespec(duration: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(duration.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(duration.subsec_nanos()),
     }
 }
 
@@ -155,13 +188,44 @@ mod tests {
     async fn fires_at_the_time_armed_and_a_rearm_replaces_it() {
         let timer = WakeTimer::new().unwrap();
         let start = monotonic_now();
-        timer.arm(start + Duration::from_mins(1)).unwrap();
-        timer.arm(start + Duration::from_millis(20)).unwrap();
+        timer.arm(start + Duration::from_mins(1), Duration::ZERO).unwrap();
+        timer.arm(start + Duration::from_millis(20), Duration::ZERO).unwrap();
         timer.fired().await.unwrap();
         let took = monotonic_now().saturating_sub(start);
         assert!(took >= Duration::from_millis(20) && took < Duration::from_secs(5), "{took:?}");
         // A time already past fires at once.
-        timer.arm(Duration::ZERO).unwrap();
+        timer.arm(Duration::ZERO, Duration::ZERO).unwrap();
         tokio::time::timeout(Duration::from_secs(1), timer.fired()).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_periodic_timer_fires_again_without_being_set_again() {
+        let timer = WakeTimer::new().unwrap();
+        let start = monotonic_now();
+        let period = Duration::from_millis(20);
+        timer.arm(start + period, period).unwrap();
+        for n in 1..=3u32 {
+            // What the loop does each turn: set for the next point, which the timer already is.
+            timer.arm(start + period * n, period).unwrap();
+            timer.fired().await.unwrap();
+            assert!(monotonic_now() >= start + period * n, "fired early at turn {n}");
+            // The next point of the grid (a later one if this turn came that late).
+            let (next, armed_period) = timer.armed.get().expect("still armed");
+            assert_eq!(armed_period, period);
+            assert!(
+                next > start + period * n
+                    && next.saturating_sub(start).as_nanos().is_multiple_of(period.as_nanos()),
+                "turn {n}"
+            );
+        }
+        let took = monotonic_now().saturating_sub(start);
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[test]
+    fn the_next_expiry_of_a_periodic_timer() {
+        assert_eq!(next_expiry(ms(100), ms(10), ms(50)), ms(100), "not yet fired");
+        assert_eq!(next_expiry(ms(100), ms(10), ms(100)), ms(110));
+        assert_eq!(next_expiry(ms(100), ms(10), ms(125)), ms(130), "fired more than once");
     }
 }
