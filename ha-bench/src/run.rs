@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context as _;
 use serde_json::Value;
 
-use ha_tests::{longest_gap_ms, wait_for, Agent, Lan, Prober, VipMonitor, VIP, VIP_CIDR};
+use ha_tests::{longest_gap_ms, wait_for, Agent, Lan, Ports, Prober, VipMonitor, VIP, VIP_CIDR};
 
 use crate::{keepalived::Keepalived, Measured, Options, Report, Scenario, System};
 
@@ -184,7 +184,7 @@ fn measure(
 }
 
 fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> anyhow::Result<Measured> {
-    let lan = Lan::new("bench", PRIORITIES.len() + 2)?;
+    let lan = Lan::with_ports("bench", PRIORITIES.len() + 2, Ports::Threaded)?;
     let mut fleet = Fleet::new(&lan, system, options);
     let mut measured = Measured::default();
     fleet.restore()?;
@@ -265,14 +265,18 @@ fn run_system(system: System, options: &Options, log: &mut dyn FnMut(&str)) -> a
     }
 
     log(&format!("{}: CPU over {:?}", system.name(), options.cost_window));
-    let before = [fleet.node(TOP)?.cpu_time(), fleet.node(LOW)?.cpu_time()];
-    thread::sleep(options.cost_window);
-    let after = [fleet.node(TOP)?.cpu_time(), fleet.node(LOW)?.cpu_time()];
-    let percent = |i: usize| {
-        after[i].checked_sub(before[i]).unwrap().as_secs_f64() / options.cost_window.as_secs_f64() * 100.0
+    // The ACTIVE, the least worthy STANDBY, and the STANDBY next in line.
+    let mut cpu_times = || -> anyhow::Result<[Duration; 3]> {
+        Ok([fleet.node(TOP)?.cpu_time(), fleet.node(LOW)?.cpu_time(), fleet.node(NEXT)?.cpu_time()])
     };
-    measured.push(Scenario::CpuActive, percent(0));
-    measured.push(Scenario::CpuStandby, percent(1));
+    let before = cpu_times()?;
+    thread::sleep(options.cost_window);
+    let after = cpu_times()?;
+    let window = options.cost_window.as_secs_f64();
+    let scenarios = [Scenario::CpuActive, Scenario::CpuStandby, Scenario::CpuNext];
+    for ((scenario, before), after) in scenarios.into_iter().zip(before).zip(after) {
+        measured.push(scenario, after.saturating_sub(before).as_secs_f64() / window * 100.0);
+    }
     Ok(measured)
 }
 

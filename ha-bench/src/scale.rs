@@ -20,7 +20,7 @@ use std::{
 use anyhow::Context as _;
 use serde_json::Value;
 
-use ha_tests::{Agent, Lan};
+use ha_tests::{Agent, Lan, Ports};
 
 use crate::{Measured, Options, Scenario};
 
@@ -116,7 +116,7 @@ impl Drop for BpfStats {
 /// the XDP time per frame.
 pub fn run(options: &Options, measured: &mut Measured, log: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     log(&format!("ha-agent: scale: {GROUPS} groups x {NODES} nodes, starting"));
-    let lan = Lan::new("scale", NODES)?;
+    let lan = Lan::with_ports("scale", NODES, Ports::Threaded)?;
     let configs = (0..NODES).map(|node| config(&lan, node)).collect::<anyhow::Result<Vec<_>>>()?;
     let interval = format!("{}ms", options.interval.as_millis());
     let started = Instant::now();

@@ -30,8 +30,10 @@ pub enum Scenario {
     Loss5,
     /// CPU of the ACTIVE, in % of a core.
     CpuActive,
-    /// CPU of a STANDBY, in % of a core.
+    /// CPU of the least worthy STANDBY, in % of a core.
     CpuStandby,
+    /// CPU of the STANDBY next in line (the one that would take over), in % of a core.
+    CpuNext,
     /// XDP time per valid signed heartbeat.
     XdpValid,
     /// XDP time per replayed heartbeat.
@@ -65,7 +67,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 29] = [
         Self::LinkCut,
         Self::LinkCutTakeover,
         Self::Crash,
@@ -80,6 +82,7 @@ impl Scenario {
         Self::Loss5,
         Self::CpuActive,
         Self::CpuStandby,
+        Self::CpuNext,
         Self::XdpValid,
         Self::XdpReplayed,
         Self::XdpForged,
@@ -148,7 +151,8 @@ impl Scenario {
             Self::Loss => ("loss", "6 1% loss: false transitions", "count"),
             Self::Loss5 => ("loss5", "6 5% loss: false transitions", "count"),
             Self::CpuActive => ("cpu_active", "7 CPU of the ACTIVE", "% core"),
-            Self::CpuStandby => ("cpu_standby", "7 CPU of a STANDBY", "% core"),
+            Self::CpuStandby => ("cpu_standby", "7 CPU of the least worthy STANDBY", "% core"),
+            Self::CpuNext => ("cpu_next", "7 CPU of the STANDBY next in line", "% core"),
             Self::XdpValid => ("xdp_valid", "8 XDP per valid signed heartbeat", "ns"),
             Self::XdpReplayed => ("xdp_replayed", "8 XDP per replayed heartbeat", "ns"),
             Self::XdpForged => ("xdp_forged", "8 XDP per forged heartbeat", "ns"),

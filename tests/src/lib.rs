@@ -169,11 +169,32 @@ pub struct Lan {
     /// made them, as the host's /sys/fs/bpf does on a real server: a SIGKILLed agent's XDP link
     /// stays, and fences.
     pub bpffs: PathBuf,
+    /// How the switch's ports take frames in.
+    pub ports: Ports,
+}
+
+/// How the switch's ports take frames in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Ports {
+    /// As a veth does by default: the sender's own system call carries each frame through the
+    /// bridge and into every receiver's stack and XDP program, so that all their work counts as
+    /// the sender's CPU time.
+    #[default]
+    Inline,
+    /// Each port takes frames in on a kernel thread of its own (veth GRO, threaded NAPI), as a NIC hands a frame to the wire: the sender's system call ends at its
+    /// own interface, and the switch's and the receivers' work is not charged to it. For
+    /// measuring a daemon's CPU time; needs ethtool.
+    Threaded,
 }
 
 impl Lan {
     /// A LAN of `hosts` hosts, addressed 192.0.2.11, .12, …
     pub fn new(tag: &str, hosts: usize) -> anyhow::Result<Self> {
+        Self::with_ports(tag, hosts, Ports::Inline)
+    }
+
+    /// [`Lan::new`] with the switch's ports taking frames in as `ports` says.
+    pub fn with_ports(tag: &str, hosts: usize, ports: Ports) -> anyhow::Result<Self> {
         let n = LAN_COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("ha{}-{}{}", std::process::id(), tag, n);
         let dir = std::env::temp_dir().join(&prefix);
@@ -198,7 +219,7 @@ impl Lan {
             bail!("ha-agent keygen failed: {}", String::from_utf8_lossy(&keygen.stderr).trim());
         }
         let bpffs = dir.join("bpf");
-        let mut lan = Self { prefix, hosts: Vec::new(), switch, dir, key_file, bpffs };
+        let mut lan = Self { prefix, hosts: Vec::new(), switch, dir, key_file, bpffs, ports };
         fs::create_dir_all(&lan.bpffs)?;
         run("mount", &["-t", "bpf", "bpf", &lan.bpffs.to_string_lossy()])?;
         for _ in 0..hosts {
@@ -224,9 +245,42 @@ impl Lan {
         let veth = ["link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", port];
         run("ip", &[&veth[..], &["netns", &self.switch.name]].concat())?;
         self.switch.ip(&["link", "set", port, "master", "br0", "up"])?;
+        if self.ports == Ports::Threaded {
+            self.thread_port(ns, port)?;
+        }
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         fs_mac(ns)
+    }
+
+    /// Makes switch port `port`, the peer of `ns`'s eth0, take frames in on a kernel thread of
+    /// its own ([`Ports::Threaded`]). A veth hands a frame to its peer's NAPI instance only when
+    /// the peer has GRO on and the sender no TSO; the instance exists once GRO is on, and only then
+    /// can it be threaded. Not UDP GRO forwarding, which would also let the port take frames from a
+    /// TSO sender: it merges a burst of heartbeats into one frame, of which XDP parses the first.
+    fn thread_port(&self, ns: &Netns, port: &str) -> anyhow::Result<()> {
+        let ethtool = |netns: &Netns, args: &[&str]| -> anyhow::Result<()> {
+            let output = netns
+                .command("ethtool")
+                .args(args)
+                .output()
+                .context("running ethtool (apt-get install ethtool)")?;
+            if !output.status.success() {
+                bail!("ethtool {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+            }
+            Ok(())
+        };
+        ethtool(ns, &["-K", "eth0", "tso", "off"])?;
+        ethtool(&self.switch, &["-K", port, "gro", "on"])?;
+        let threaded = self
+            .switch
+            .command("sh")
+            .args(["-c", &format!("echo 1 > /sys/class/net/{port}/threaded")])
+            .output()?;
+        if !threaded.status.success() {
+            bail!("threaded NAPI on {port}: {}", String::from_utf8_lossy(&threaded.stderr).trim());
+        }
+        Ok(())
     }
 
     /// Deletes host `index`'s interface (with its switch port) and makes it anew after

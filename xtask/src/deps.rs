@@ -9,13 +9,14 @@ use std::{
 use anyhow::{bail, Context as _};
 
 /// Commands the tests and the demo call, and the Debian package that has each.
-const APT_COMMANDS: [(&str, &str); 6] = [
+const APT_COMMANDS: [(&str, &str); 7] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("arping", "iputils-arping"),
     ("bpftool", "bpftool"),
     ("nft", "nftables"),
     ("faketime", "faketime"),
+    ("ethtool", "ethtool"),
 ];
 
 /// Files the tests and the benchmark read, and the Debian package that has each.
