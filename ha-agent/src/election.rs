@@ -260,6 +260,10 @@ impl Election {
                 self.faults.note_send(now, ok);
                 self.settle_faults(now).unwrap_or_default()
             }
+            Event::ProbeSent { now, ok } => {
+                self.faults.note_send(now, ok);
+                self.settle_faults(now).unwrap_or_default()
+            }
             Event::ProbeAnswered { now, from } => {
                 self.note_answer(now, from);
                 Output::default()

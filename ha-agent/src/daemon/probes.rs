@@ -51,7 +51,7 @@ impl Agent {
             Ok(sequence) => debug!(group = %group_id, peer = %to, %address, first, sequence, "probe sent"),
             Err(err) => debug!(group = %group_id, peer = %to, "sending a probe failed: {err}"),
         }
-        self.groups[index].election.handle(Event::HeartbeatSent { now, ok: result.is_ok() })
+        self.groups[index].election.handle(Event::ProbeSent { now, ok: result.is_ok() })
     }
 
     /// The groups whose burst the XDP program marked answered: their elections hear of it.

@@ -84,6 +84,15 @@ pub enum Event<'a> {
         /// Whether it went out.
         ok: bool,
     },
+    /// A probe was sent (`ok`) or failed to go out: a send for the fault rules, as a heartbeat
+    /// is, but only the suspected ACTIVE hears it, so the slow rate's clock does not restart from
+    /// it (every burst would put off the heartbeat the other peers time this node by).
+    ProbeSent {
+        /// Now, on the monotonic clock.
+        now: Duration,
+        /// Whether it went out.
+        ok: bool,
+    },
     /// At start: the previous agent on this node renewed its lease less than a dead time ago and
     /// the VIPs are still on the interface. It was ACTIVE, and its peers have not taken over
     /// yet: carry on as ACTIVE rather than give the VIPs up and win them back.
@@ -110,6 +119,7 @@ impl Event<'_> {
             | Self::Health { now, .. }
             | Self::ProbeAnswered { now, .. }
             | Self::HeartbeatSent { now, .. }
+            | Self::ProbeSent { now, .. }
             | Self::Resume { now } => now,
         }
     }

@@ -579,6 +579,9 @@ fn a_settled_standby_beats_every_ten_intervals_and_at_every_interval_after_a_cha
     // The loop sleeps until then: the next is due from half an interval before 3600 on.
     assert_eq!(n.heartbeat_due_at(ms(2700)), ms(3550));
     assert!(!n.heartbeat_due(ms(3549)) && n.heartbeat_due(ms(3550)));
+    // A probe (only the suspected ACTIVE hears it) does not put the next heartbeat off.
+    n.handle(Event::ProbeSent { now: ms(3000), ok: true });
+    assert_eq!(n.heartbeat_due_at(ms(3010)), ms(3550));
     // A change (a new priority from a check): every interval again.
     n.handle(Event::Health { now: ms(2850), priority: 120, failing: false });
     assert!(beat(&mut n, 2900) && beat(&mut n, 3000));
