@@ -325,9 +325,6 @@ async fn main_loop(
     // Heartbeats keep to a grid of whole intervals from here; polls follow each turn.
     let mut beats = Beats::new(monotonic_now(), agent.config.interval);
     let mut next_poll = monotonic_now();
-    // The grid point of the last heartbeat sent: while they go out every interval, the timer is
-    // periodic on the grid and not set again each turn.
-    let mut last_beat = None;
     let Signals { terminate: mut sigterm, interrupt: mut sigint, hangup: mut sighup, user2: mut sigusr2 } =
         signals;
 
@@ -335,8 +332,9 @@ async fn main_loop(
         let now = monotonic_now();
         let heartbeat_at = beats.next(agent.heartbeat_due_at(now), now);
         let wake_at = agent.next_deadline(now).map_or(heartbeat_at, |at| at.min(heartbeat_at)).min(next_poll);
-        let every_interval =
-            wake_at == heartbeat_at && last_beat == Some(heartbeat_at.saturating_sub(beats.interval));
+        // While heartbeats go out every interval, the timer is periodic on the grid and is not set
+        // again each turn.
+        let every_interval = wake_at == heartbeat_at && beats.is_following(heartbeat_at);
         let period = if every_interval { beats.interval } else { Duration::ZERO };
         wake.arm(wake_at, period).map_err(DaemonError::EventLoop)?;
         // What the elections made of the wake-up's cause, carried out before the tick.
@@ -351,7 +349,6 @@ async fn main_loop(
                 let now = monotonic_now();
                 if now >= heartbeat_at {
                     beats.passed(now);
-                    last_beat = Some(heartbeat_at);
                     fed = agent.send_heartbeats();
                 }
             }

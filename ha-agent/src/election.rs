@@ -224,6 +224,12 @@ impl Election {
         }
     }
 
+    /// A heartbeat or a probe went out (`ok`) or failed to at `now`: the fault rules hear of it.
+    fn note_send(&mut self, now: Duration, ok: bool) -> Output {
+        self.faults.note_send(now, ok);
+        self.settle_faults(now).unwrap_or_default()
+    }
+
     /// Feeds one event; returns the actions to carry out.
     pub fn handle(&mut self, event: Event<'_>) -> Output {
         self.now = event.now();
@@ -257,13 +263,9 @@ impl Election {
                 if ok {
                     self.last_sent = now;
                 }
-                self.faults.note_send(now, ok);
-                self.settle_faults(now).unwrap_or_default()
+                self.note_send(now, ok)
             }
-            Event::ProbeSent { now, ok } => {
-                self.faults.note_send(now, ok);
-                self.settle_faults(now).unwrap_or_default()
-            }
+            Event::ProbeSent { now, ok } => self.note_send(now, ok),
             Event::ProbeAnswered { now, from } => {
                 self.note_answer(now, from);
                 Output::default()

@@ -68,7 +68,7 @@ pub struct HeartbeatSender {
 
 impl HeartbeatSender {
     /// Opens the socket on `interface`; the first heartbeat will carry `first_sequence` (see
-    /// [`crate::sequence`]). Needs a tokio runtime.
+    /// [`crate::sequence`]).
     pub fn open(
         interface: &NetworkInterface,
         destination: &Destination,

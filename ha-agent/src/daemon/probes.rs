@@ -15,8 +15,9 @@ use crate::{
 };
 
 impl Agent {
-    /// Sends group `index`'s next probe to `to`; `first` starts a burst. A probe is a heartbeat
-    /// too: the election hears whether it went out.
+    /// Sends group `index`'s next probe to `to`; `first` starts a burst. A probe is numbered and
+    /// signed as a heartbeat is, and the election hears whether it went out (not as a heartbeat:
+    /// only the suspected ACTIVE hears it).
     pub(super) fn send_probe(&mut self, index: usize, to: NodeId, first: bool) -> Output {
         let group_id = self.groups[index].config.id;
         let record = match self.datapath.peer(PeerKey { group: group_id.0, node_id: to.0 }) {

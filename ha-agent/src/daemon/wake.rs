@@ -142,6 +142,12 @@ impl Beats {
         }
     }
 
+    /// Whether `at` is the grid point right after the last one served: heartbeats going out
+    /// every interval.
+    pub(super) fn is_following(&self, at: Duration) -> bool {
+        at == self.served + self.interval
+    }
+
     /// The loop served the grid at `now`: the next point lies after it.
     pub(super) fn passed(&mut self, now: Duration) {
         let at = self.at_or_after(now);
