@@ -17,17 +17,19 @@ use aya::{
     programs::{
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpMode as AyaXdpMode},
-        Xdp,
+        TestRun as _, TestRunOptions, Xdp,
     },
     Ebpf, EbpfLoader,
 };
 use clap::ValueEnum;
+use ha_common::{watch_verdict, WatchRequest};
 use ha_common::{
     AuthKeys, Fence, GroupAdvert, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, CONFIG_MAP,
     EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PEER_COUNT_MAP, PEER_SLOTS_MAP,
-    PROBES_MAP, STATS_MAP, XDP_PROGRAM,
+    PROBES_MAP, STATS_MAP, WATCH_PROGRAM, WATCH_REQUEST_OFFSET, XDP_PROGRAM,
 };
 use serde::{Deserialize, Serialize};
+use std::mem::size_of;
 
 mod bpffs;
 mod error;
@@ -102,12 +104,14 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(BpfError::Object)?;
         set_slot(&mut ebpf, CONFIG_MAP, config)?;
         set_slot(&mut ebpf, KEYS_MAP, keys)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(BpfError::NoProgram)?
-            .try_into()
-            .map_err(BpfError::Program)?;
-        program.load().map_err(BpfError::Program)?;
+        for name in [XDP_PROGRAM, WATCH_PROGRAM] {
+            let program: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(BpfError::NoProgram(name))?
+                .try_into()
+                .map_err(BpfError::Program)?;
+            program.load().map_err(BpfError::Program)?;
+        }
         let map = |name| ebpf.map(name).ok_or(BpfError::NoMap(name));
         let mmap_err = |name| {
             move |io_error| {
@@ -139,10 +143,7 @@ impl Datapath {
 
     /// The XDP program, for BPF_PROG_TEST_RUN.
     pub fn program(&self) -> &Xdp {
-        self.ebpf
-            .program(XDP_PROGRAM)
-            .and_then(|p| <&Xdp>::try_from(p).ok())
-            .expect("the program was loaded as XDP in Datapath::load")
+        loaded_xdp(&self.ebpf, XDP_PROGRAM)
     }
 
     /// Attaches to `iface` in the requested mode; `auto` tries native first on a NIC (then
@@ -314,6 +315,27 @@ impl Datapath {
         insert(&mut self.ebpf, PROBES_MAP, group, probe)
     }
 
+    /// Sets the silence watch of `group` on the peer `node_id` (0: stops it): the program wakes the
+    /// agent (`change::SILENT`) once that peer's silence reaches `after_permille` thousandths of
+    /// its interval. False if the program has no record of the peer yet. One test run of the
+    /// watch program: a syscall.
+    pub fn watch_silence(&self, group: u32, node_id: u32, after_permille: u32) -> Result<bool, BpfError> {
+        let mut frame = [0u8; WATCH_REQUEST_OFFSET + size_of::<WatchRequest>()];
+        // The request's fields in order, in the host's byte order, as the program reads them.
+        let fields = [group, node_id, after_permille, 0];
+        for (bytes, field) in frame[WATCH_REQUEST_OFFSET..].chunks_exact_mut(4).zip(fields) {
+            bytes.copy_from_slice(&field.to_ne_bytes());
+        }
+        let program = loaded_xdp(&self.ebpf, WATCH_PROGRAM);
+        let options = TestRunOptions { data_in: Some(&frame), ..Default::default() };
+        let run = program.test_run(options).map_err(|err| BpfError::Watch { group, source: Some(err) })?;
+        match run.return_value {
+            watch_verdict::SET => Ok(true),
+            watch_verdict::UNKNOWN_PEER => Ok(false),
+            _ => Err(BpfError::Watch { group, source: None }),
+        }
+    }
+
     /// The probe burst of `group`, as the program last marked it.
     pub fn probe(&self, group: u32) -> Result<Option<ProbeState>, BpfError> {
         lookup(&self.ebpf, PROBES_MAP, group)
@@ -405,6 +427,13 @@ impl Drop for Datapath {
 fn is_virtual(iface: &str) -> bool {
     let entry = Path::new("/sys/class/net").join(iface);
     entry.exists() && !entry.join("device").exists()
+}
+
+/// The XDP program `name` of `ebpf`, loaded by [`Datapath::load`].
+fn loaded_xdp<'a>(ebpf: &'a Ebpf, name: &str) -> &'a Xdp {
+    ebpf.program(name)
+        .and_then(|p| <&Xdp>::try_from(p).ok())
+        .expect("both programs were loaded as XDP in Datapath::load")
 }
 
 /// The loaded XDP program of `ebpf` (a free function, so that it borrows only that field).

@@ -353,7 +353,8 @@ async fn main_loop(
                 }
             }
             batch = events.next_batch() => {
-                batch.map_err(DaemonError::EventLoop)?;
+                let silent = batch.map_err(DaemonError::EventLoop)?;
+                agent.watches_fired(&silent);
                 // Among them may be another node with our id (`change::OWN_ID`).
                 agent.counters.asked = true;
             }
@@ -397,6 +398,7 @@ async fn main_loop(
         let ticked = agent.tick();
         agent.watch_deaf_peers(monotonic_now());
         agent.execute_all(ticked).await;
+        agent.keep_watches();
         if agent.stopped() {
             return Ok(());
         }

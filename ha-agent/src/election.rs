@@ -53,7 +53,7 @@ pub use fault::{Fault, Faults};
 pub use lifecycle::HandoverError;
 pub use peer::{PeerView, MAX_INTERVAL, MIN_INTERVAL};
 pub use state::{Advert, Settings, State, STANDBY_EVERY};
-pub use suspicion::{answer_window, probe_spacing, PROBES_PER_BURST, SUSPECT_AFTER};
+pub use suspicion::{answer_window, probe_spacing, PROBES_PER_BURST, SUSPECT_AFTER, SUSPECT_AFTER_PERMILLE};
 
 /// The longest wait between two tries to put the VIPs on after a failure.
 pub const MAX_ADD_RETRY: Duration = Duration::from_secs(10);
@@ -327,9 +327,25 @@ impl Election {
     /// out, an ACTIVE's refresh or VIP retry is due. `None` when only a heartbeat can change the
     /// outcome.
     pub fn next_deadline(&self, now: Duration, peers: &[PeerView]) -> Option<Duration> {
+        self.next_deadline_watched(now, peers, None)
+    }
+
+    /// [`Election::next_deadline`] while a watch outside the election looks out for the silence
+    /// of `watched` (see [`Election::silence_to_watch`]): if that is the ACTIVE this STANDBY would
+    /// succeed, its silence wakes the loop, and neither the start of a suspicion nor the ACTIVE's
+    /// dead time, which both follow that silence, needs the clock.
+    #[must_use]
+    pub fn next_deadline_watched(
+        &self,
+        now: Duration,
+        peers: &[PeerView],
+        watched: Option<NodeId>,
+    ) -> Option<Duration> {
+        let covered = watched.is_some() && watched == self.silence_to_watch(now, peers);
         let peers = &self.with_answers(peers)[..];
         let fault_change = self.faults.next_change(now, self.settings.dead_time);
         let own = match self.state {
+            State::Standby if covered => self.promotion_beside(now, peers, watched),
             State::Standby => Some(self.promotion_at(now, peers))
                 .into_iter()
                 .chain(self.suspicion_deadline(now, peers))
@@ -343,6 +359,32 @@ impl Election {
             State::Fault | State::Maintenance | State::Stopped => None,
         };
         own.into_iter().chain(fault_change).min()
+    }
+
+    /// When this STANDBY may win while the ACTIVE `watched` stays alive (its silence, watched
+    /// elsewhere, wakes the loop): a preemption's delay, for one; `None` if only its death would
+    /// let it win.
+    fn promotion_beside(
+        &self,
+        now: Duration,
+        peers: &[PeerView],
+        watched: Option<NodeId>,
+    ) -> Option<Duration> {
+        // Heard a day from now, the ACTIVE's own dead time is out of the picture.
+        let far = now + Duration::from_hours(24);
+        let alive: Vec<PeerView> = peers
+            .iter()
+            .map(
+                |peer| {
+                    if Some(peer.node_id) == watched {
+                        PeerView { last_seen: far, ..*peer }
+                    } else {
+                        *peer
+                    }
+                },
+            )
+            .collect();
+        Some(self.promotion_at(now, &alive)).filter(|at| *at < far)
     }
 
     fn go(&mut self, to: State, reason: String, actions: Vec<Action>) -> Output {

@@ -47,6 +47,15 @@ pub const MAX_FENCED_VIPS: usize = 1024;
 pub const FENCE_KEEP_FLOWS: u32 = 1;
 /// How many (group, peer) entries the map holds: [`MAX_GROUPS`] groups of 16 nodes.
 pub const MAX_PEERS: u32 = MAX_GROUPS * 16;
+/// Name of the hash map of silence watches (group id → [`SilenceWatch`]): a kernel timer per
+/// group that wakes the agent once the ACTIVE it would succeed goes quiet.
+pub const SILENCE_WATCHES_MAP: &str = "SILENCE_WATCHES";
+/// Name of the XDP program that sets a silence watch: never attached, the agent runs it on a
+/// [`WatchRequest`] (`BPF_PROG_TEST_RUN`), as only a BPF program may start a kernel timer.
+pub const WATCH_PROGRAM: &str = "ha_watch";
+/// Where the [`WatchRequest`] starts in the frame the agent runs [`WATCH_PROGRAM`] on: after an
+/// Ethernet header's room, the least frame an XDP test run takes.
+pub const WATCH_REQUEST_OFFSET: usize = 14;
 
 /// What this node says in one group, as its heartbeats do: kept in `GROUPS` by the agent so
 /// that the XDP program can answer a probe with it.
@@ -313,6 +322,60 @@ pub const fn fenced_key_v4(addr: [u8; 4]) -> [u8; 16] {
     [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3]]
 }
 
+/// Room for the kernel's `struct bpf_timer` in a map value. It keeps the kernel's name because
+/// the kernel finds a timer in a map value by its BTF type name; the bytes are the kernel's
+/// (a map update from user space leaves them as they are).
+#[allow(non_camel_case_types)]
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct bpf_timer {
+    opaque: [u64; 2],
+}
+
+/// One group's watch on the silence of one peer (the ACTIVE this node would succeed), the value
+/// of `SILENCE_WATCHES`. The timer fires when the peer's silence would reach `after_permille`
+/// thousandths of its interval, counted from its last heartbeat; while it is heard, the timer
+/// sets itself for the new moment, and once it is silent it raises a [`change::SILENT`] event
+/// and stops until the agent sets it again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SilenceWatch {
+    /// The kernel's timer.
+    pub timer: bpf_timer,
+    /// The watched peer's slot in `PEERS`.
+    pub slot: u32,
+    /// The watched peer's node id; 0: none (the timer is cancelled).
+    pub node_id: u32,
+    /// The silence that counts, in thousandths of the peer's interval.
+    pub after_permille: u32,
+    /// Explicit padding.
+    pub _pad0: u32,
+}
+
+/// What the agent asks of [`WATCH_PROGRAM`]: watch `node_id` in `group` (0: stop watching).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct WatchRequest {
+    /// VIP group.
+    pub group: u32,
+    /// The peer to watch; 0 stops the group's watch.
+    pub node_id: u32,
+    /// The silence that counts, in thousandths of the peer's interval.
+    pub after_permille: u32,
+    /// Explicit padding.
+    pub _pad0: u32,
+}
+
+/// [`WATCH_PROGRAM`]'s verdicts (its return value in the test run).
+pub mod watch_verdict {
+    /// The watch is set (or stopped, for node id 0).
+    pub const SET: u32 = 2;
+    /// The peer has no record yet: nothing to watch.
+    pub const UNKNOWN_PEER: u32 = 1;
+    /// The request did not fit the frame, or a timer helper failed.
+    pub const FAILED: u32 = 0;
+}
+
 /// Bits of [`PeerEvent::changes`].
 pub mod change {
     /// First heartbeat from this peer since the map was created.
@@ -330,6 +393,9 @@ pub mod change {
     /// An authentic heartbeat with this node's id and a sequence above any it sent: another
     /// node uses our id (counted as `own_echo`). The agent reads the counters at once.
     pub const OWN_ID: u32 = 64;
+    /// The peer a silence watch follows went quiet (raised by the watch's timer, not by a
+    /// heartbeat; see [`super::SilenceWatch`]).
+    pub const SILENT: u32 = 128;
 }
 
 /// Sent on the `EVENTS` ring buffer when a peer needs the agent's attention at once.
@@ -375,6 +441,10 @@ mod pod {
     unsafe impl aya::Pod for super::GroupAdvert {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::ProbeState {}
+    // SAFETY: see above (the timer is two u64 the kernel owns).
+    unsafe impl aya::Pod for super::SilenceWatch {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::WatchRequest {}
 }
 
 #[cfg(test)]
@@ -394,6 +464,8 @@ mod tests {
         assert_eq!(size_of::<ProbeState>(), 8 * 3 + 4 + 4);
         assert_eq!(size_of::<AuthKeys>(), 40);
         assert_eq!(size_of::<PeerEvent>(), 16);
+        assert_eq!(size_of::<SilenceWatch>(), 16 + 4 * 4);
+        assert_eq!(size_of::<WatchRequest>(), 16);
     }
 
     #[test]

@@ -22,15 +22,17 @@ use core::mem::size_of;
 use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST},
     btf_maps::{Array, HashMap, PerCpuArray, RingBuf},
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
+use ha_common::watch_verdict;
 use ha_common::{
     change, fenced_key_v4, verify_tag, AuthKeys, DecodeError, Fence, GroupAdvert, Heartbeat, NodeState,
-    PeerEvent, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS,
-    FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS,
+    PeerEvent, PeerKey, PeerRecord, ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats,
+    BPF_F_MMAPABLE, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN,
+    MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, WATCH_REQUEST_OFFSET,
 };
 
 /// The peers' records, one slot per (group, node id), written only here and read by the agent
@@ -97,6 +99,12 @@ static FENCED: HashMap<[u8; 16], u8, MAX_FENCED_VIPS> = HashMap::new();
 /// between two of the agent's reads.
 #[btf_map]
 static EVENTS: RingBuf<PeerEvent, { 16 * 1024 }> = RingBuf::new();
+
+/// Each group's silence watch (see `ha_watch`): a kernel timer that wakes the agent through
+/// `EVENTS` once the ACTIVE it would succeed goes quiet, so that a STANDBY next in line need not
+/// wake every interval to look. Not memory-mapped: a map holding timers cannot be.
+#[btf_map]
+static SILENCE_WATCHES: HashMap<u32, SilenceWatch, { MAX_GROUPS as usize }> = HashMap::new();
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -780,6 +788,124 @@ fn count(outcome: &Outcome) {
         }
         Outcome::ProbeAnswer => stats.probe_answers += 1,
     });
+}
+
+/// `CLOCK_MONOTONIC`: the clock of `bpf_ktime_get_ns`, and so of every `last_seen_ns`.
+const CLOCK_MONOTONIC: u64 = 1;
+
+/// Sets a group's silence watch as the agent asks (a [`WatchRequest`] at
+/// [`WATCH_REQUEST_OFFSET`] of the frame): never attached, run by the agent through
+/// `BPF_PROG_TEST_RUN`, since only a BPF program may start a kernel timer. Returns a
+/// [`watch_verdict`].
+#[xdp]
+pub fn ha_watch(ctx: XdpContext) -> u32 {
+    let Some(request) = read_at::<[u8; size_of::<WatchRequest>()]>(&ctx, WATCH_REQUEST_OFFSET) else {
+        return watch_verdict::FAILED;
+    };
+    // SAFETY: WatchRequest is repr(C), made of u32s only: any 16 bytes are a valid value.
+    let request: WatchRequest = unsafe { core::mem::transmute(request) };
+    try_watch(&request).unwrap_or(watch_verdict::FAILED)
+}
+
+#[inline(always)]
+fn try_watch(request: &WatchRequest) -> Option<u32> {
+    let group = request.group;
+    if SILENCE_WATCHES.get_ptr_mut(group).is_none() {
+        // Inserted once, zero, and from then on changed in place: an update would replace the
+        // element, and its timer with it.
+        let _ = SILENCE_WATCHES.insert(group, SilenceWatch::default(), u64::from(BPF_NOEXIST));
+    }
+    let watch = SILENCE_WATCHES.get_ptr_mut(group)?;
+    // SAFETY: a pointer the map lookup returned points at a live, aligned value; the timer's
+    // callback may write it meanwhile on another CPU, which at worst starts the timer twice.
+    let watch: &mut SilenceWatch = unsafe { &mut *watch };
+    let timer = (&raw mut watch.timer).cast();
+    let map = core::ptr::from_ref(&SILENCE_WATCHES).cast_mut().cast();
+    // SAFETY: `timer` is the bpf_timer inside a value of `map`, as the helper requires. It fails
+    // with EBUSY once the timer is initialised, which is the case from the second request on.
+    let _ = unsafe { bpf_timer_init(timer, map, CLOCK_MONOTONIC) };
+    if request.node_id == 0 {
+        watch.node_id = 0;
+        // SAFETY: as above; cancelling a timer that is not running does nothing.
+        let _ = unsafe { aya_ebpf::helpers::bpf_timer_cancel(timer) };
+        return Some(watch_verdict::SET);
+    }
+    let Some(slot) = known_slot(PeerKey { group, node_id: request.node_id }) else {
+        return Some(watch_verdict::UNKNOWN_PEER);
+    };
+    watch.slot = slot;
+    watch.node_id = request.node_id;
+    watch.after_permille = request.after_permille;
+    // SAFETY: as above; `silence_expired` has the signature the kernel calls a timer callback
+    // with (the map, the key, the value).
+    if unsafe { bpf_timer_set_callback(timer, silence_expired as *mut core::ffi::c_void) } != 0 {
+        return None;
+    }
+    let delay = silence_left(watch, bpf_ktime_get_ns_now()).unwrap_or(1);
+    // SAFETY: as above.
+    if unsafe { bpf_timer_start(timer, delay, 0) } != 0 {
+        return None;
+    }
+    Some(watch_verdict::SET)
+}
+
+/// How long until the watched peer's silence counts, from `now`; `None` if it counts already.
+#[inline(always)]
+fn silence_left(watch: &SilenceWatch, now: u64) -> Option<u64> {
+    let peer = PEERS.get_ptr(watch.slot)?;
+    // SAFETY: a pointer the map lookup returned points at a live, aligned value; XDP may update
+    // it meanwhile, which at worst reads a heartbeat old or new.
+    let peer: &PeerRecord = unsafe { &*peer };
+    if peer.node_id != watch.node_id {
+        return None;
+    }
+    let silence = u64::from(peer.interval_ms) * u64::from(watch.after_permille) * 1_000;
+    let deadline = peer.last_seen_ns + silence;
+    (deadline > now).then(|| deadline - now)
+}
+
+/// The current CLOCK_MONOTONIC time in nanoseconds.
+#[inline(always)]
+fn bpf_ktime_get_ns_now() -> u64 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// A silence watch's timer fired: if its peer was heard since, the timer is set for the new
+/// moment its silence would count; if not, the agent is woken (`change::SILENT`) and the watch
+/// stops until the agent sets it again. The kernel requires a callback to return 0.
+#[inline(never)]
+extern "C" fn silence_expired(
+    _map: *mut core::ffi::c_void,
+    group: *mut u32,
+    watch: *mut SilenceWatch,
+) -> i32 {
+    // SAFETY: the kernel calls a timer callback with its map element's key and value, both live
+    // and aligned while it runs.
+    let group = unsafe { *group };
+    // SAFETY: as above.
+    let watch = unsafe { &mut *watch };
+    if watch.node_id == 0 {
+        return 0;
+    }
+    let now = bpf_ktime_get_ns_now();
+    if let Some(delay) = silence_left(watch, now) {
+        // SAFETY: the timer of this very element, initialised before it first started.
+        let _ = unsafe { bpf_timer_start((&raw mut watch.timer).cast(), delay, 0) };
+        return 0;
+    }
+    let event = PeerEvent {
+        group,
+        node_id: watch.node_id,
+        changes: change::SILENT,
+        priority: 0,
+        state: 0,
+        _pad0: [0; 2],
+    };
+    if EVENTS.output(event, 0).is_err() {
+        bump(|stats| stats.events_lost += 1);
+    }
+    0
 }
 
 #[cfg(not(test))]

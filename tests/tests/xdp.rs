@@ -206,6 +206,46 @@ fn events_only_for_changes_that_need_a_reaction() {
 }
 
 #[test]
+fn a_silence_watch_wakes_the_agent_once_the_watched_peer_goes_quiet() {
+    let mut datapath = load();
+    let mut events = datapath.take_events().unwrap();
+    let mut silent_events = || {
+        let mut silent = Vec::new();
+        while let Some(item) = events.next() {
+            // SAFETY: the program writes whole PeerEvents; read_unaligned copes with any offset.
+            let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<PeerEvent>()) };
+            if event.changes & change::SILENT != 0 {
+                silent.push((event.group, event.node_id));
+            }
+        }
+        silent
+    };
+    // Heartbeats at a 100 ms interval: the watch counts 130 ms of silence.
+    let frame =
+        |sequence| ipv4_frame(PORT, &signed(heartbeat(3, 200, NodeState::Active), sequence, &KEY), None);
+    assert!(!datapath.watch_silence(GROUP, 3, 1300).unwrap(), "a peer without a record cannot be watched");
+
+    assert_eq!(verdict(&datapath, &frame(1)), XDP_DROP);
+    assert!(datapath.watch_silence(GROUP, 3, 1300).unwrap(), "a recorded peer can be watched");
+    for sequence in 2..10 {
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(verdict(&datapath, &frame(sequence)), XDP_DROP);
+    }
+    assert_eq!(silent_events(), [], "a peer heard every half interval is never silent");
+
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(silent_events(), [(GROUP, 3)], "a quiet peer's silence wakes the agent, once");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(silent_events(), [], "the watch stops after it fired");
+
+    assert_eq!(verdict(&datapath, &frame(10)), XDP_DROP);
+    assert!(datapath.watch_silence(GROUP, 3, 1300).unwrap());
+    assert!(datapath.watch_silence(GROUP, 0, 0).unwrap(), "a watch can be stopped");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(silent_events(), [], "a stopped watch stays quiet");
+}
+
+#[test]
 fn replays_and_duplicates_change_nothing() {
     let datapath = load();
     let hb = heartbeat(4, 100, NodeState::Active);

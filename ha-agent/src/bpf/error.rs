@@ -6,7 +6,6 @@ use aya::{
     maps::MapError,
     programs::{links::LinkError, ProgramError},
 };
-use ha_common::XDP_PROGRAM;
 
 /// Errors of the BPF edge.
 #[derive(Debug, thiserror::Error)]
@@ -14,9 +13,9 @@ pub enum BpfError {
     /// The object did not parse or its maps could not be created (no BPF support, not root).
     #[error("loading the XDP object failed")]
     Object(#[source] aya::EbpfError),
-    /// The object has no XDP program of the expected name.
-    #[error("the XDP object has no program {XDP_PROGRAM}")]
-    NoProgram,
+    /// The object has no program of the expected name.
+    #[error("the XDP object has no program {0}")]
+    NoProgram(&'static str),
     /// The kernel refused the program (the verifier) or it is not an XDP program.
     #[error("loading the XDP program failed")]
     Program(#[source] ProgramError),
@@ -30,6 +29,15 @@ pub enum BpfError {
         /// Why.
         #[source]
         source: ProgramError,
+    },
+    /// Setting a silence watch failed: the program's test run, or (`None`) a timer helper in it.
+    #[error("setting the silence watch of group {group}")]
+    Watch {
+        /// The group.
+        group: u32,
+        /// Why, if the run itself failed.
+        #[source]
+        source: Option<ProgramError>,
     },
     /// A map is missing from the object (or was already taken).
     #[error("map {0} is not in the XDP object")]

@@ -3,19 +3,20 @@
 use std::io;
 
 use aya::maps::{MapData, RingBuf};
-use ha_common::PeerEvent;
+use ha_common::{change, PeerEvent, PeerKey};
 use tokio::io::unix::AsyncFd;
 
 /// The XDP program's ring buffer of [`PeerEvent`]s, registered with the tokio runtime.
 pub struct Events(pub(super) AsyncFd<RingBuf<MapData>>);
 
 impl Events {
-    /// Waits until the program has written at least one event, then drains the buffer;
-    /// returns how many events it held. Needs a tokio runtime.
-    pub async fn next_batch(&mut self) -> io::Result<usize> {
+    /// Waits until the program has written at least one event, then drains the buffer; returns
+    /// the silence watches among them that fired (group and peer; see
+    /// [`ha_common::SilenceWatch`]). Needs a tokio runtime.
+    pub async fn next_batch(&mut self) -> io::Result<Vec<PeerKey>> {
         let mut guard = self.0.readable_mut().await?;
         let ring = guard.get_inner_mut();
-        let mut count = 0;
+        let mut silent = Vec::new();
         while let Some(item) = ring.next() {
             if item.len() >= size_of::<PeerEvent>() {
                 // SAFETY: the XDP program writes whole PeerEvents; read_unaligned copes with any
@@ -26,11 +27,13 @@ impl Events {
                     changes = event.changes,
                     "peer event"
                 );
+                if event.changes & change::SILENT != 0 {
+                    silent.push(PeerKey { group: event.group, node_id: event.node_id });
+                }
             }
-            count += 1;
         }
         guard.clear_ready();
-        Ok(count)
+        Ok(silent)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
+use ha_common::PeerKey;
 use pnet::datalink::NetworkInterface;
 use tracing::{debug, error, info, warn};
 
@@ -14,9 +15,10 @@ use crate::{
     cli::RunArgs,
     clock::monotonic_now,
     config::Config,
-    election::{Action, Event, Output, PeerView, State},
+    election::{Action, Event, Output, PeerView, State, SUSPECT_AFTER_PERMILLE},
     heartbeat::HeartbeatSender,
     hooks::Hooks,
+    ids::NodeId,
     keys::Keys,
     metrics::Metrics,
     netwatch::NetEvent,
@@ -141,7 +143,51 @@ impl Agent {
 
     /// The earliest moment an election must be re-evaluated without a new event.
     pub(super) fn next_deadline(&self, now: Duration) -> Option<Duration> {
-        self.groups.iter().filter_map(|group| group.election.next_deadline(now, &group.peers)).min()
+        self.groups
+            .iter()
+            .filter_map(|group| group.election.next_deadline_watched(now, &group.peers, group.watching))
+            .min()
+    }
+
+    /// Keeps each group's silence watch on the ACTIVE its election would succeed, if any (see
+    /// [`crate::election::Election::silence_to_watch`]): a STANDBY next in line then sleeps until
+    /// that ACTIVE goes quiet instead of waking every interval to look. A syscall only when the
+    /// watch starts, moves or stops.
+    pub(super) fn keep_watches(&mut self) {
+        let now = monotonic_now();
+        for group in &mut self.groups {
+            let wanted = group.election.silence_to_watch(now, &group.peers);
+            if wanted == group.watching {
+                continue;
+            }
+            let (node, permille) = wanted.map_or((0, 0), |node| (node.0, SUSPECT_AFTER_PERMILLE));
+            group.watching = match self.datapath.watch_silence(group.config.id.0, node, permille) {
+                Ok(set) => {
+                    group.watch_failed = false;
+                    wanted.filter(|_| set)
+                }
+                Err(err) => {
+                    if !group.watch_failed {
+                        // The election's own deadlines stay: the loop wakes as if unwatched.
+                        warn!(group = %group.config.id, error = err.as_dyn(), "setting the silence watch failed");
+                    }
+                    group.watch_failed = true;
+                    None
+                }
+            };
+        }
+    }
+
+    /// The XDP program's silence watches that fired (`silent`: group and peer): those peers went
+    /// quiet, and the watches stopped until set again.
+    pub(super) fn watches_fired(&mut self, silent: &[PeerKey]) {
+        for key in silent {
+            for group in self.groups.iter_mut().filter(|group| group.config.id.0 == key.group) {
+                if group.watching == Some(NodeId(key.node_id)) {
+                    group.watching = None;
+                }
+            }
+        }
     }
 
     /// The earliest moment a group's periodic heartbeat is due (see

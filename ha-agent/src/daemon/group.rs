@@ -39,6 +39,11 @@ pub(super) struct Group {
     pub(super) advert_written: Option<GroupAdvert>,
     /// When the suspicion under way sent its first probe (for the round-trip histogram).
     pub(super) probe_started: Duration,
+    /// The peer the XDP program's silence watch follows for this group (see
+    /// [`crate::election::Election::silence_to_watch`]), while it runs.
+    pub(super) watching: Option<NodeId>,
+    /// Setting the watch failed last time (logged once; the election keeps its own deadlines).
+    pub(super) watch_failed: bool,
 }
 
 impl Group {
@@ -63,6 +68,8 @@ impl Group {
             hook_context,
             advert_written: None,
             probe_started: Duration::ZERO,
+            watching: None,
+            watch_failed: false,
         })
     }
 

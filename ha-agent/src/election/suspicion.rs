@@ -18,6 +18,8 @@ use crate::ids::NodeId;
 pub const PROBES_PER_BURST: u32 = 5;
 /// How long the ACTIVE must be silent, in its own intervals, before a successor suspects it.
 pub const SUSPECT_AFTER: f64 = 1.3;
+/// [`SUSPECT_AFTER`] in thousandths, as the XDP program's silence watch counts it.
+pub const SUSPECT_AFTER_PERMILLE: u32 = 1300;
 
 /// The time between two probes of a burst, and from the last to the end of the burst: a
 /// twentieth of the interval, within 1 to 5 ms (a burst ends 25 ms after it starts at 100 ms).
@@ -155,6 +157,20 @@ impl Election {
     #[must_use]
     pub fn probing(&self) -> Option<NodeId> {
         self.suspicion.filter(|s| !s.answered).map(|s| s.target)
+    }
+
+    /// The ACTIVE whose silence a watch outside the election may look out for (a kernel timer
+    /// that wakes the loop once that silence reaches [`SUSPECT_AFTER`] intervals): the one this
+    /// STANDBY would succeed, while it is heard and no suspicion of it is under way. While such a
+    /// watch runs, neither the suspicion nor the ACTIVE's dead time needs the clock (see
+    /// [`Election::next_deadline_watched`]).
+    #[must_use]
+    pub fn silence_to_watch(&self, now: Duration, peers: &[PeerView]) -> Option<NodeId> {
+        if !self.settings.probes || self.state != State::Standby || self.suspicion.is_some() {
+            return None;
+        }
+        let active = self.blocking_active(now, peers)?;
+        (now < active.last_seen + active.interval.mul_f64(SUSPECT_AFTER)).then_some(active.node_id)
     }
 
     /// When the suspicion needs the clock: the next probe, the end of the burst, or, with none

@@ -526,6 +526,43 @@ fn an_answer_or_a_heartbeat_ends_the_suspicion() {
 }
 
 #[test]
+fn a_watched_silence_leaves_the_successor_nothing_to_wake_for() {
+    use NodeState::{Active as A, Standby as S};
+    let mut n = Election::new(Settings { probes: true, ..settings(1, 100) }, ms(0));
+    let active = [peer(2, 200, A, 990)];
+    assert_eq!(tick(&mut n, 1000, &active), Output::default());
+    assert_eq!(n.silence_to_watch(ms(1000), &active), Some(NodeId(2)), "the ACTIVE it would succeed");
+    // Watched: neither its silence (1120) nor its dead time (1340) needs the clock; watching
+    // another node changes nothing.
+    assert_eq!(n.next_deadline_watched(ms(1000), &active, Some(NodeId(2))), None);
+    assert_eq!(n.next_deadline_watched(ms(1000), &active, Some(NodeId(3))), Some(ms(1120)));
+    // Once silent, or while a burst is under way, there is nothing (more) to watch.
+    assert_eq!(n.silence_to_watch(ms(1120), &active), None);
+    assert_eq!(tick(&mut n, 1120, &active).actions, [probe(true)]);
+    assert_eq!(n.silence_to_watch(ms(1121), &[peer(2, 200, A, 1121)]), None, "burst under way");
+    assert_eq!(n.next_deadline_watched(ms(1121), &active, Some(NodeId(2))), Some(ms(1125)));
+    // Heard again: the suspicion ends and the watch is wanted again.
+    let heard = [peer(2, 200, A, 1122)];
+    assert_eq!(tick(&mut n, 1125, &heard), Output::default());
+    assert_eq!(n.silence_to_watch(ms(1125), &heard), Some(NodeId(2)));
+    // Not the successor, or without probes: nothing to watch.
+    let behind = [peer(3, 200, A, 990), peer(2, 150, S, 990)];
+    assert_eq!(n.silence_to_watch(ms(1000), &behind), None);
+    assert_eq!(node(1, 100).silence_to_watch(ms(1000), &active), None);
+    // A preemption delay still needs the clock while the less worthy ACTIVE is watched.
+    let mut n = Election::new(Settings { probes: true, preempt_delay: ms(2000), ..settings(1, 200) }, ms(0));
+    let serving = [peer(2, 100, A, 1990)];
+    assert_eq!(tick(&mut n, 1999, &serving), Output::default());
+    assert_eq!(n.silence_to_watch(ms(1999), &serving), Some(NodeId(2)));
+    assert_eq!(n.next_deadline_watched(ms(1999), &serving, Some(NodeId(2))), Some(ms(2000)));
+}
+
+#[test]
+fn the_suspicion_threshold_in_thousandths_is_the_same() {
+    assert!((f64::from(SUSPECT_AFTER_PERMILLE) / 1000.0 - SUSPECT_AFTER).abs() < 1e-12);
+}
+
+#[test]
 fn only_the_successor_probes() {
     use NodeState::{Active as A, Standby as S};
     // Node 2 (150) would succeed the ACTIVE (200), not node 1 (100).
