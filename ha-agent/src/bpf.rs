@@ -80,6 +80,8 @@ pub enum XdpMode {
 /// The loaded XDP program and its maps.
 pub struct Datapath {
     ebpf: Ebpf,
+    /// Whether the kernel took the silence watch program ([`Datapath::watch_silence`]).
+    watch_loaded: bool,
     pin_dir: Option<PathBuf>,
     /// The pinned XDP link, once attached with a pin directory.
     link: Option<PinnedLink>,
@@ -104,14 +106,19 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(BpfError::Object)?;
         set_slot(&mut ebpf, CONFIG_MAP, config)?;
         set_slot(&mut ebpf, KEYS_MAP, keys)?;
-        for name in [XDP_PROGRAM, WATCH_PROGRAM] {
-            let program: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or(BpfError::NoProgram(name))?
-                .try_into()
-                .map_err(BpfError::Program)?;
-            program.load().map_err(BpfError::Program)?;
-        }
+        load_xdp(&mut ebpf, XDP_PROGRAM)?;
+        // Optional: a kernel without BPF timers (before 5.15) refuses it, and the agent then
+        // polls for the ACTIVE's silence as it would without it.
+        let watch_loaded = match load_xdp(&mut ebpf, WATCH_PROGRAM) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "no silence watch: the STANDBY next in line wakes every interval"
+                );
+                false
+            }
+        };
         let map = |name| ebpf.map(name).ok_or(BpfError::NoMap(name));
         let mmap_err = |name| {
             move |io_error| {
@@ -126,6 +133,7 @@ impl Datapath {
         let fence_memory = fence::FenceMemory::new(map(FENCE_MAP)?).map_err(mmap_err(FENCE_MAP))?;
         Ok(Self {
             ebpf,
+            watch_loaded,
             pin_dir: None,
             link: None,
             attached_mode: None,
@@ -315,6 +323,12 @@ impl Datapath {
         insert(&mut self.ebpf, PROBES_MAP, group, probe)
     }
 
+    /// Whether the kernel took the silence watch program: without it
+    /// [`Datapath::watch_silence`] always fails.
+    pub fn has_silence_watch(&self) -> bool {
+        self.watch_loaded
+    }
+
     /// Sets the silence watch of `group` on the peer `node_id` (0: stops it): the program wakes the
     /// agent (`change::SILENT`) once that peer's silence reaches `after_permille` thousandths of
     /// its interval. False if the program has no record of the peer yet. One test run of the
@@ -325,6 +339,9 @@ impl Datapath {
         let fields = [group, node_id, after_permille, 0];
         for (bytes, field) in frame[WATCH_REQUEST_OFFSET..].chunks_exact_mut(4).zip(fields) {
             bytes.copy_from_slice(&field.to_ne_bytes());
+        }
+        if !self.watch_loaded {
+            return Err(BpfError::Watch { group, source: None });
         }
         let program = loaded_xdp(&self.ebpf, WATCH_PROGRAM);
         let options = TestRunOptions { data_in: Some(&frame), ..Default::default() };
@@ -429,11 +446,18 @@ fn is_virtual(iface: &str) -> bool {
     entry.exists() && !entry.join("device").exists()
 }
 
+/// Loads the XDP program `name` of `ebpf` into the kernel.
+fn load_xdp(ebpf: &mut Ebpf, name: &'static str) -> Result<(), BpfError> {
+    let program: &mut Xdp =
+        ebpf.program_mut(name).ok_or(BpfError::NoProgram(name))?.try_into().map_err(BpfError::Program)?;
+    program.load().map_err(BpfError::Program)
+}
+
 /// The XDP program `name` of `ebpf`, loaded by [`Datapath::load`].
 fn loaded_xdp<'a>(ebpf: &'a Ebpf, name: &str) -> &'a Xdp {
     ebpf.program(name)
         .and_then(|p| <&Xdp>::try_from(p).ok())
-        .expect("both programs were loaded as XDP in Datapath::load")
+        .expect("the program was loaded as XDP in Datapath::load")
 }
 
 /// The loaded XDP program of `ebpf` (a free function, so that it borrows only that field).

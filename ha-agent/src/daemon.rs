@@ -350,6 +350,7 @@ async fn main_loop(
                 if now >= heartbeat_at {
                     beats.passed(now);
                     fed = agent.send_heartbeats();
+                    agent.metrics.heartbeats_late(now.saturating_sub(heartbeat_at));
                 }
             }
             batch = events.next_batch() => {

@@ -42,6 +42,7 @@ pub struct Metrics {
     check_durations: Histogram,
     heartbeat_gaps: Histogram,
     probe_round_trips: Histogram,
+    heartbeat_lateness: Histogram,
     last_stats: XdpStats,
     last_seen: HashMap<(GroupId, NodeId), Duration>,
     registry: Arc<Registry>,
@@ -67,6 +68,8 @@ impl Metrics {
         // 50 µs to 50 ms: a probe answered by XDP on a LAN, up to one whose first tries were lost.
         let probe_round_trips =
             Histogram::new([0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05]);
+        // 100 µs to 100 ms: a loop on time, up to one held up past a peer's suspicion.
+        let heartbeat_lateness = Histogram::new([0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1]);
         let mut registry = Registry::with_prefix("ha_agent");
         registry.register("state", "1 for the state this node is in, per group", state.clone());
         registry.register("transitions", "State changes, by the state entered", transitions.clone());
@@ -94,6 +97,11 @@ impl Metrics {
             "From a suspicion's first probe to the ACTIVE's first answer, as the XDP program recorded it",
             probe_round_trips.clone(),
         );
+        registry.register(
+            "heartbeat_lateness_seconds",
+            "How long after its point on the interval grid the loop sent its periodic heartbeats",
+            heartbeat_lateness.clone(),
+        );
         // Every outcome present from the first scrape, at 0 until it moves.
         for (name, _) in XdpStats::default().named() {
             drop(xdp.get_or_create(&vec![("outcome", name.to_string())]));
@@ -109,6 +117,7 @@ impl Metrics {
             check_durations,
             heartbeat_gaps,
             probe_round_trips,
+            heartbeat_lateness,
             last_stats: XdpStats::default(),
             last_seen: HashMap::new(),
             registry: Arc::new(registry),
@@ -174,6 +183,12 @@ impl Metrics {
     /// A suspicion's probes were answered `round_trip` after the first of them went out.
     pub fn probe_answered(&self, round_trip: Duration) {
         self.probe_round_trips.observe(round_trip.as_secs_f64());
+    }
+
+    /// The loop sent its periodic heartbeats `late` after their point on the grid: a loop held
+    /// up for more than a few tenths of an interval makes the successor probe.
+    pub fn heartbeats_late(&self, late: Duration) {
+        self.heartbeat_lateness.observe(late.as_secs_f64());
     }
 
     /// Serves the metrics on `address` from a task of its own. Needs a tokio runtime.

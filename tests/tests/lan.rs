@@ -329,7 +329,11 @@ fn the_metrics_endpoint_speaks_prometheus() {
         value("ha_agent_xdp_frames_total", Some(("outcome", "accepted"))).is_some_and(|v| v > 0.0),
         "{body}"
     );
-    for histogram in ["ha_agent_heartbeat_gap_seconds", "ha_agent_probe_round_trip_seconds"] {
+    for histogram in [
+        "ha_agent_heartbeat_gap_seconds",
+        "ha_agent_probe_round_trip_seconds",
+        "ha_agent_heartbeat_lateness_seconds",
+    ] {
         assert!(scrape.samples.iter().any(|s| s.metric.starts_with(histogram)), "{histogram}: {body}");
     }
 }

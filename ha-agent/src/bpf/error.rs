@@ -30,7 +30,8 @@ pub enum BpfError {
         #[source]
         source: ProgramError,
     },
-    /// Setting a silence watch failed: the program's test run, or (`None`) a timer helper in it.
+    /// Setting a silence watch failed: the program's test run, or (`None`) a timer helper in it
+    /// or the kernel, which refused the program at load.
     #[error("setting the silence watch of group {group}")]
     Watch {
         /// The group.

@@ -154,6 +154,9 @@ impl Agent {
     /// that ACTIVE goes quiet instead of waking every interval to look. A syscall only when the
     /// watch starts, moves or stops.
     pub(super) fn keep_watches(&mut self) {
+        if !self.datapath.has_silence_watch() {
+            return;
+        }
         let now = monotonic_now();
         for group in &mut self.groups {
             let wanted = group.election.silence_to_watch(now, &group.peers);
