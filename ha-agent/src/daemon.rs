@@ -302,7 +302,40 @@ struct Signals {
     user2: tokio::signal::unix::Signal,
 }
 
+/// What a signal asks of the loop.
+enum Signalled {
+    /// SIGTERM or SIGINT: stop.
+    Terminate,
+    /// SIGHUP: reload.
+    Reload,
+    /// SIGUSR2: re-execute.
+    Reexec,
+}
+
 impl Signals {
+    /// Forwards the signals from a task of their own into one channel: the loop then polls one
+    /// branch for all four at each wake-up rather than four, each of which registers a waiter and
+    /// drops it again every time. The task ends once the loop's end of the channel is gone.
+    fn forward(self) -> tokio::sync::mpsc::UnboundedReceiver<Signalled> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let Self { mut terminate, mut interrupt, mut hangup, mut user2 } = self;
+        tokio::spawn(async move {
+            loop {
+                let signalled = tokio::select! {
+                    Some(()) = terminate.recv() => Signalled::Terminate,
+                    Some(()) = interrupt.recv() => Signalled::Terminate,
+                    Some(()) = hangup.recv() => Signalled::Reload,
+                    Some(()) = user2.recv() => Signalled::Reexec,
+                    else => return,
+                };
+                if sender.send(signalled).is_err() {
+                    return;
+                }
+            }
+        });
+        receiver
+    }
+
     fn register() -> Result<Self, DaemonError> {
         let register = |kind| signal(kind).map_err(DaemonError::EventLoop);
         Ok(Self {
@@ -325,8 +358,7 @@ async fn main_loop(
     // Heartbeats keep to a grid of whole intervals from here; polls follow each turn.
     let mut beats = Beats::new(monotonic_now(), agent.config.interval);
     let mut next_poll = monotonic_now();
-    let Signals { terminate: mut sigterm, interrupt: mut sigint, hangup: mut sighup, user2: mut sigusr2 } =
-        signals;
+    let mut signals = signals.forward();
 
     loop {
         let now = monotonic_now();
@@ -372,13 +404,15 @@ async fn main_loop(
                 }
                 fed = agent.command(request, reply).await;
             }
-            _ = sighup.recv() => fed = agent.reload().await.unwrap_or_default(),
-            _ = sigusr2.recv() => {
-                agent.reexec();
-                continue;
-            }
-            _ = sigterm.recv() => shutdown = true,
-            _ = sigint.recv() => shutdown = true,
+            signalled = signals.recv() => match signalled {
+                Some(Signalled::Terminate) => shutdown = true,
+                Some(Signalled::Reload) => fed = agent.reload().await.unwrap_or_default(),
+                Some(Signalled::Reexec) => {
+                    agent.reexec();
+                    continue;
+                }
+                None => return Err(DaemonError::EventLoop(io::Error::other("the signal task ended"))),
+            },
         }
         if beats.interval != agent.config.interval {
             // A reload changed the interval.
