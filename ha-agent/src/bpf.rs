@@ -22,14 +22,12 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use clap::ValueEnum;
-use ha_common::{watch_verdict, WatchRequest};
 use ha_common::{
-    AuthKeys, Fence, GroupAdvert, PeerKey, PeerRecord, ProbeState, XdpConfig, XdpStats, CONFIG_MAP,
-    EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PEER_COUNT_MAP, PEER_SLOTS_MAP,
-    PROBES_MAP, STATS_MAP, WATCH_PROGRAM, WATCH_REQUEST_OFFSET, XDP_PROGRAM,
+    watch_verdict, AuthKeys, Fence, GroupAdvert, PeerKey, PeerRecord, ProbeState, WatchRequest, XdpConfig,
+    XdpStats, CONFIG_MAP, EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PEER_COUNT_MAP,
+    PEER_SLOTS_MAP, PROBES_MAP, STATS_MAP, WATCH_PROGRAM, WATCH_REQUEST_OFFSET, XDP_PROGRAM,
 };
 use serde::{Deserialize, Serialize};
-use std::mem::size_of;
 
 mod bpffs;
 mod error;
@@ -334,14 +332,14 @@ impl Datapath {
     /// its interval. False if the program has no record of the peer yet. One test run of the
     /// watch program: a syscall.
     pub fn watch_silence(&self, group: u32, node_id: u32, after_permille: u32) -> Result<bool, BpfError> {
+        if !self.watch_loaded {
+            return Err(BpfError::Watch { group, source: None });
+        }
         let mut frame = [0u8; WATCH_REQUEST_OFFSET + size_of::<WatchRequest>()];
         // The request's fields in order, in the host's byte order, as the program reads them.
         let fields = [group, node_id, after_permille, 0];
         for (bytes, field) in frame[WATCH_REQUEST_OFFSET..].chunks_exact_mut(4).zip(fields) {
             bytes.copy_from_slice(&field.to_ne_bytes());
-        }
-        if !self.watch_loaded {
-            return Err(BpfError::Watch { group, source: None });
         }
         let program = loaded_xdp(&self.ebpf, WATCH_PROGRAM);
         let options = TestRunOptions { data_in: Some(&frame), ..Default::default() };

@@ -8,6 +8,10 @@
 //! Every frame to the heartbeat port is dropped, accepted or not: nothing above XDP needs one,
 //! and a forged or malformed one goes no further than the driver. Everything else passes
 //! untouched. Every verdict and rejection is counted in the per-CPU `STATS` map.
+//!
+//! A second program, `ha_watch`, is never attached: the agent runs it to set the kernel timers
+//! of its silence watches (`SILENCE_WATCHES`), which wake it once the ACTIVE it would succeed
+//! goes quiet.
 #![no_std]
 #![no_main]
 // The `#[xdp]` macro wraps the entry point in a generated function without a doc comment,
@@ -27,10 +31,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
-use ha_common::watch_verdict;
 use ha_common::{
-    change, fenced_key_v4, verify_tag, AuthKeys, DecodeError, Fence, GroupAdvert, Heartbeat, NodeState,
-    PeerEvent, PeerKey, PeerRecord, ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats,
+    change, fenced_key_v4, verify_tag, watch_verdict, AuthKeys, DecodeError, Fence, GroupAdvert, Heartbeat,
+    NodeState, PeerEvent, PeerKey, PeerRecord, ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats,
     BPF_F_MMAPABLE, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN,
     MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, WATCH_REQUEST_OFFSET,
 };
@@ -807,6 +810,7 @@ pub fn ha_watch(ctx: XdpContext) -> u32 {
     try_watch(&request).unwrap_or(watch_verdict::FAILED)
 }
 
+/// [`ha_watch`]'s work: `None` when a timer helper failed.
 #[inline(always)]
 fn try_watch(request: &WatchRequest) -> Option<u32> {
     let group = request.group;
@@ -841,7 +845,7 @@ fn try_watch(request: &WatchRequest) -> Option<u32> {
     if unsafe { bpf_timer_set_callback(timer, silence_expired as *mut core::ffi::c_void) } != 0 {
         return None;
     }
-    let delay = silence_left(watch, bpf_ktime_get_ns_now()).unwrap_or(1);
+    let delay = silence_left(watch, monotonic_ns()).unwrap_or(1);
     // SAFETY: as above.
     if unsafe { bpf_timer_start(timer, delay, 0) } != 0 {
         return None;
@@ -866,7 +870,7 @@ fn silence_left(watch: &SilenceWatch, now: u64) -> Option<u64> {
 
 /// The current CLOCK_MONOTONIC time in nanoseconds.
 #[inline(always)]
-fn bpf_ktime_get_ns_now() -> u64 {
+fn monotonic_ns() -> u64 {
     // SAFETY: the helper has no preconditions.
     unsafe { bpf_ktime_get_ns() }
 }
@@ -888,7 +892,7 @@ extern "C" fn silence_expired(
     if watch.node_id == 0 {
         return 0;
     }
-    let now = bpf_ktime_get_ns_now();
+    let now = monotonic_ns();
     if let Some(delay) = silence_left(watch, now) {
         // SAFETY: the timer of this very element, initialised before it first started.
         let _ = unsafe { bpf_timer_start((&raw mut watch.timer).cast(), delay, 0) };
