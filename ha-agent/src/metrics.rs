@@ -44,7 +44,8 @@ pub struct Metrics {
     probe_round_trips: Histogram,
     heartbeat_lateness: Histogram,
     last_stats: XdpStats,
-    last_seen: HashMap<(GroupId, NodeId), Duration>,
+    /// Each peer's last heartbeat as read, and the program's count of its heartbeats then.
+    last_seen: HashMap<(GroupId, NodeId), (Duration, u64)>,
     registry: Arc<Registry>,
 }
 
@@ -89,7 +90,7 @@ impl Metrics {
         );
         registry.register(
             "heartbeat_gap_seconds",
-            "Time between two heartbeats of a peer, as the XDP program recorded them",
+            "Time between two heartbeats of a peer, as the XDP program recorded them, when the loop read both",
             heartbeat_gaps.clone(),
         );
         registry.register(
@@ -137,18 +138,23 @@ impl Metrics {
         }
     }
 
-    /// A group's peer table as the loop read it: live peers, and the gap of each new heartbeat.
+    /// A group's peer table as the loop read it: how many peers are live.
     pub fn observe_peers(&mut self, group: GroupId, now: Duration, peers: &[PeerView], dead_factor: f64) {
         let live = peers.iter().filter(|peer| peer.is_live(now, dead_factor)).count();
         self.peers_live
             .get_or_create(&vec![("group", group.to_string())])
             .set(i64::try_from(live).unwrap_or(i64::MAX));
-        for peer in peers {
-            match self.last_seen.insert((group, peer.node_id), peer.last_seen) {
-                Some(before) if peer.last_seen > before => {
-                    self.heartbeat_gaps.observe(peer.last_seen.saturating_sub(before).as_secs_f64());
-                }
-                _ => {}
+    }
+
+    /// One peer's record as the loop read it (`packets`: the program's count of its heartbeats):
+    /// the gap since its previous heartbeat, if that is the one the loop read last time. Only
+    /// then is the difference of the two times a gap between heartbeats; a STANDBY's loop wakes
+    /// once or twice a second and reads many heartbeats later, and a gap is then not observed.
+    pub fn observe_heartbeat(&mut self, group: GroupId, peer: &PeerView, packets: u64) {
+        let before = self.last_seen.insert((group, peer.node_id), (peer.last_seen, packets));
+        if let Some((seen, counted)) = before {
+            if packets == counted + 1 && peer.last_seen > seen {
+                self.heartbeat_gaps.observe(peer.last_seen.saturating_sub(seen).as_secs_f64());
             }
         }
     }
@@ -252,6 +258,10 @@ mod tests {
         };
         metrics.observe_peers(GroupId(1), Duration::from_millis(100), &[peer(100)], 3.5);
         metrics.observe_peers(GroupId(1), Duration::from_millis(200), &[peer(200)], 3.5);
+        // Heartbeats 1 and 2 read one after the other: a gap; 2 and 5: none.
+        metrics.observe_heartbeat(GroupId(1), &peer(100), 1);
+        metrics.observe_heartbeat(GroupId(1), &peer(200), 2);
+        metrics.observe_heartbeat(GroupId(1), &peer(500), 5);
         metrics.check("web", false, Duration::from_millis(3), false);
         metrics.observe_xdp(&XdpStats { accepted: 5, bad_tag: 2, ..Default::default() });
         metrics.observe_xdp(&XdpStats { accepted: 8, bad_tag: 2, ..Default::default() });

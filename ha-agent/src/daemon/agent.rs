@@ -106,12 +106,16 @@ impl Agent {
             group.peers.clear();
         }
         let groups = &mut self.groups;
+        // Only when a scraper can see them: with 256 groups this is most of a poll's work.
+        let mut metrics = self.config.metrics_listen.is_some().then_some(&mut self.metrics);
         self.datapath.each_peer(|key, record| {
             if let (Some(i), Some(view)) = (index.position(key.group), PeerView::from_record(&key, &record)) {
+                if let Some(metrics) = metrics.as_deref_mut() {
+                    metrics.observe_heartbeat(groups[i].config.id, &view, record.packets);
+                }
                 groups[i].peers.push(view);
             }
         });
-        // Only when a scraper can see them: with 256 groups this is most of a poll's work.
         if self.config.metrics_listen.is_some() {
             let now = monotonic_now();
             for group in &self.groups {
