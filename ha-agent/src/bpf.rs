@@ -335,12 +335,9 @@ impl Datapath {
         if !self.watch_loaded {
             return Err(BpfError::Watch { group, source: None });
         }
-        let mut frame = [0u8; WATCH_REQUEST_OFFSET + size_of::<WatchRequest>()];
-        // The request's fields in order, in the host's byte order, as the program reads them.
-        let fields = [group, node_id, after_permille, 0];
-        for (bytes, field) in frame[WATCH_REQUEST_OFFSET..].chunks_exact_mut(4).zip(fields) {
-            bytes.copy_from_slice(&field.to_ne_bytes());
-        }
+        let mut frame = [0u8; WATCH_REQUEST_OFFSET + WatchRequest::LEN];
+        frame[WATCH_REQUEST_OFFSET..]
+            .copy_from_slice(&WatchRequest { group, node_id, after_permille, _pad0: 0 }.to_bytes());
         let program = loaded_xdp(&self.ebpf, WATCH_PROGRAM);
         let options = TestRunOptions { data_in: Some(&frame), ..Default::default() };
         let run = program.test_run(options).map_err(|err| BpfError::Watch { group, source: Some(err) })?;

@@ -382,7 +382,10 @@ async fn main_loop(
                 if now >= heartbeat_at {
                     beats.passed(now);
                     fed = agent.send_heartbeats();
-                    agent.metrics.heartbeats_late(now.saturating_sub(heartbeat_at));
+                    // As every metric read at each wake-up, only when a scraper can see it.
+                    if agent.config.metrics_listen.is_some() {
+                        agent.metrics.heartbeats_late(now.saturating_sub(heartbeat_at));
+                    }
                 }
             }
             batch = events.next_batch() => {

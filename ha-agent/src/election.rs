@@ -374,15 +374,10 @@ impl Election {
         let far = now + Duration::from_hours(24);
         let alive: Vec<PeerView> = peers
             .iter()
-            .map(
-                |peer| {
-                    if Some(peer.node_id) == watched {
-                        PeerView { last_seen: far, ..*peer }
-                    } else {
-                        *peer
-                    }
-                },
-            )
+            .map(|peer| {
+                let last_seen = if Some(peer.node_id) == watched { far } else { peer.last_seen };
+                PeerView { last_seen, ..*peer }
+            })
             .collect();
         Some(self.promotion_at(now, &alive)).filter(|at| *at < far)
     }

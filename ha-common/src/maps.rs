@@ -366,6 +366,30 @@ pub struct WatchRequest {
     pub _pad0: u32,
 }
 
+impl WatchRequest {
+    /// How many bytes a request takes in the frame.
+    pub const LEN: usize = 16;
+
+    /// The request as the frame carries it: its fields in order, in the host's byte order, the
+    /// padding zero.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut bytes = [0u8; Self::LEN];
+        let fields = [self.group, self.node_id, self.after_permille, 0];
+        for (chunk, field) in bytes.chunks_exact_mut(4).zip(fields) {
+            chunk.copy_from_slice(&field.to_ne_bytes());
+        }
+        bytes
+    }
+
+    /// The request a frame carries (see [`WatchRequest::to_bytes`]).
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
+        let field = |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        Self { group: field(0), node_id: field(4), after_permille: field(8), _pad0: 0 }
+    }
+}
+
 /// [`WATCH_PROGRAM`]'s verdicts (its return value in the test run).
 pub mod watch_verdict {
     /// The watch is set (or stopped, for node id 0).
@@ -465,7 +489,13 @@ mod tests {
         assert_eq!(size_of::<AuthKeys>(), 40);
         assert_eq!(size_of::<PeerEvent>(), 16);
         assert_eq!(size_of::<SilenceWatch>(), 16 + 4 * 4);
-        assert_eq!(size_of::<WatchRequest>(), 16);
+        assert_eq!(size_of::<WatchRequest>(), WatchRequest::LEN);
+    }
+
+    #[test]
+    fn a_watch_request_reads_back_as_written() {
+        let request = WatchRequest { group: 7, node_id: 0xdead_beef, after_permille: 1300, _pad0: 0 };
+        assert_eq!(WatchRequest::from_bytes(request.to_bytes()), request);
     }
 
     #[test]

@@ -802,12 +802,10 @@ const CLOCK_MONOTONIC: u64 = 1;
 /// [`watch_verdict`].
 #[xdp]
 pub fn ha_watch(ctx: XdpContext) -> u32 {
-    let Some(request) = read_at::<[u8; size_of::<WatchRequest>()]>(&ctx, WATCH_REQUEST_OFFSET) else {
+    let Some(request) = read_at::<[u8; WatchRequest::LEN]>(&ctx, WATCH_REQUEST_OFFSET) else {
         return watch_verdict::FAILED;
     };
-    // SAFETY: WatchRequest is repr(C), made of u32s only: any 16 bytes are a valid value.
-    let request: WatchRequest = unsafe { core::mem::transmute(request) };
-    try_watch(&request).unwrap_or(watch_verdict::FAILED)
+    try_watch(&WatchRequest::from_bytes(request)).unwrap_or(watch_verdict::FAILED)
 }
 
 /// [`ha_watch`]'s work: `None` when a timer helper failed.

@@ -265,8 +265,8 @@ impl Lan {
     /// outages with the ports inline (the fewest hops, no thread to schedule) and a daemon's CPU
     /// time with them threaded.
     pub fn set_ports(&self, ports: Ports) -> anyhow::Result<()> {
-        if self.threaded_ports.swap(ports == Ports::Threaded, Ordering::SeqCst) != (ports == Ports::Threaded)
-        {
+        let threaded = ports == Ports::Threaded;
+        if self.threaded_ports.swap(threaded, Ordering::SeqCst) != threaded {
             for host in &self.hosts {
                 self.configure_port(&host.ns, &host.port, ports)?;
             }

@@ -107,7 +107,8 @@ impl Agent {
         }
         let groups = &mut self.groups;
         // Only when a scraper can see them: with 256 groups this is most of a poll's work.
-        let mut metrics = self.config.metrics_listen.is_some().then_some(&mut self.metrics);
+        let served = self.config.metrics_listen.is_some();
+        let mut metrics = served.then_some(&mut self.metrics);
         self.datapath.each_peer(|key, record| {
             if let (Some(i), Some(view)) = (index.position(key.group), PeerView::from_record(&key, &record)) {
                 if let Some(metrics) = metrics.as_deref_mut() {
@@ -116,7 +117,7 @@ impl Agent {
                 groups[i].peers.push(view);
             }
         });
-        if self.config.metrics_listen.is_some() {
+        if served {
             let now = monotonic_now();
             for group in &self.groups {
                 let factor = group.election.settings().dead_factor();
@@ -189,10 +190,14 @@ impl Agent {
     /// quiet, and the watches stopped until set again.
     pub(super) fn watches_fired(&mut self, silent: &[PeerKey]) {
         for key in silent {
-            for group in self.groups.iter_mut().filter(|group| group.config.id.0 == key.group) {
-                if group.watching == Some(NodeId(key.node_id)) {
-                    group.watching = None;
-                }
+            let position = self.group_index.position(key.group);
+            let Some(group) =
+                position.and_then(|i| self.groups.get_mut(i)).filter(|g| g.config.id.0 == key.group)
+            else {
+                continue;
+            };
+            if group.watching == Some(NodeId(key.node_id)) {
+                group.watching = None;
             }
         }
     }

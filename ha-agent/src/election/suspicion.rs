@@ -16,10 +16,18 @@ use crate::ids::NodeId;
 
 /// Probes in one burst.
 pub const PROBES_PER_BURST: u32 = 5;
-/// How long the ACTIVE must be silent, in its own intervals, before a successor suspects it.
-pub const SUSPECT_AFTER: f64 = 1.3;
-/// [`SUSPECT_AFTER`] in thousandths, as the XDP program's silence watch counts it.
+/// How long the ACTIVE must be silent, in thousandths of its own intervals, before a successor
+/// suspects it: in thousandths because the XDP program's silence watch counts it so too.
 pub const SUSPECT_AFTER_PERMILLE: u32 = 1300;
+/// [`SUSPECT_AFTER_PERMILLE`] in intervals.
+#[allow(clippy::cast_lossless, reason = "f64::from is not const")]
+pub const SUSPECT_AFTER: f64 = SUSPECT_AFTER_PERMILLE as f64 / 1000.0;
+
+/// When `active`'s silence starts a suspicion: [`SUSPECT_AFTER`] of its intervals after its last
+/// heartbeat.
+fn suspected_at(active: &PeerView) -> Duration {
+    active.last_seen + active.interval.mul_f64(SUSPECT_AFTER)
+}
 
 /// The time between two probes of a burst, and from the last to the end of the burst: a
 /// twentieth of the interval, within 1 to 5 ms (a burst ends 25 ms after it starts at 100 ms).
@@ -78,15 +86,13 @@ impl Election {
         let mut suspicion = match self.suspicion {
             // Still silent since the burst began: the burst goes on.
             Some(s) if s.target == active.node_id && s.heard_at == active.last_seen => s,
-            _ if now.saturating_sub(active.last_seen) >= active.interval.mul_f64(SUSPECT_AFTER) => {
-                Suspicion {
-                    target: active.node_id,
-                    since: now,
-                    heard_at: active.last_seen,
-                    sent: 0,
-                    answered: false,
-                }
-            }
+            _ if now >= suspected_at(active) => Suspicion {
+                target: active.node_id,
+                since: now,
+                heard_at: active.last_seen,
+                sent: 0,
+                answered: false,
+            },
             _ => {
                 self.suspicion = None;
                 return None;
@@ -170,7 +176,7 @@ impl Election {
             return None;
         }
         let active = self.blocking_active(now, peers)?;
-        (now < active.last_seen + active.interval.mul_f64(SUSPECT_AFTER)).then_some(active.node_id)
+        (now < suspected_at(active)).then_some(active.node_id)
     }
 
     /// When the suspicion needs the clock: the next probe, the end of the burst, or, with none
@@ -184,7 +190,7 @@ impl Election {
             Some(s) if s.target == active.node_id && s.heard_at == active.last_seen => {
                 Some(s.since + probe_spacing(active.interval) * s.sent.min(PROBES_PER_BURST))
             }
-            _ => Some(active.last_seen + active.interval.mul_f64(SUSPECT_AFTER)),
+            _ => Some(suspected_at(active)),
         }
     }
 }
