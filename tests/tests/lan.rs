@@ -286,7 +286,10 @@ fn the_control_socket_is_roots_alone_or_a_groups() {
     assert!(!out.status.success());
     assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
     assert!(stderr.contains("is not open to this user"), "{stderr:?}");
-    assert_eq!(private.status().unwrap()["state"], "STANDBY", "nothing changed");
+    // Nothing changed: not drained. Alone on its LAN, the agent may have become ACTIVE meanwhile
+    // (copying the binary and setpriv can outlast its first election on a slow machine).
+    let state = private.status().unwrap()["state"].clone();
+    assert!(state == "STANDBY" || state == "ACTIVE", "nothing changed, yet the state is {state}");
     // Open to a group: mode 0660 and that group.
     let shared = lan.start_agent(1, 100, &["--control-group", "root"]).unwrap();
     let metadata = std::fs::metadata(shared.run_dir.join("control.sock")).unwrap();
