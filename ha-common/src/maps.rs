@@ -412,7 +412,8 @@ pub mod change {
     pub const REVIVED: u32 = 8;
     /// The peer answered one of this node's probes (`PROBES`).
     pub const PROBE_ANSWER: u32 = 32;
-    /// The peer's flags changed (it yielded the VIP, hands it over, or stopped saying so).
+    /// The peer's flags changed (it yielded the VIP, hands it over, or stopped saying so); the
+    /// probe flag alone is no change (nothing the agent acts on).
     pub const FLAGS: u32 = 16;
     /// An authentic heartbeat with this node's id and a sequence above any it sent: another
     /// node uses our id (counted as `own_echo`). The agent reads the counters at once.
@@ -425,7 +426,11 @@ pub mod change {
 /// Sent on the `EVENTS` ring buffer when a peer needs the agent's attention at once.
 ///
 /// Not sent for an ordinary heartbeat: the agent polls the peer map for those.
-#[repr(C)]
+///
+/// Aligned to 8 (its size stays 16): the XDP program is built to allow misaligned accesses (to
+/// the packet, see ha-ebpf's build.rs), so LLVM may merge the stores that build an event on the
+/// stack into 8-byte ones, and the verifier refuses a misaligned stack access.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct PeerEvent {
     /// VIP group.
