@@ -59,3 +59,48 @@ fn two_groups_run_active_active_and_fail_over_each_on_its_own() {
     });
     assert!(answers(&lan, VIP_ONE) && answers(&lan, VIP_TWO), "the client reaches both VIPs on host 1");
 }
+
+/// Host 0's config reduced to one group with priority `priority` in it.
+fn one_group(lan: &Lan, id: u8, vip: Ipv4Addr, priority: u8) -> String {
+    let path = lan.dir.join("groups-h1.toml");
+    fs::write(&path, format!("[[group]]\nid = {id}\nvips = ['{vip}/24']\npriority = {priority}\n")).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_reload_that_drops_a_group_hands_it_over_and_serves_the_rest() {
+    require_root();
+    let lan = Lan::new("dropgroup", 3).unwrap();
+    let first = config(&lan, 0, 200, 100);
+    let second = config(&lan, 1, 100, 200);
+    let zero = lan.start_agent(0, 100, &["--config", &first]).unwrap();
+    let mut one = lan.start_agent(1, 100, &["--config", &second]).unwrap();
+    wait_until(Duration::from_secs(5), "host 0 holding group 1, host 1 group 2", || {
+        holders(&lan, VIP_ONE) == [0] && holders(&lan, VIP_TWO) == [1]
+    });
+
+    // Group 1, where host 0 is ACTIVE, leaves its config: it releases the VIP, and host 1 takes
+    // it over at once rather than after a dead time.
+    one_group(&lan, 2, VIP_TWO, 100);
+    let answer = zero.ctl(&["reload"]).unwrap_or_else(|err| panic!("ctl reload: {err}"));
+    assert!(answer.starts_with("reload: group 2 STANDBY"), "{answer}");
+    wait_until(Duration::from_secs(1), "host 1 holding both groups", || {
+        holders(&lan, VIP_ONE) == [1] && holders(&lan, VIP_TWO) == [1]
+    });
+    assert!(answers(&lan, VIP_ONE), "the client reaches group 1's VIP on host 1");
+
+    // Group 2, where host 0 is the STANDBY that watches host 1, leaves it too: host 0 serves
+    // group 1 alone, and when host 1 stops it takes group 1 and nothing of group 2.
+    one_group(&lan, 1, VIP_ONE, 50);
+    let answer = zero.ctl(&["reload"]).unwrap_or_else(|err| panic!("ctl reload: {err}"));
+    assert!(answer.starts_with("reload: group 1 STANDBY"), "{answer}");
+    one.signal(libc::SIGTERM);
+    assert_eq!(one.wait_exit(Duration::from_secs(5)).unwrap(), Some(0));
+    wait_until(Duration::from_secs(2), "host 0 holding group 1 alone", || holders(&lan, VIP_ONE) == [0]);
+    assert_eq!(holders(&lan, VIP_TWO), Vec::<usize>::new(), "group 2 is no longer host 0's");
+    let report = zero.report().unwrap();
+    let ids: Vec<u64> =
+        report["groups"].as_array().unwrap().iter().map(|g| g["group"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1], "{report}");
+    assert!(answers(&lan, VIP_ONE), "the client reaches group 1's VIP on host 0");
+}

@@ -56,10 +56,24 @@ impl Group {
         checks: &Checks,
         now: Duration,
     ) -> Result<Self, VipError> {
+        let vips = VipManager::new(ifindex, config.vips.clone())?;
+        Ok(Self::beside(vips, config, agent, node_id, checks, now))
+    }
+
+    /// [`Group::new`] with `vips` (sharing another group's netlink connection, say), which
+    /// cannot fail: a reload makes its new groups so, once it has started changing things.
+    pub(super) fn beside(
+        vips: VipManager,
+        config: GroupConfig,
+        agent: &Config,
+        node_id: NodeId,
+        checks: &Checks,
+        now: Duration,
+    ) -> Self {
         let settings = settings(&config, agent, node_id, checks);
         let hook_context = hook_context(&config, agent, node_id);
-        Ok(Self {
-            vips: VipManager::new(ifindex, config.vips.clone())?,
+        Self {
+            vips,
             election: Election::new(settings, now),
             config,
             peers: Vec::new(),
@@ -70,7 +84,7 @@ impl Group {
             probe_started: Duration::ZERO,
             watching: None,
             watch_failed: false,
-        })
+        }
     }
 
     /// Takes a reloaded config: new VIPs and settings, the state kept.

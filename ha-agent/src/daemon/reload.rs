@@ -80,9 +80,15 @@ impl Agent {
         }
         // Everything that can fail is read before anything changes.
         let keys = new.key_file.as_deref().map(keys::load).transpose()?;
+        // Taken before the removed groups go (a config whose groups are all new removes every
+        // one): this node's id, and a netlink connection for the new groups' VIPs, so that
+        // making them cannot fail once groups have started to change.
+        let (node_id, netlink) = {
+            let first = self.groups.first().expect("an agent serves at least one group");
+            (first.election.settings().node_id, first.vips.with_vips(Vec::new()))
+        };
         self.release_removed_groups(&new).await;
         let now = monotonic_now();
-        let node_id = self.groups.first().map(|g| g.election.settings().node_id);
         let mut groups = Vec::with_capacity(new.groups.len());
         self.checks.reconfigure(&new.checks);
         for group_config in &new.groups {
@@ -93,9 +99,8 @@ impl Agent {
                 group.reconfigure(group_config.clone(), &new, &self.checks);
                 group
             } else {
-                let node_id = node_id.expect("an agent serves at least one group");
-                let index = self.interface.index;
-                let group = Group::new(group_config.clone(), &new, node_id, index, &self.checks, now)?;
+                let vips = netlink.with_vips(group_config.vips.clone());
+                let group = Group::beside(vips, group_config.clone(), &new, node_id, &self.checks, now);
                 self.metrics.set_state(group.config.id, group.election.state(), false);
                 info!(group = %group.config.id, "new group: STANDBY");
                 group
@@ -127,7 +132,15 @@ impl Agent {
                 let second = self.groups[index].election.handle(Event::Shutdown { now });
                 self.execute(index, second).await;
             }
-            self.groups.remove(index);
+            let group = self.groups.remove(index);
+            // Its silence watch stops with it: it would otherwise follow the group's ACTIVE in
+            // the kernel until that went quiet, and then wake the loop for a group it no longer
+            // serves.
+            if group.watching.is_some() {
+                if let Err(err) = self.datapath.watch_silence(group.config.id.0, 0, 0) {
+                    warn!(group = %group.config.id, error = err.as_dyn(), "stopping the silence watch failed");
+                }
+            }
         }
     }
 
