@@ -3,7 +3,7 @@
 
 use std::{fs, net::Ipv4Addr, time::Duration};
 
-use ha_tests::{has_address, require_root, wait_until, Lan};
+use ha_tests::{has_address, require_root, wait_until, Agent, Lan};
 
 const CLIENT: usize = 2;
 const VIP_ONE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -29,17 +29,24 @@ fn answers(lan: &Lan, vip: Ipv4Addr) -> bool {
     lan.hosts[CLIENT].ns.exec("ping", &args).is_ok_and(|out| out.status.success())
 }
 
-#[test]
-fn two_groups_run_active_active_and_fail_over_each_on_its_own() {
+/// A LAN of three hosts where host 0 is ACTIVE in group 1 and host 1 in group 2, each the other's
+/// STANDBY (host 2 is the client): the LAN and the two agents, once both VIPs are held so.
+fn active_active(name: &str) -> (Lan, Agent, Agent) {
     require_root();
-    let lan = Lan::new("actact", 3).unwrap();
+    let lan = Lan::new(name, 3).unwrap();
     let first = config(&lan, 0, 200, 100);
     let second = config(&lan, 1, 100, 200);
-    let mut zero = lan.start_agent(0, 100, &["--config", &first]).unwrap();
-    let _one = lan.start_agent(1, 100, &["--config", &second]).unwrap();
+    let zero = lan.start_agent(0, 100, &["--config", &first]).unwrap();
+    let one = lan.start_agent(1, 100, &["--config", &second]).unwrap();
     wait_until(Duration::from_secs(5), "host 0 holding group 1, host 1 group 2", || {
         holders(&lan, VIP_ONE) == [0] && holders(&lan, VIP_TWO) == [1]
     });
+    (lan, zero, one)
+}
+
+#[test]
+fn two_groups_run_active_active_and_fail_over_each_on_its_own() {
+    let (lan, mut zero, _one) = active_active("actact");
     assert!(answers(&lan, VIP_ONE) && answers(&lan, VIP_TWO), "the client reaches both VIPs");
     let report = zero.report().unwrap();
     let states: Vec<&str> =
@@ -69,15 +76,7 @@ fn one_group(lan: &Lan, id: u8, vip: Ipv4Addr, priority: u8) -> String {
 
 #[test]
 fn a_reload_that_drops_a_group_hands_it_over_and_serves_the_rest() {
-    require_root();
-    let lan = Lan::new("dropgroup", 3).unwrap();
-    let first = config(&lan, 0, 200, 100);
-    let second = config(&lan, 1, 100, 200);
-    let zero = lan.start_agent(0, 100, &["--config", &first]).unwrap();
-    let mut one = lan.start_agent(1, 100, &["--config", &second]).unwrap();
-    wait_until(Duration::from_secs(5), "host 0 holding group 1, host 1 group 2", || {
-        holders(&lan, VIP_ONE) == [0] && holders(&lan, VIP_TWO) == [1]
-    });
+    let (lan, zero, mut one) = active_active("dropgroup");
 
     // Group 1, where host 0 is ACTIVE, leaves its config: it releases the VIP, and host 1 takes
     // it over at once rather than after a dead time.
