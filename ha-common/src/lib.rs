@@ -17,7 +17,7 @@ pub mod maps;
 pub mod units;
 pub mod wire;
 
-pub use auth::{heartbeat_tag, sip_key, siphash24, verify_tag, verify_tag_with, SipKey};
+pub use auth::{heartbeat_tag, sip_key, siphash24, verify_tag, SipKey};
 pub use maps::*;
 pub use units::parse_duration;
 pub use wire::*;

@@ -142,21 +142,9 @@ impl Heartbeat {
     /// Encodes and signs with `key`: the tag field becomes the SipHash-2-4 tag of the rest.
     /// `None` leaves the tag 0 (authentication off).
     pub fn encode_signed(&self, key: Option<&crate::SipKey>) -> [u8; HEARTBEAT_LEN] {
-        self.encode_signed_with(key, crate::heartbeat_tag)
-    }
-
-    /// [`Heartbeat::encode_signed`] with the tag computed by `tag_of` (which must be
-    /// [`crate::heartbeat_tag`] or a call of it): see [`crate::verify_tag_with`].
-    #[allow(clippy::inline_always, reason = "inlined into the XDP program's probe answer")]
-    #[inline(always)]
-    pub fn encode_signed_with(
-        &self,
-        key: Option<&crate::SipKey>,
-        tag_of: impl FnOnce(&crate::SipKey, &[u8; HEARTBEAT_LEN]) -> u64,
-    ) -> [u8; HEARTBEAT_LEN] {
         let mut buf = Heartbeat { tag: 0, ..*self }.encode();
         if let Some(key) = key {
-            let tag = tag_of(key, &buf);
+            let tag = crate::heartbeat_tag(key, &buf);
             buf[TAG_OFFSET..].copy_from_slice(&tag.to_be_bytes());
         }
         buf

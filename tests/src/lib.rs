@@ -451,6 +451,14 @@ impl Lan {
         Ok(agent)
     }
 
+    /// Writes `text` to the file `name` in the LAN's directory (a config, say); returns its path,
+    /// as an agent's flag takes it.
+    pub fn write_file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.join(name);
+        fs::write(&path, text).unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+        path.to_string_lossy().into_owned()
+    }
+
     /// Host `index`'s agent's pin directory.
     pub fn pin_dir(&self, index: usize) -> PathBuf {
         self.bpffs.join(format!("h{}", index + 1))

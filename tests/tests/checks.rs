@@ -25,12 +25,6 @@ impl Drop for Background {
     }
 }
 
-fn write_config(lan: &Lan, name: &str, text: &str) -> String {
-    let path = lan.dir.join(name);
-    fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
-}
-
 /// The agent's answer to `ctl COMMAND`, or its error.
 fn ctl(agent: &Agent, command: &str) -> String {
     agent.ctl(&[command]).unwrap_or_else(|err| err)
@@ -48,8 +42,7 @@ fn a_failing_http_check_moves_the_vip_and_its_recovery_brings_it_back_gap_free()
         host.ns.command(HTTPSTUB).arg("127.0.0.1:8080").arg(&healthy).stderr(Stdio::null()).spawn().unwrap();
     let _stub = Background(stub);
     // 200 - 150 = 50 while the check is down: below the other node's 100.
-    let config = write_config(
-        &lan,
+    let config = lan.write_file(
         "http.toml",
         &format!(
             "vips = ['{}']\ntrack = ['web']\n[[check]]\nname = 'web'\nhttp = 'http://127.0.0.1:8080/health'\n\
@@ -91,8 +84,7 @@ fn a_check_that_hangs_is_killed_and_does_not_slow_a_failover() {
     require_root();
     let lan = Lan::new("checkhang", 3).unwrap();
     let marker = format!("31.{}", std::process::id());
-    let config = write_config(
-        &lan,
+    let config = lan.write_file(
         "hang.toml",
         &format!(
             "vips = ['{}']\ntrack = ['stuck']\n[[check]]\nname = 'stuck'\nexec = 'sleep {marker}'\n\
@@ -139,7 +131,7 @@ fn a_reload_that_changes_only_a_check_interval_moves_nothing() {
             ha_tests::VIP_CIDR
         )
     };
-    let config = write_config(&lan, "reload.toml", &text("1s"));
+    let config = lan.write_file("reload.toml", &text("1s"));
     let _low = lan.start_agent(0, 100, &["--config", &config]).unwrap();
     let high = lan.start_agent(1, 200, &["--config", &config]).unwrap();
     wait_until(Duration::from_secs(5), "host 1 holding the VIP", || lan.vip_holders() == [1]);

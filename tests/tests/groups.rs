@@ -1,7 +1,7 @@
 //! Several VIP groups in one agent, one XDP program: active/active, each group preferring
 //! another node, asserted on the addresses each host holds and on the client's pings.
 
-use std::{fs, net::Ipv4Addr, time::Duration};
+use std::{net::Ipv4Addr, time::Duration};
 
 use ha_tests::{has_address, require_root, wait_until, Agent, Lan};
 
@@ -9,15 +9,18 @@ const CLIENT: usize = 2;
 const VIP_ONE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const VIP_TWO: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
 
+/// Host `host`'s config file: one name for each, so that a reload reads what the test wrote last.
+fn config_name(host: usize) -> String {
+    format!("groups-h{}.toml", host + 1)
+}
+
 /// A config with groups 1 and 2, this node's priorities `one` and `two` in them.
 fn config(lan: &Lan, host: usize, one: u8, two: u8) -> String {
-    let path = lan.dir.join(format!("groups-h{}.toml", host + 1));
     let text = format!(
         "[[group]]\nid = 1\nvips = ['{VIP_ONE}/24']\npriority = {one}\n\n\
          [[group]]\nid = 2\nvips = ['{VIP_TWO}/24']\npriority = {two}\n"
     );
-    fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
+    lan.write_file(&config_name(host), &text)
 }
 
 fn holders(lan: &Lan, vip: Ipv4Addr) -> Vec<usize> {
@@ -69,9 +72,8 @@ fn two_groups_run_active_active_and_fail_over_each_on_its_own() {
 
 /// Host 0's config reduced to one group with priority `priority` in it.
 fn one_group(lan: &Lan, id: u8, vip: Ipv4Addr, priority: u8) -> String {
-    let path = lan.dir.join("groups-h1.toml");
-    fs::write(&path, format!("[[group]]\nid = {id}\nvips = ['{vip}/24']\npriority = {priority}\n")).unwrap();
-    path.to_string_lossy().into_owned()
+    let text = format!("[[group]]\nid = {id}\nvips = ['{vip}/24']\npriority = {priority}\n");
+    lan.write_file(&config_name(0), &text)
 }
 
 #[test]
