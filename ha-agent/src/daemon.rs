@@ -163,8 +163,19 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     // First of all: an agent that renewed its lease here less than a dead time ago was killed or
     // re-executed a moment ago, and its peers have not taken over. Its program is still attached:
     // renew its lease so that it does not fence the VIPs while we get ready to replace it.
-    let mut predecessor =
-        bpf::PredecessorFence::open(&config.pin_dir).filter(|fence| fence.alive(monotonic_now()));
+    let mut predecessor = bpf::PredecessorFence::open(&config.pin_dir).filter(|fence| {
+        let now = monotonic_now();
+        let alive = fence.alive(now);
+        // Said, because it decides whether a restart keeps the VIPs: one slower than a dead time
+        // starts afresh, as does one after a predecessor that held none.
+        let renewed_ms_ago = millis(fence.renewed_before(now));
+        if alive {
+            info!(renewed_ms_ago, "the predecessor's lease holds");
+        } else {
+            info!(renewed_ms_ago, "the predecessor held no VIPs or its lease has run out: starting afresh");
+        }
+        alive
+    });
     let has_predecessor = predecessor.is_some();
     if let Some(fence) = predecessor.as_mut() {
         fence.renew(monotonic_now())?;

@@ -125,6 +125,12 @@ impl PredecessorFence {
         self.fence.count != 0 && !self.fence.expired(crate::clock::nanos(now))
     }
 
+    /// How long before `now` its agent last renewed the lease.
+    #[must_use]
+    pub fn renewed_before(&self, now: Duration) -> Duration {
+        now.saturating_sub(Duration::from_nanos(self.fence.renewed_ns))
+    }
+
     /// Keeps its lease renewed every `period` from a thread of its own until the returned guard is
     /// dropped: while a restarted agent loads and attaches its own program (a good part of an
     /// interval), the old program keeps the VIPs unfenced and answers the successor's probes, so

@@ -87,8 +87,9 @@ impl Election {
             return Output::default();
         }
         // Nothing is announced (the LAN already points at us), so `last_announced` stays: a
-        // claimant that appeared during the restart is answered at once. AddVips confirms they are all on (one removed meanwhile comes back); the heartbeat
-        // tells the peers at once that the ACTIVE they were about to miss is still here.
+        // claimant that appeared during the restart is answered at once. AddVips confirms they
+        // are all on (one removed meanwhile comes back); the heartbeat tells the peers at once
+        // that the ACTIVE they were about to miss is still here.
         self.go(
             State::Active,
             "restarted within the dead time while holding the VIPs: resuming".to_string(),
