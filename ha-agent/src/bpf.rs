@@ -42,16 +42,6 @@ use events::readable_fd;
 pub use events::Events;
 pub use fence::{fence, fenced_key, KeepAlive, PredecessorFence};
 
-/// The program's settings for the node `own_node_id`, whose heartbeats use `port`; probes to it
-/// are timed with the coarse clock from the interval this kernel's tick allows
-/// ([`crate::election::coarse_probe_clock_from`]).
-#[must_use]
-pub fn xdp_config(port: u16, own_node_id: u32) -> XdpConfig {
-    let from = crate::election::coarse_probe_clock_from(crate::clock::coarse_tick());
-    let from_ms = from.map_or(0, |from| u32::try_from(from.as_nanos().div_ceil(1_000_000)).unwrap_or(0));
-    XdpConfig { port, own_node_id, coarse_probe_clock_from_ms: from_ms, ..XdpConfig::default() }
-}
-
 /// The XDP object built by `build.rs`, embedded so the binary is self-contained.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
 

@@ -11,17 +11,6 @@ pub fn monotonic_now() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// The resolution of CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`): the kernel's tick,
-/// 4 ms at 250 Hz. `None` if the kernel does not say.
-pub fn coarse_tick() -> Option<Duration> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-pointer.
-    let status = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) };
-    let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u32::try_from(ts.tv_nsec).ok()?;
-    (status == 0).then(|| Duration::new(secs, nanos))
-}
-
 /// A duration in whole nanoseconds, as the XDP program's clock counts.
 pub fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)

@@ -9,6 +9,7 @@
 
 use std::{io, time::Duration};
 
+use ha_common::XdpConfig;
 use pnet::datalink::{self, NetworkInterface};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -227,7 +228,7 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         }
     }
 
-    let xdp_config = bpf::xdp_config(config.port, node_id.0);
+    let xdp_config = XdpConfig { port: config.port, own_node_id: node_id.0, ..Default::default() };
     let auth_keys = keys.as_ref().map(Keys::to_auth_keys).unwrap_or_default();
     let mut datapath = Datapath::load(&xdp_config, &auth_keys)?;
     datapath.pin(&config.pin_dir)?;

@@ -53,10 +53,7 @@ pub use fault::{Fault, Faults};
 pub use lifecycle::HandoverError;
 pub use peer::{PeerView, MAX_INTERVAL, MIN_INTERVAL};
 pub use state::{Advert, Settings, State, STANDBY_EVERY};
-pub use suspicion::{
-    answer_window, coarse_probe_clock_from, probe_spacing, PROBES_PER_BURST, SUSPECT_AFTER,
-    SUSPECT_AFTER_PERMILLE,
-};
+pub use suspicion::{answer_window, probe_spacing, PROBES_PER_BURST, SUSPECT_AFTER, SUSPECT_AFTER_PERMILLE};
 
 /// The longest wait between two tries to put the VIPs on after a failure.
 pub const MAX_ADD_RETRY: Duration = Duration::from_secs(10);

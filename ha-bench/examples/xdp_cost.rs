@@ -11,12 +11,11 @@
 //! `cargo run --release -p ha-bench --example xdp_cost -- [REPEAT]` (default 1000000; needs root).
 use aya::programs::{TestRun as _, TestRunOptions};
 use ha_agent::bpf::Datapath;
-use ha_common::{sip_key, AuthKeys, GroupAdvert, Heartbeat, NodeState, DEFAULT_PORT, FLAG_PROBE};
+use ha_common::{sip_key, AuthKeys, GroupAdvert, Heartbeat, NodeState, XdpConfig, DEFAULT_PORT, FLAG_PROBE};
 use ha_tests::frames::ipv4_frame;
 
 fn load(keys: &AuthKeys) -> anyhow::Result<Datapath> {
-    // As the agent sets it: on this kernel, probes at a 100 ms interval are timed coarsely.
-    let config = ha_agent::bpf::xdp_config(DEFAULT_PORT, 99);
+    let config = XdpConfig { port: DEFAULT_PORT, own_node_id: 99, ..Default::default() };
     let mut datapath = Datapath::load(&config, keys)?;
     datapath.set_groups(&[1])?;
     Ok(datapath)

@@ -163,24 +163,6 @@ pub struct XdpConfig {
     /// This agent's own node id; heartbeats carrying it are told apart as our own or another
     /// node's with our id (`replay`, `own_echo`).
     pub own_node_id: u32,
-    /// From which of this node's intervals (in ms) on a probe to it is timed with the coarse
-    /// clock (`bpf_ktime_get_coarse_ns`: a tick's resolution, lagging by up to a tick, for a
-    /// fraction of the precise clock's cost); 0: never. The agent sets it for this kernel's tick
-    /// ([`XdpConfig::times_probes_coarsely`]).
-    pub coarse_probe_clock_from_ms: u32,
-    /// Explicit padding; always 0.
-    pub _pad1: u32,
-}
-
-impl XdpConfig {
-    /// Whether a probe to this node, whose interval in the probe's group is `interval_ms`, is
-    /// timed with the coarse clock.
-    #[allow(clippy::inline_always, reason = "the XDP program's hot path")]
-    #[inline(always)]
-    #[must_use]
-    pub const fn times_probes_coarsely(&self, interval_ms: u32) -> bool {
-        self.coarse_probe_clock_from_ms != 0 && interval_ms >= self.coarse_probe_clock_from_ms
-    }
 }
 
 /// The keys heartbeats are verified with (SipHash-2-4 keys as two little-endian halves).
@@ -504,7 +486,7 @@ mod tests {
         assert_eq!(size_of::<PeerKey>(), 8);
         assert_eq!(size_of::<PeerRecord>(), 8 * 3 + 4 + 2 + 1 + 1 + 16 + 6 + 1 + 1 + 4 + 4 + 4 + 4);
         assert_eq!(size_of::<PeerRecord>() % align_of::<PeerRecord>(), 0);
-        assert_eq!(size_of::<XdpConfig>(), 16);
+        assert_eq!(size_of::<XdpConfig>(), 8);
         assert_eq!(size_of::<XdpStats>(), 8 * 15);
         assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 8 + 8 + 4 + 4);
         assert_eq!(size_of::<GroupAdvert>(), 8);

@@ -26,9 +26,7 @@ use core::mem::size_of;
 use aya_ebpf::{
     bindings::{xdp_action, BPF_NOEXIST},
     btf_maps::{Array, HashMap, PerCpuArray, RingBuf},
-    helpers::{
-        bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start,
-    },
+    helpers::{bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -445,23 +443,16 @@ fn classify(ctx: &XdpContext) -> Outcome {
         return Outcome::OwnEcho;
     }
     let layout = Layout { l3, l4, family: source.family };
-    let probe_to_us = heartbeat.flags & FLAG_PROBE != 0 && heartbeat.target == config.own_node_id;
-    // One clock read for the record and the answer's lease check. A probe to this node is timed
-    // with the coarse clock where its interval allows (`XdpConfig::times_probes_coarsely`): the
-    // precise one costs a good part of an answer, and a tick late matters to neither use, the
-    // prober's last-seen time (this node judges no STANDBY by the millisecond) and the answer
-    // window (a tick long at most, within half its margin).
-    let now = if probe_to_us && config.times_probes_coarsely(advert.interval_ms) {
-        // SAFETY: a helper without arguments, callable from any program.
-        unsafe { bpf_ktime_get_coarse_ns() }
-    } else {
-        // SAFETY: as above.
-        unsafe { bpf_ktime_get_ns() }
-    };
+    // One clock read for the record and the answer's lease check.
+    // SAFETY: a helper without arguments, callable from any program.
+    let now = unsafe { bpf_ktime_get_ns() };
     let outcome = record(ctx, &heartbeat, &source, vlan_id, now);
     // Only a probe that passed everything a heartbeat must, replay check included, is answered:
     // a forged or replayed one costs no more than a forged or replayed heartbeat.
-    if probe_to_us && matches!(outcome, Outcome::Accepted) {
+    if matches!(outcome, Outcome::Accepted)
+        && heartbeat.flags & FLAG_PROBE != 0
+        && heartbeat.target == config.own_node_id
+    {
         return answer_probe(ctx, &heartbeat, &advert, layout, now);
     }
     outcome
@@ -742,9 +733,7 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
     };
     let (high, low) = (mac_high.to_ne_bytes(), mac_low.to_ne_bytes());
     let src_mac = [high[0], high[1], high[2], high[3], low[0], low[1]];
-    // Never back: a probe timed with the coarse clock may read up to a tick behind the precise
-    // time of the sender's heartbeat before it.
-    peer.last_seen_ns = peer.last_seen_ns.max(now);
+    peer.last_seen_ns = now;
     peer.sequence = heartbeat.sequence;
     peer.interval_ms = heartbeat.interval_ms;
     peer.vlan_id = vlan_id;

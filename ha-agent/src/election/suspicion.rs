@@ -36,26 +36,12 @@ pub fn probe_spacing(interval: Duration) -> Duration {
     (interval / 20).clamp(Duration::from_millis(1), Duration::from_millis(5))
 }
 
-/// [`answer_window`] in intervals.
-const ANSWER_WINDOW: f64 = 1.15;
-
 /// How recently the agent's loop must have turned for its XDP program to answer a probe: a
 /// little over the interval (at which the loop turns), and less than [`SUSPECT_AFTER`] intervals,
 /// so that a dead agent's node has stopped answering by the time a successor probes.
 #[must_use]
 pub fn answer_window(interval: Duration) -> Duration {
-    interval.mul_f64(ANSWER_WINDOW)
-}
-
-/// The shortest interval at which the XDP program may time a probe with the coarse clock, which
-/// lags the precise one by up to `tick`, so that the answer window may run a tick long: at most
-/// half the gap between the window and the successor's suspicion ([`SUSPECT_AFTER`]), so that a
-/// dead agent's node still stops answering before a successor probes. 54 ms with a 4 ms tick
-/// (250 Hz); `None` (never) without a coarse clock. Why at all: the precise clock is a good part
-/// of what answering costs (see `XdpConfig::coarse_probe_clock_from_ms`).
-#[must_use]
-pub fn coarse_probe_clock_from(tick: Option<Duration>) -> Option<Duration> {
-    tick.filter(|tick| !tick.is_zero()).map(|tick| (2 * tick).div_f64(SUSPECT_AFTER - ANSWER_WINDOW))
+    interval.mul_f64(1.15)
 }
 
 /// A suspicion of one ACTIVE.
