@@ -23,9 +23,10 @@ use aya::{
 };
 use clap::ValueEnum;
 use ha_common::{
-    watch_verdict, AuthKeys, Fence, GroupAdvert, PeerKey, PeerRecord, ProbeState, WatchRequest, XdpConfig,
-    XdpStats, CONFIG_MAP, EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP, KEYS_MAP, PEERS_MAP, PEER_COUNT_MAP,
-    PEER_SLOTS_MAP, PROBES_MAP, STATS_MAP, WATCH_PROGRAM, WATCH_REQUEST_OFFSET, XDP_PROGRAM,
+    watch_verdict, AuthKeys, Fence, GroupAdvert, GroupEntry, PeerKey, PeerRecord, PeerSlot, ProbeState,
+    WatchRequest, XdpConfig, XdpStats, CONFIG_MAP, EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP,
+    GROUP_ENTRIES_MAP, KEYS_MAP, MAX_GROUPS, PEERS_MAP, PEER_COUNT_MAP, PEER_SLOTS_MAP, PROBES_MAP,
+    STATS_MAP, WATCH_PROGRAM, WATCH_REQUEST_OFFSET, XDP_PROGRAM,
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,7 @@ mod bpffs;
 mod error;
 mod events;
 mod fence;
+mod groups;
 mod mapping;
 mod table;
 
@@ -86,6 +88,8 @@ pub struct Datapath {
     /// Which mode the program was attached in, if attached ("kept" when it replaced the program
     /// behind a previous agent's pinned link, in whatever mode that one chose).
     pub attached_mode: Option<&'static str>,
+    /// Which `GROUP_ENTRIES` index each served group has.
+    group_entries: groups::GroupEntries,
     /// The fence as last written (with its VIP count, even while `fencing` is off).
     fence: Fence,
     /// Whether the fence is armed: while no group holds VIPs it is written with a count of 0 (see
@@ -137,6 +141,7 @@ impl Datapath {
             attached_mode: None,
             fence: Fence::default(),
             fencing: true,
+            group_entries: groups::GroupEntries::default(),
             fence_memory,
             peers,
         })
@@ -308,12 +313,39 @@ impl Datapath {
     /// adds the new ones first (with no advert yet: probes in them go unanswered until
     /// [`Datapath::set_advert`]), then removes those no longer served.
     pub fn set_groups(&mut self, groups: &[u32]) -> Result<(), BpfError> {
-        sync_keys(&mut self.ebpf, GROUPS_MAP, groups, GroupAdvert::default())
+        let gone: Vec<u32> = self.group_entries.groups().filter(|group| !groups.contains(group)).collect();
+        for group in gone {
+            // Out of GROUPS first: a new peer's heartbeat no longer finds the entry, and a known
+            // peer's, whose slot holds the index, finds it cleared.
+            remove::<u32, u32>(&mut self.ebpf, GROUPS_MAP, group)?;
+            if let Some(index) = self.group_entries.release(group) {
+                set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &GroupEntry::default())?;
+            }
+        }
+        for &group in groups {
+            self.group_entry(group)?;
+        }
+        Ok(())
     }
 
-    /// What this node says in `group`, for the program's probe answers.
+    /// What this node says in `group`, for the program's probe answers (serving the group from
+    /// now on if it did not yet).
     pub fn set_advert(&mut self, group: u32, advert: GroupAdvert) -> Result<(), BpfError> {
-        insert(&mut self.ebpf, GROUPS_MAP, group, advert)
+        let index = self.group_entry(group)?;
+        set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &GroupEntry { group, served: 1, advert })
+    }
+
+    /// `group`'s index in `GROUP_ENTRIES`, given it (with a blank advert) if it has none.
+    fn group_entry(&mut self, group: u32) -> Result<u32, BpfError> {
+        if let Some(index) = self.group_entries.index(group) {
+            return Ok(index);
+        }
+        let index = self.group_entries.assign(group).ok_or(BpfError::TooManyGroups(MAX_GROUPS))?;
+        // The entry before GROUPS: a heartbeat that finds the index finds the entry.
+        let entry = GroupEntry { group, served: 1, advert: GroupAdvert::default() };
+        set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &entry)?;
+        insert(&mut self.ebpf, GROUPS_MAP, group, index)?;
+        Ok(index)
     }
 
     /// Records the probe burst under way in `group` (before each probe goes out).
@@ -355,8 +387,8 @@ impl Datapath {
 
     /// What the program last recorded of one peer.
     pub fn peer(&self, key: PeerKey) -> Result<Option<PeerRecord>, BpfError> {
-        let slot: Option<u32> = lookup(&self.ebpf, PEER_SLOTS_MAP, key)?;
-        Ok(slot.and_then(|slot| self.peers.get(slot)))
+        let known: Option<PeerSlot> = lookup(&self.ebpf, PEER_SLOTS_MAP, key)?;
+        Ok(known.and_then(|known| self.peers.get(known.slot)))
     }
 
     /// Every peer the XDP program has recorded.
@@ -474,6 +506,16 @@ fn insert<K: aya::Pod, V: aya::Pod>(
     hash.insert(key, value, 0).map_err(|err| BpfError::Map(name, err))
 }
 
+/// Removes `key` from the hash map `name` (of `V` values) if it is there.
+fn remove<K: aya::Pod, V: aya::Pod>(ebpf: &mut Ebpf, name: &'static str, key: K) -> Result<(), BpfError> {
+    let map = ebpf.map_mut(name).ok_or(BpfError::NoMap(name))?;
+    let mut hash: HashMap<_, K, V> = HashMap::try_from(map).map_err(|err| BpfError::Map(name, err))?;
+    match hash.remove(&key) {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(err) => Err(BpfError::Map(name, err)),
+    }
+}
+
 /// Makes `keys` the keys of the hash map `name`: adds the missing ones first, with `value`
 /// (entries already there keep theirs), then removes those not in `keys`.
 fn sync_keys<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
@@ -510,7 +552,12 @@ fn lookup<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &'static str, key: K) -> 
 
 /// Writes `value` into slot 0 of the one-slot array `name`.
 fn set_slot<T: aya::Pod>(ebpf: &mut Ebpf, name: &'static str, value: &T) -> Result<(), BpfError> {
+    set_at(ebpf, name, 0, value)
+}
+
+/// Writes `value` at `index` of the array `name`.
+fn set_at<T: aya::Pod>(ebpf: &mut Ebpf, name: &'static str, index: u32, value: &T) -> Result<(), BpfError> {
     let map = ebpf.map_mut(name).ok_or(BpfError::NoMap(name))?;
     let mut array: Array<_, T> = Array::try_from(map).map_err(|err| BpfError::Map(name, err))?;
-    array.set(0, value, 0).map_err(|err| BpfError::Map(name, err))
+    array.set(index, value, 0).map_err(|err| BpfError::Map(name, err))
 }

@@ -8,7 +8,8 @@
 /// (`BPF_F_MMAPABLE`), so that reading every peer costs no syscall. Slots are handed out in
 /// order (see [`PEER_SLOTS_MAP`], [`PEER_COUNT_MAP`]); a slot never used is all zero.
 pub const PEERS_MAP: &str = "PEERS";
-/// Name of the hash map from [`PeerKey`] to the peer's slot in `PEERS`.
+/// Name of the hash map from [`PeerKey`] to the peer's [`PeerSlot`]: its slot in `PEERS` and its
+/// group's entry in `GROUP_ENTRIES`.
 pub const PEER_SLOTS_MAP: &str = "PEER_SLOTS";
 /// Name of the one-slot array (memory-mapped too) counting the `PEERS` slots handed out so far.
 pub const PEER_COUNT_MAP: &str = "PEER_COUNT";
@@ -27,9 +28,13 @@ pub const KEYS_MAP: &str = "KEYS";
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the XDP program in the eBPF object.
 pub const XDP_PROGRAM: &str = "ha_xdp";
-/// Name of the hash map of the groups this agent serves (group id → [`GroupAdvert`]); heartbeats
-/// of any other group are counted (`wrong_group`) and dropped.
+/// Name of the hash map of the groups this agent serves (group id → its index in
+/// `GROUP_ENTRIES`); heartbeats of any other group are counted (`wrong_group`) and dropped.
 pub const GROUPS_MAP: &str = "GROUPS";
+/// Name of the array of [`GroupEntry`]s, one per group served (at the index `GROUPS` gives): a
+/// known peer's heartbeat finds its group's through the index in its [`PeerSlot`], an array
+/// lookup, instead of a second hash lookup.
+pub const GROUP_ENTRIES_MAP: &str = "GROUP_ENTRIES";
 /// Name of the hash map of this node's outstanding probes (group id → [`ProbeState`]).
 pub const PROBES_MAP: &str = "PROBES";
 /// How many groups one agent may serve.
@@ -74,6 +79,30 @@ pub struct GroupAdvert {
     pub _pad0: u8,
 }
 
+/// A group this node serves, in `GROUP_ENTRIES`, written by the agent; an entry no group uses is
+/// all zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GroupEntry {
+    /// The group id.
+    pub group: u32,
+    /// 1 while the group is served, 0 for an unused entry (group ids may be 0).
+    pub served: u32,
+    /// What this node says in the group.
+    pub advert: GroupAdvert,
+}
+
+impl GroupEntry {
+    /// Whether this entry is `group`'s: a peer's index may be one a reload has since freed or
+    /// given to another group.
+    #[allow(clippy::inline_always, reason = "the XDP program's hot path")]
+    #[inline(always)]
+    #[must_use]
+    pub const fn serves(&self, group: u32) -> bool {
+        self.served != 0 && self.group == group
+    }
+}
+
 /// A burst of probes this node sent in one group, written by the agent before each probe goes
 /// out; the XDP program marks it answered when an authentic answer echoes one of its sequences.
 #[repr(C)]
@@ -99,6 +128,18 @@ pub struct PeerKey {
     pub group: u32,
     /// Sender's node id.
     pub node_id: u32,
+}
+
+/// Where a peer's things are: its record's slot in `PEERS`, handed out once and never changed,
+/// and its group's entry in `GROUP_ENTRIES` as last found (put right by the XDP program when a
+/// reload moves it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PeerSlot {
+    /// The record's index in `PEERS`.
+    pub slot: u32,
+    /// The group's index in `GROUP_ENTRIES`.
+    pub group_entry: u32,
 }
 
 /// What the XDP program last saw of a peer.
@@ -469,6 +510,10 @@ mod pod {
     // SAFETY: see above.
     unsafe impl aya::Pod for super::GroupAdvert {}
     // SAFETY: see above.
+    unsafe impl aya::Pod for super::GroupEntry {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::PeerSlot {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::ProbeState {}
     // SAFETY: see above (the timer is two u64 the kernel owns).
     unsafe impl aya::Pod for super::SilenceWatch {}
@@ -490,6 +535,8 @@ mod tests {
         assert_eq!(size_of::<XdpStats>(), 8 * 15);
         assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 8 + 8 + 4 + 4);
         assert_eq!(size_of::<GroupAdvert>(), 8);
+        assert_eq!(size_of::<GroupEntry>(), 16);
+        assert_eq!(size_of::<PeerSlot>(), 8);
         assert_eq!(size_of::<ProbeState>(), 8 * 3 + 4 + 4);
         assert_eq!(size_of::<AuthKeys>(), 40);
         assert_eq!(size_of::<PeerEvent>(), 16);

@@ -32,10 +32,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ha_common::{
-    change, fenced_key_v4, verify_tag, watch_verdict, AuthKeys, DecodeError, Fence, GroupAdvert, Heartbeat,
-    NodeState, PeerEvent, PeerKey, PeerRecord, ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats,
-    BPF_F_MMAPABLE, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN,
-    MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, WATCH_REQUEST_OFFSET,
+    change, fenced_key_v4, verify_tag, watch_verdict, AuthKeys, DecodeError, Fence, GroupAdvert, GroupEntry,
+    Heartbeat, NodeState, PeerEvent, PeerKey, PeerRecord, PeerSlot, ProbeState, SilenceWatch, WatchRequest,
+    XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER,
+    HEARTBEAT_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, WATCH_REQUEST_OFFSET,
 };
 
 /// The peers' records, one slot per (group, node id), written only here and read by the agent
@@ -45,9 +45,10 @@ use ha_common::{
 #[btf_map]
 static PEERS: Array<PeerRecord, { MAX_PEERS as usize }, BPF_F_MMAPABLE> = Array::new();
 
-/// Each peer's slot in `PEERS`.
+/// Each peer's slot in `PEERS`, and its group's index in `GROUP_ENTRIES`: the one hash lookup a
+/// known peer's heartbeat costs.
 #[btf_map]
-static PEER_SLOTS: HashMap<PeerKey, u32, { MAX_PEERS as usize }> = HashMap::new();
+static PEER_SLOTS: HashMap<PeerKey, PeerSlot, { MAX_PEERS as usize }> = HashMap::new();
 
 /// Each handed-out `PEERS` slot's owner. Inserted without replacing (`BPF_NOEXIST`): of two CPUs
 /// meeting two new peers at once, one gets the slot and the other the next (the BPF target has
@@ -61,12 +62,16 @@ static SLOT_OWNERS: HashMap<u32, PeerKey, { MAX_PEERS as usize }> = HashMap::new
 #[btf_map]
 static PEER_COUNT: Array<u64, 1, BPF_F_MMAPABLE> = Array::new();
 
-/// The groups the agent serves, each with what this node says in it (for probe answers), written
-/// before attaching, when the node's state or worthiness in a group changes, and on reload. A
-/// hash map rather than a list in `CONFIG`: one lookup per heartbeat however many groups there
-/// are.
+/// The groups the agent serves, each with its index in `GROUP_ENTRIES`; written before attaching
+/// and on reload. Looked up for a new peer's heartbeat (a known peer's slot holds the index).
 #[btf_map]
-static GROUPS: HashMap<u32, GroupAdvert, { MAX_GROUPS as usize }> = HashMap::new();
+static GROUPS: HashMap<u32, u32, { MAX_GROUPS as usize }> = HashMap::new();
+
+/// Each served group's entry (what this node says in it, for probe answers), written before
+/// attaching, when the node's state or worthiness in a group changes, and on reload. An array:
+/// found by index, which costs no hash.
+#[btf_map]
+static GROUP_ENTRIES: Array<GroupEntry, { MAX_GROUPS as usize }> = Array::new();
 
 /// This node's outstanding probe bursts by group, written by the agent before each probe; an
 /// authentic answer echoing one of a burst's sequences marks it answered.
@@ -154,10 +159,12 @@ struct Layout {
     family: u8,
 }
 
-/// Where in the frame the heartbeat's IP source address sits, and its family.
+/// Where the heartbeat came from: where in the frame its IP source address sits, its family, and
+/// its VLAN (0 when untagged).
 struct Source {
     offset: usize,
     family: u8,
+    vlan_id: u16,
 }
 
 /// The program's entry point: classifies the frame, counts the outcome, and drops every frame
@@ -383,7 +390,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
             if header[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || header[9] != IPPROTO_UDP || fragment {
                 return Outcome::NotHeartbeat;
             }
-            (l3 + ihl, Source { offset: l3 + 12, family: 4 })
+            (l3 + ihl, Source { offset: l3 + 12, family: 4, vlan_id })
         }
         ETH_P_IPV6 => {
             let Some(header) = read_at::<[u8; 8]>(ctx, l3) else {
@@ -393,7 +400,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
             if header[6] != IPPROTO_UDP {
                 return Outcome::NotHeartbeat;
             }
-            (l3 + IPV6_HLEN, Source { offset: l3 + 8, family: 6 })
+            (l3 + IPV6_HLEN, Source { offset: l3 + 8, family: 6, vlan_id })
         }
         _ => return Outcome::NotHeartbeat,
     };
@@ -415,12 +422,13 @@ fn classify(ctx: &XdpContext) -> Outcome {
         Ok(heartbeat) => heartbeat,
         Err(reason) => return Outcome::Rejected(reason),
     };
-    let Some(advert) = GROUPS.get_ptr(heartbeat.group) else {
+    let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
+    let Some(ServedGroup { entry, peer }) = served_group(key) else {
         return Outcome::WrongGroup;
     };
-    // SAFETY: a pointer the map lookup returned points at a live, aligned value; the agent may
-    // rewrite it meanwhile, which at worst answers a probe with the advert of a moment before.
-    let advert = unsafe { *advert };
+    // The agent may rewrite the entry meanwhile, which at worst answers a probe with what this
+    // node said a moment before (or a mix of the two).
+    let advert = &entry.advert;
     let Some(keys) = KEYS.get(0) else {
         return Outcome::BadTag;
     };
@@ -446,14 +454,14 @@ fn classify(ctx: &XdpContext) -> Outcome {
     // One clock read for the record and the answer's lease check.
     // SAFETY: a helper without arguments, callable from any program.
     let now = unsafe { bpf_ktime_get_ns() };
-    let outcome = record(ctx, &heartbeat, &source, vlan_id, now);
+    let outcome = record(ctx, &heartbeat, &source, &peer, now);
     // Only a probe that passed everything a heartbeat must, replay check included, is answered:
     // a forged or replayed one costs no more than a forged or replayed heartbeat.
     if matches!(outcome, Outcome::Accepted)
         && heartbeat.flags & FLAG_PROBE != 0
         && heartbeat.target == config.own_node_id
     {
-        return answer_probe(ctx, &heartbeat, &advert, layout, now);
+        return answer_probe(ctx, &heartbeat, advert, layout, now);
     }
     outcome
 }
@@ -655,14 +663,16 @@ fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
 /// must react now.
 // A function of its own, as `answer_probe` is, so that the main stack frame stays small enough
 // for the two to be called from it within the verifier's 512 bytes.
+// `known` is what `PEER_SLOTS` has of the sender (its `slot` [`NEW_PEER`] if nothing yet), by
+// reference: a BPF function takes five arguments at most.
 #[inline(never)]
-fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16, now: u64) -> Outcome {
+fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, known: &PeerSlot, now: u64) -> Outcome {
     let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
 
     let mut changes = 0u32;
-    let existing = known_slot(key);
+    let existing = (known.slot != NEW_PEER).then_some(known.slot);
     // The table is full (more peers than MAX_PEERS): leave the frame to the stack.
-    let Some(slot) = existing.or_else(|| new_slot(key)) else {
+    let Some(slot) = existing.or_else(|| new_slot(key, known.group_entry)) else {
         return Outcome::NotHeartbeat;
     };
     let Some(peer) = PEERS.get_ptr_mut(slot) else {
@@ -736,7 +746,7 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
     peer.last_seen_ns = now;
     peer.sequence = heartbeat.sequence;
     peer.interval_ms = heartbeat.interval_ms;
-    peer.vlan_id = vlan_id;
+    peer.vlan_id = source.vlan_id;
     peer.family = source.family;
     peer.flags = heartbeat.flags;
     peer.src_addr = src_addr;
@@ -754,20 +764,67 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, vlan_id: u16
     Outcome::Accepted
 }
 
+/// The group of a heartbeat, if this node serves it, and where its sender's things are.
+struct ServedGroup {
+    entry: &'static GroupEntry,
+    /// The sender's `PEER_SLOTS` entry, its slot [`NEW_PEER`] if it has none yet (then with the
+    /// group's index, to record).
+    peer: PeerSlot,
+}
+
+/// [`PeerSlot::slot`] of a sender without a slot yet; never a slot (`MAX_PEERS` is far below).
+const NEW_PEER: u32 = u32::MAX;
+
+/// The group of the peer `key`'s heartbeat, if this node serves it. A known peer's `PEER_SLOTS`
+/// entry holds its group's index in `GROUP_ENTRIES` beside its slot: one hash lookup finds both.
+/// `GROUPS` is looked up for a new peer, and when a reload has freed or moved the group's entry
+/// (the peer's index is then put right in place).
+#[inline(always)]
+fn served_group(key: PeerKey) -> Option<ServedGroup> {
+    let Some(known) = PEER_SLOTS.get_ptr_mut(key) else {
+        let index = group_entry_index(key.group)?;
+        let entry = entry_of(key.group, index)?;
+        return Some(ServedGroup { entry, peer: PeerSlot { slot: NEW_PEER, group_entry: index } });
+    };
+    // SAFETY: a pointer the map lookup returned points at a live, aligned value; only its
+    // `group_entry` is ever written after the insertion, here, and a racing CPU writes the same.
+    let known = unsafe { &mut *known };
+    if let Some(entry) = entry_of(key.group, known.group_entry) {
+        return Some(ServedGroup { entry, peer: *known });
+    }
+    let index = group_entry_index(key.group)?;
+    known.group_entry = index;
+    Some(ServedGroup { entry: entry_of(key.group, index)?, peer: *known })
+}
+
+/// The index in `GROUP_ENTRIES` of `group`, if this node serves it.
+#[inline(always)]
+fn group_entry_index(group: u32) -> Option<u32> {
+    // SAFETY: a pointer the map lookup returned points at a live, aligned u32; an element the
+    // agent deletes meanwhile (a reload) stays readable until this run is over (RCU).
+    GROUPS.get_ptr(group).map(|index| unsafe { *index })
+}
+
+/// The entry at `index` in `GROUP_ENTRIES` if it is `group`'s.
+#[inline(always)]
+fn entry_of(group: u32, index: u32) -> Option<&'static GroupEntry> {
+    GROUP_ENTRIES.get(index).filter(|entry| entry.serves(group))
+}
+
 /// The `PEERS` slot of the peer `key`, if it has one.
 #[inline(always)]
 fn known_slot(key: PeerKey) -> Option<u32> {
-    // SAFETY: a pointer the map lookup returned points at a live, aligned value, which is never
-    // rewritten once inserted (`BPF_NOEXIST`).
-    PEER_SLOTS.get_ptr(key).map(|slot| unsafe { *slot })
+    // SAFETY: a pointer the map lookup returned points at a live, aligned value, whose slot is
+    // never rewritten once inserted (`BPF_NOEXIST`).
+    PEER_SLOTS.get_ptr(key).map(|known| unsafe { (*known).slot })
 }
 
-/// Hands out the next free `PEERS` slot to the peer `key` and records it in `PEER_SLOTS`; `None`
-/// when the table is full (or eight racing CPUs took the slots tried). If another CPU gave the
-/// same peer a slot meanwhile, that one is kept (the one taken here stays unused: a zero record
-/// the agent skips).
+/// Hands out the next free `PEERS` slot to the peer `key` of the group at `group_entry` and
+/// records both in `PEER_SLOTS`; `None` when the table is full (or eight racing CPUs took the
+/// slots tried). If another CPU gave the same peer a slot meanwhile, that one is kept (the one
+/// taken here stays unused: a zero record the agent skips).
 #[inline(always)]
-fn new_slot(key: PeerKey) -> Option<u32> {
+fn new_slot(key: PeerKey, group_entry: u32) -> Option<u32> {
     let count = PEER_COUNT.get_ptr_mut(0)?;
     // SAFETY: a pointer the map lookup returned points at a live, aligned u64; a racing CPU may
     // write it meanwhile, which at worst makes this read a few slots stale (tried below).
@@ -783,7 +840,8 @@ fn new_slot(key: PeerKey) -> Option<u32> {
             let now_counted = unsafe { *count };
             // SAFETY: as above; the larger value wins unless another CPU writes in between.
             unsafe { *count = now_counted.max(u64::from(slot) + 1) };
-            if PEER_SLOTS.insert(key, slot, u64::from(BPF_NOEXIST)).is_ok() {
+            let known = PeerSlot { slot, group_entry };
+            if PEER_SLOTS.insert(key, known, u64::from(BPF_NOEXIST)).is_ok() {
                 return Some(slot);
             }
             return known_slot(key);

@@ -262,6 +262,40 @@ fn replays_and_duplicates_change_nothing() {
 }
 
 #[test]
+fn a_known_peer_follows_its_group_across_reloads_that_free_and_reuse_its_entry() {
+    const OTHER: u32 = 8;
+    let mut datapath = active_datapath(Duration::from_millis(10));
+    let from_5 =
+        |sequence| ipv4_frame(PORT, &signed(heartbeat(5, 100, NodeState::Standby), sequence, &KEY), None);
+    assert_eq!(verdict(&datapath, &from_5(1)), XDP_DROP);
+    // A reload drops GROUP and adds OTHER, which takes the entry peer 5's slot points at.
+    datapath.set_groups(&[OTHER]).unwrap();
+    assert_eq!(verdict(&datapath, &from_5(2)), XDP_DROP);
+    assert_eq!((stats(&datapath).wrong_group, stats(&datapath).accepted), (1, 1), "GROUP is not served");
+    // GROUP is back, at another entry: found through GROUPS, and the slot put right.
+    datapath.set_groups(&[OTHER, GROUP]).unwrap();
+    let advert = ha_common::GroupAdvert {
+        interval_ms: 100,
+        state: NodeState::Active as u8,
+        priority: 201,
+        flags: 0,
+        _pad0: 0,
+    };
+    datapath.set_advert(GROUP, advert).unwrap();
+    datapath.set_advert(OTHER, ha_common::GroupAdvert { priority: 77, ..advert }).unwrap();
+    assert_eq!(verdict(&datapath, &from_5(3)), XDP_DROP);
+    assert_eq!(verdict(&datapath, &from_5(4)), XDP_DROP);
+    assert_eq!((stats(&datapath).wrong_group, stats(&datapath).accepted), (1, 3));
+    assert_eq!(datapath.peer(PeerKey { group: GROUP, node_id: 5 }).unwrap().unwrap().sequence, 4);
+    // And a probe in GROUP is answered with what this node says in GROUP, not in OTHER.
+    let probe = ipv4_udp_to(std::net::Ipv4Addr::new(192, 0, 2, 13), PORT, &probe(5, OWN_ID, 5), None);
+    let (action, out) = run_out(&datapath, &probe);
+    assert_eq!(action, XDP_TX);
+    let answer = Heartbeat::decode(&out[42..]).unwrap();
+    assert_eq!((answer.group, answer.priority), (GROUP, 201));
+}
+
+#[test]
 fn the_next_key_is_accepted_during_a_rollout() {
     let frame = ipv4_frame(PORT, &signed(heartbeat(6, 100, NodeState::Standby), 1, &NEXT_KEY), None);
     let before = load();

@@ -40,6 +40,9 @@ pub enum BpfError {
         #[source]
         source: Option<ProgramError>,
     },
+    /// More groups than the program has room for.
+    #[error("more than {0} groups")]
+    TooManyGroups(u32),
     /// A map is missing from the object (or was already taken).
     #[error("map {0} is not in the XDP object")]
     NoMap(&'static str),
