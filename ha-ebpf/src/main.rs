@@ -17,8 +17,11 @@
 // The `#[xdp]` macro wraps the entry point in a generated function without a doc comment,
 // and takes the context by value.
 #![allow(missing_docs, clippy::needless_pass_by_value)]
-// Every helper is inlined on purpose: BPF-to-BPF calls would cost a frame each on the hot
-// path, and the verifier tracks packet bounds best within one function.
+// The hot path's helpers are inlined on purpose: BPF-to-BPF calls would cost a frame each, and
+// the verifier tracks packet bounds best within one function. What a settled peer's heartbeat
+// or a probe never runs (a new peer, an event, an answer to our own probes, a log line) is out
+// of line, so that the code they do run is short and dense: it is mostly cold when a frame
+// comes (probes are rare), and what a run costs follows the cache lines it touches.
 #![allow(clippy::inline_always)]
 
 use core::mem::size_of;
@@ -634,8 +637,8 @@ fn fold(sum: u64) -> u16 {
 
 /// An authentic answer: recorded in `PROBES` if it names this node and echoes a sequence of the
 /// burst it sent to its sender (anything older, or for another node, counts as a replay), and
-/// the agent woken.
-#[inline(always)]
+/// the agent woken. Out of line: rare (see the top of the file).
+#[inline(never)]
 fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
     if answer.target != own_node_id {
         return Outcome::Replay;
@@ -757,7 +760,7 @@ fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, known: &Peer
 
     if changes != 0 {
         if changes & change::NEW_PEER != 0 {
-            debug!(ctx, "new peer {} in group {}", heartbeat.node_id, heartbeat.group);
+            log_new_peer(ctx, heartbeat);
         }
         wake_agent(heartbeat, changes);
     }
@@ -811,6 +814,13 @@ fn entry_of(group: u32, index: u32) -> Option<&'static GroupEntry> {
     GROUP_ENTRIES.get(index).filter(|entry| entry.serves(group))
 }
 
+/// Logs a new peer (aya-log: seen with `RUST_LOG=debug`). Out of line: aya-log's formatting is
+/// longer than the rest of `record`.
+#[inline(never)]
+fn log_new_peer(ctx: &XdpContext, heartbeat: &Heartbeat) {
+    debug!(ctx, "new peer {} in group {}", heartbeat.node_id, heartbeat.group);
+}
+
 /// The `PEERS` slot of the peer `key`, if it has one.
 #[inline(always)]
 fn known_slot(key: PeerKey) -> Option<u32> {
@@ -822,8 +832,8 @@ fn known_slot(key: PeerKey) -> Option<u32> {
 /// Hands out the next free `PEERS` slot to the peer `key` of the group at `group_entry` and
 /// records both in `PEER_SLOTS`; `None` when the table is full (or eight racing CPUs took the
 /// slots tried). If another CPU gave the same peer a slot meanwhile, that one is kept (the one
-/// taken here stays unused: a zero record the agent skips).
-#[inline(always)]
+/// taken here stays unused: a zero record the agent skips). Out of line: once per peer.
+#[inline(never)]
 fn new_slot(key: PeerKey, group_entry: u32) -> Option<u32> {
     let count = PEER_COUNT.get_ptr_mut(0)?;
     // SAFETY: a pointer the map lookup returned points at a live, aligned u64; a racing CPU may
@@ -854,8 +864,8 @@ fn new_slot(key: PeerKey, group_entry: u32) -> Option<u32> {
 
 /// Tells the agent, through `EVENTS`, that `heartbeat`'s sender brought `changes` (a bitmask of
 /// [`change`] constants); a full ring buffer is counted (`events_lost`), and the agent sees the
-/// change at its next poll.
-#[inline(always)]
+/// change at its next poll. Out of line: once per change, not per heartbeat.
+#[inline(never)]
 fn wake_agent(heartbeat: &Heartbeat, changes: u32) {
     let event = PeerEvent {
         group: heartbeat.group,
