@@ -62,7 +62,7 @@ pub const WATCH_PROGRAM: &str = "ha_watch";
 /// Ethernet header's room, the least frame an XDP test run takes.
 pub const WATCH_REQUEST_OFFSET: usize = 14;
 
-/// What this node says in one group, as its heartbeats do: kept in `GROUPS` by the agent so
+/// What this node says in one group, as its heartbeats do: kept in its `GroupEntry` so
 /// that the XDP program can answer a probe with it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
