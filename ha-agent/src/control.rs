@@ -10,7 +10,7 @@
 
 use std::{
     ffi::CString,
-    io::{Read as _, Write as _},
+    io::{self, Read as _, Write as _},
     os::unix::{fs::PermissionsExt as _, net::UnixStream},
     path::{Path, PathBuf},
     time::Duration,
@@ -113,6 +113,11 @@ impl ControlSocket {
     /// Binds `RUN_DIR/control.sock`, refusing to steal it from a live agent that still answers
     /// there (a stale file of a crashed one is replaced), root's alone or open to `group`.
     /// Needs a tokio runtime.
+    ///
+    /// The socket listens from the moment it is bound, and a connection made then outlives any
+    /// later change of the file's mode: so it is bound under a name of its own with the umask
+    /// letting only its owner in, given its group and mode there, and only then renamed to
+    /// `control.sock`. A client (or a test) that reaches it under its name finds it as it stays.
     pub fn bind(run_dir: &Path, group: Option<&str>) -> Result<Self, StatusError> {
         let setup = |action, path: &Path| {
             let path = path.to_path_buf();
@@ -123,18 +128,21 @@ impl ControlSocket {
         if UnixStream::connect(&path).is_ok() {
             return Err(StatusError::InUse(run_dir.to_path_buf()));
         }
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(setup("bind", &path))?;
-        let mode = match group {
-            Some(name) => {
-                let gid = group_id(name).ok_or_else(|| StatusError::NoGroup(name.to_string()))?;
-                std::os::unix::fs::chown(&path, None, Some(gid)).map_err(setup("chown", &path))?;
-                0o660
-            }
-            None => 0o600,
+        let gid = match group {
+            Some(name) => Some(group_id(name).ok_or_else(|| StatusError::NoGroup(name.to_string()))?),
+            None => None,
         };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(setup("chmod", &path))?;
+        let binding = path.with_extension("sock.new");
+        let _ = std::fs::remove_file(&binding);
+        let listener = bind_owner_only(&binding).map_err(setup("bind", &binding))?;
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(&binding, None, Some(gid)).map_err(setup("chown", &binding))?;
+        }
+        let mode = if gid.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(&binding, std::fs::Permissions::from_mode(mode))
+            .map_err(setup("chmod", &binding))?;
+        // Replaces a stale file of a crashed agent in one step.
+        std::fs::rename(&binding, &path).map_err(setup("rename", &binding))?;
         listener.set_nonblocking(true).map_err(setup("bind", &path))?;
         let listener = UnixListener::from_std(listener).map_err(setup("bind", &path))?;
         let (sender, requests) = mpsc::unbounded_channel();
@@ -153,6 +161,18 @@ impl Drop for ControlSocket {
         self.acceptor.abort();
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// A listening socket bound at `path`, its file created with mode 0600 whatever the umask.
+fn bind_owner_only(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    // The umask is the process's: set for the bind alone, at start-up, when no other thread
+    // creates files (the checks' and hooks' processes are started from the loop, later).
+    // SAFETY: umask has no memory preconditions.
+    let previous = unsafe { libc::umask(0o177) };
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(previous) };
+    bound
 }
 
 /// Accepts clients, each served by a task of its own.
@@ -193,7 +213,7 @@ async fn serve(stream: tokio::net::UnixStream, requests: mpsc::UnboundedSender<P
 pub fn request(run_dir: &Path, request: Request) -> Result<String, StatusError> {
     let path = socket_path(run_dir);
     let mut stream = UnixStream::connect(&path).map_err(|err| {
-        if err.kind() == std::io::ErrorKind::PermissionDenied {
+        if err.kind() == io::ErrorKind::PermissionDenied {
             StatusError::Refused(path.clone())
         } else {
             StatusError::NoAgent(path.clone(), err)

@@ -38,7 +38,7 @@ pub enum StatusError {
     /// The run directory or the socket could not be set up.
     #[error("cannot {action} {}", path.display())]
     Setup {
-        /// create or bind.
+        /// create, bind, chown, chmod or rename.
         action: &'static str,
         /// The directory or socket.
         path: PathBuf,
