@@ -310,8 +310,9 @@ impl Datapath {
     }
 
     /// Makes `groups` the groups whose heartbeats the program records (at start, and on reload):
-    /// adds the new ones first (with no advert yet: probes in them go unanswered until
-    /// [`Datapath::set_advert`]), then removes those no longer served.
+    /// removes those no longer served first, so that a reload that replaces every group still
+    /// fits in [`MAX_GROUPS`] entries, then adds the new ones (with no advert yet: probes in them
+    /// go unanswered until [`Datapath::set_advert`]). Groups that stay keep their entries.
     pub fn set_groups(&mut self, groups: &[u32]) -> Result<(), BpfError> {
         let gone: Vec<u32> = self.group_entries.groups().filter(|group| !groups.contains(group)).collect();
         for group in gone {
