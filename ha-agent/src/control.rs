@@ -128,10 +128,9 @@ impl ControlSocket {
         if UnixStream::connect(&path).is_ok() {
             return Err(StatusError::InUse(run_dir.to_path_buf()));
         }
-        let gid = match group {
-            Some(name) => Some(group_id(name).ok_or_else(|| StatusError::NoGroup(name.to_string()))?),
-            None => None,
-        };
+        let gid = group
+            .map(|name| group_id(name).ok_or_else(|| StatusError::NoGroup(name.to_string())))
+            .transpose()?;
         let binding = path.with_extension("sock.new");
         let _ = std::fs::remove_file(&binding);
         let listener = bind_owner_only(&binding).map_err(setup("bind", &binding))?;

@@ -784,20 +784,24 @@ const NEW_PEER: u32 = u32::MAX;
 /// (the peer's index is then put right in place).
 #[inline(always)]
 fn served_group(key: PeerKey) -> Option<ServedGroup> {
-    let Some(known) = PEER_SLOTS.get_ptr_mut(key) else {
-        let index = group_entry_index(key.group)?;
-        let entry = entry_of(key.group, index)?;
-        return Some(ServedGroup { entry, peer: PeerSlot { slot: NEW_PEER, group_entry: index } });
-    };
     // SAFETY: a pointer the map lookup returned points at a live, aligned value; only its
     // `group_entry` is ever written after the insertion, here, and a racing CPU writes the same.
-    let known = unsafe { &mut *known };
-    if let Some(entry) = entry_of(key.group, known.group_entry) {
-        return Some(ServedGroup { entry, peer: *known });
+    let known = PEER_SLOTS.get_ptr_mut(key).map(|known| unsafe { &mut *known });
+    if let Some(known) = &known {
+        if let Some(entry) = entry_of(key.group, known.group_entry) {
+            return Some(ServedGroup { entry, peer: **known });
+        }
     }
     let index = group_entry_index(key.group)?;
-    known.group_entry = index;
-    Some(ServedGroup { entry: entry_of(key.group, index)?, peer: *known })
+    let entry = entry_of(key.group, index)?;
+    let peer = match known {
+        Some(known) => {
+            known.group_entry = index;
+            *known
+        }
+        None => PeerSlot { slot: NEW_PEER, group_entry: index },
+    };
+    Some(ServedGroup { entry, peer })
 }
 
 /// The index in `GROUP_ENTRIES` of `group`, if this node serves it.
