@@ -42,7 +42,7 @@ use bpffs::ensure_bpffs;
 pub use error::{BpfError, LinkPinError, PinDirError};
 use events::readable_fd;
 pub use events::Events;
-pub use fence::{fence, fenced_key, KeepAlive, PredecessorFence};
+pub use fence::{fence, fenced_key, FenceKeeper, KeepAlive, PredecessorFence, SharedFence};
 
 /// The XDP object built by `build.rs`, embedded so the binary is self-contained.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
@@ -90,15 +90,10 @@ pub struct Datapath {
     pub attached_mode: Option<&'static str>,
     /// Which `GROUP_ENTRIES` index each served group has.
     group_entries: groups::GroupEntries,
-    /// The fence as last written (with its VIP count, even while `fencing` is off).
-    fence: Fence,
-    /// Whether the fence is armed: while no group holds VIPs it is written with a count of 0 (see
-    /// [`Datapath::keep_fence`]).
-    fencing: bool,
     /// The peer records, mapped into memory.
     peers: table::PeerTable,
-    /// The fence's record, mapped into memory for writing.
-    fence_memory: fence::FenceMemory,
+    /// The fence, shared with the heartbeat pacer.
+    fence: SharedFence,
 }
 
 impl Datapath {
@@ -139,10 +134,8 @@ impl Datapath {
             pin_dir: None,
             link: None,
             attached_mode: None,
-            fence: Fence::default(),
-            fencing: true,
             group_entries: groups::GroupEntries::default(),
-            fence_memory,
+            fence: SharedFence::new(fence_memory),
             peers,
         })
     }
@@ -248,18 +241,14 @@ impl Datapath {
         let keys: Vec<[u8; 16]> = vips.iter().map(|vip| fenced_key(vip.addr)).collect();
         sync_keys(&mut self.ebpf, FENCED_MAP, &keys, 1u8)?;
         let count = u32::try_from(keys.len()).unwrap_or(u32::MAX);
-        self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, count, ..fence };
-        self.fence.heartbeat_ns = crate::clock::nanos(now);
-        self.write_fence(now);
+        self.fence.lock().set(fence, count, now);
         Ok(())
     }
 
     /// Renews the lease at `now` and records that a heartbeat goes out now, carrying `sequence`
     /// (see [`Fence::last_sent_sequence`] and [`Fence::heartbeat_ns`]).
     pub fn note_sending(&mut self, now: Duration, sequence: u64) -> Result<(), BpfError> {
-        self.fence.last_sent_sequence = sequence;
-        self.fence.heartbeat_ns = crate::clock::nanos(now);
-        self.write_fence(now);
+        self.fence.lock().note_sending(now, sequence);
         Ok(())
     }
 
@@ -271,20 +260,14 @@ impl Datapath {
     /// less often than a lease) without the XDP program dropping ARP about the VIPs that another
     /// node holds, which this node's own clients need.
     pub fn keep_fence(&mut self, armed: bool, now: Duration) -> Result<(), BpfError> {
-        let renewed = Duration::from_nanos(self.fence.renewed_ns);
-        let fresh = now.saturating_sub(renewed) < Duration::from_millis(1);
-        if armed == self.fencing && (fresh || !armed) {
-            return Ok(());
-        }
-        self.fencing = armed;
-        self.write_fence(now);
+        self.fence.lock().keep(armed, now);
         Ok(())
     }
 
-    fn write_fence(&mut self, now: Duration) {
-        self.fence.renewed_ns = crate::clock::nanos(now);
-        let written = Fence { count: if self.fencing { self.fence.count } else { 0 }, ..self.fence };
-        self.fence_memory.write(&written);
+    /// The fence, for the heartbeat pacer to renew from its own thread.
+    #[must_use]
+    pub fn shared_fence(&self) -> SharedFence {
+        self.fence.clone()
     }
 
     /// Pins every map under `dir` (replacing a crashed instance's stale pins), so that

@@ -4,8 +4,10 @@
 //! fresh, renewed at once so that its still-attached program does not fence the VIPs); the
 //! heartbeat epoch, durably raised; a first ACTIVE heartbeat when resuming, before the slow XDP
 //! load; then the program, put behind the pinned link. The loop feeds the election the peer table
-//! (polled every 100 ms, and at once on a ring-buffer event), the clock, link and address changes,
-//! the XDP counters and signals, and carries out the actions it returns (`daemon/agent.rs`).
+//! (read at every wake-up: at once on a ring-buffer event, at each heartbeat it sends and each
+//! deadline, and at least every [`POLL_PERIOD`]), the clock, link and address changes, the XDP
+//! counters and signals, and carries out the actions it returns (`daemon/agent.rs`). An ACTIVE's
+//! heartbeats go out from a thread of their own (`daemon/pacer.rs`).
 
 use std::{io, time::Duration};
 
@@ -38,6 +40,7 @@ use crate::{
 mod agent;
 mod commands;
 mod group;
+mod pacer;
 mod probes;
 mod reload;
 mod report;
@@ -45,6 +48,7 @@ mod wake;
 
 use agent::{Agent, AsDynError as _};
 use group::Group;
+use pacer::{Outbox, Pacer, RoundSent};
 pub use reload::ReloadError;
 use wake::{Beats, WakeTimer};
 
@@ -87,6 +91,9 @@ pub enum DaemonError {
     /// Signals, or waiting on the event ring buffer.
     #[error("the event loop")]
     EventLoop(#[source] io::Error),
+    /// The heartbeat pacer's thread could not be started.
+    #[error("starting the heartbeat pacer")]
+    Pacer(#[source] io::Error),
 }
 
 /// How often a restarted agent renews its predecessor's lease while it gets ready: well within the
@@ -98,7 +105,8 @@ const PREDECESSOR_RENEWAL: Duration = Duration::from_millis(5);
 /// every ring-buffer event (a new peer, a change of state, worthiness or flags, a probe answer),
 /// on every command, check result and link change. The poll only catches what none of those
 /// covers (an event lost to a full ring buffer): a settled STANDBY that is not next in line
-/// wakes about once a second instead of ten times.
+/// wakes about once a second instead of ten times, and so does an ACTIVE, whose heartbeats the
+/// pacer sends while the loop keeps turning (`pacer::LOOP_GRACE`).
 pub const POLL_PERIOD: Duration = Duration::from_secs(1);
 
 /// Tells the XDP program what `config` serves: its groups, and the fence over all their VIPs
@@ -263,6 +271,9 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     if let Some(address) = config.metrics_listen {
         metrics.serve(address).await.map_err(|err| DaemonError::Metrics(address, err))?;
     }
+    let outbox = Outbox::new(sender, datapath.shared_fence(), epoch, config.state_dir.clone());
+    let lateness = config.metrics_listen.map(|_| metrics.heartbeat_lateness());
+    let (pacer, rounds) = Pacer::start(outbox, lateness).map_err(DaemonError::Pacer)?;
     let mut agent = Agent {
         metrics,
         hooks: Hooks::start(),
@@ -273,9 +284,8 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         flags,
         interface,
         datapath,
-        sender,
+        pacer,
         alarms: Alarms::default(),
-        epoch,
         keys,
         group_index: agent::GroupIndex::default(),
         counters: agent::CounterReads::default(),
@@ -289,7 +299,7 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         agent.execute_all(fed).await;
     }
     agent.ready();
-    let result = main_loop(&mut agent, &mut events, &mut watch, &mut control, signals).await;
+    let result = main_loop(&mut agent, &mut events, &mut watch, &mut control, signals, rounds).await;
 
     // Whatever happened, leave no VIP behind.
     for group in &agent.groups {
@@ -364,20 +374,27 @@ async fn main_loop(
     watch: &mut NetWatch,
     control: &mut ControlSocket,
     signals: Signals,
+    mut rounds: tokio::sync::mpsc::UnboundedReceiver<RoundSent>,
 ) -> Result<(), DaemonError> {
     let wake = WakeTimer::new().map_err(DaemonError::EventLoop)?;
     // Heartbeats keep to a grid of whole intervals from here; polls follow each turn.
     let mut beats = Beats::new(monotonic_now(), agent.config.interval);
     let mut next_poll = monotonic_now();
+    // The loop's longest sleep; under a systemd watchdog, short enough to kick it twice a period.
+    let poll_period =
+        agent.notifier.watchdog().map_or(POLL_PERIOD, |watchdog| (watchdog / 2).min(POLL_PERIOD));
     let mut signals = signals.forward();
 
     loop {
         let now = monotonic_now();
-        let heartbeat_at = beats.next(agent.heartbeat_due_at(now), now);
-        let wake_at = agent.next_deadline(now).map_or(heartbeat_at, |at| at.min(heartbeat_at)).min(next_poll);
+        // None while the pacer sends every group's heartbeats (an ACTIVE): the loop then sleeps
+        // until an event, a deadline or the poll.
+        let heartbeat_at = agent.heartbeat_due_at(now).map(|due| beats.next(due, now));
+        let wake_at =
+            [agent.next_deadline(now), heartbeat_at].into_iter().flatten().fold(next_poll, Duration::min);
         // While heartbeats go out every interval, the timer is periodic on the grid and is not set
         // again each turn.
-        let every_interval = wake_at == heartbeat_at && beats.is_following(heartbeat_at);
+        let every_interval = heartbeat_at.is_some_and(|at| wake_at == at && beats.is_following(at));
         let period = if every_interval { beats.interval } else { Duration::ZERO };
         wake.arm(wake_at, period).map_err(DaemonError::EventLoop)?;
         // What the elections made of the wake-up's cause, carried out before the tick.
@@ -390,7 +407,7 @@ async fn main_loop(
             fired = wake.fired() => {
                 fired.map_err(DaemonError::EventLoop)?;
                 let now = monotonic_now();
-                if now >= heartbeat_at {
+                if let Some(heartbeat_at) = heartbeat_at.filter(|at| now >= *at) {
                     beats.passed(now);
                     fed = agent.send_heartbeats();
                     // As every metric read at each wake-up, only when a scraper can see it.
@@ -399,6 +416,7 @@ async fn main_loop(
                     }
                 }
             }
+            Some(round) = rounds.recv() => fed = agent.paced_round(round),
             batch = events.next_batch() => {
                 let silent = batch.map_err(DaemonError::EventLoop)?;
                 agent.watches_fired(&silent);
@@ -412,6 +430,9 @@ async fn main_loop(
             result = agent.checks.next() => fed = agent.check_result(&result),
             pending = control.next() => {
                 let Some((request, reply)) = pending else { continue };
+                // The peers as they are now: an ACTIVE's loop may not have read them for up to a
+                // poll period (its heartbeats are the pacer's), and a handover picks among them.
+                agent.refresh_peers();
                 if request == Request::Status {
                     let _ = reply.send(serde_json::to_vec(&agent.report().await).unwrap_or_default());
                     continue;
@@ -432,7 +453,7 @@ async fn main_loop(
             // A reload changed the interval.
             beats = Beats::new(monotonic_now(), agent.config.interval);
         }
-        next_poll = monotonic_now() + POLL_PERIOD;
+        next_poll = monotonic_now() + poll_period;
         if shutdown {
             agent.notifier.stopping();
             fed = agent.feed_all(|now| Event::Shutdown { now });
@@ -447,6 +468,7 @@ async fn main_loop(
         let ticked = agent.tick();
         agent.watch_deaf_peers(monotonic_now());
         agent.execute_all(ticked).await;
+        agent.pace_all();
         agent.keep_watches();
         if agent.stopped() {
             return Ok(());

@@ -183,6 +183,15 @@ impl Election {
         }
     }
 
+    /// What this node's heartbeats say at every interval from `now` until an event changes it,
+    /// where nothing but an event can: an ACTIVE's, once it no longer says it yielded (which runs
+    /// out with time). The loop hands these to the heartbeat pacer (`daemon/pacer.rs`) and stops
+    /// waking for them; any other state's heartbeats it sends itself.
+    #[must_use]
+    pub fn steady_advert(&self, now: Duration) -> Option<Advert> {
+        (self.state == State::Active && now >= self.yielded_until).then(|| self.advertised(now))
+    }
+
     /// A peer heard for the first time is a change: this node beats every interval for two dead
     /// times, so that the newcomer hears it at once (a settled STANDBY would otherwise be silent
     /// to it for up to [`STANDBY_EVERY`] intervals).

@@ -191,6 +191,12 @@ impl Metrics {
         self.probe_round_trips.observe(round_trip.as_secs_f64());
     }
 
+    /// The heartbeat lateness histogram, for the pacer to observe its rounds in from its thread.
+    #[must_use]
+    pub fn heartbeat_lateness(&self) -> Histogram {
+        self.heartbeat_lateness.clone()
+    }
+
     /// The loop sent its periodic heartbeats `late` after their point on the grid: a loop held
     /// up for more than a few tenths of an interval makes the successor probe.
     pub fn heartbeats_late(&self, late: Duration) {

@@ -113,23 +113,26 @@ fn the_agent_tells_systemd_it_is_ready_and_its_loop_kicks_the_watchdog() {
 
     require_root();
     let lan = ha_tests::Lan::new("notify", 1).unwrap();
-    // Playing the service manager: Type=notify with WatchdogSec=1s.
+    // Playing the service manager: Type=notify with WatchdogSec=400ms.
     let path = lan.dir.join("notify.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let notify_socket = format!("NOTIFY_SOCKET={}", path.display());
-    let env = ["env", notify_socket.as_str(), "WATCHDOG_USEC=1000000"];
+    let env = ["env", notify_socket.as_str(), "WATCHDOG_USEC=400000"];
     let agent = lan.start_agent_under(&env, 0, 100, &[]).unwrap();
 
+    // Alone, it is ACTIVE within the second: its heartbeats are the pacer's, and its loop still
+    // turns at least every half watchdog period.
     let running = notifications(&socket, Duration::from_secs(1));
     assert!(running.iter().any(|m| m == "READY=1"), "{running:?}");
     let kicks = |messages: &[String]| messages.iter().filter(|m| *m == "WATCHDOG=1").count();
-    assert!(kicks(&running) >= 5, "the loop turns at least every 100 ms: {running:?}");
+    assert!(kicks(&running) >= 4, "the loop turns at least every 200 ms: {running:?}");
 
     // A stalled loop stops kicking: systemd would kill and restart it.
     agent.signal(libc::SIGSTOP);
     notifications(&socket, Duration::from_millis(100));
     assert_eq!(kicks(&notifications(&socket, Duration::from_secs(1))), 0);
     agent.signal(libc::SIGCONT);
-    assert!(kicks(&notifications(&socket, Duration::from_secs(1))) >= 5);
+    let resumed = notifications(&socket, Duration::from_secs(1));
+    assert!(kicks(&resumed) >= 4, "{resumed:?}");
 }

@@ -10,7 +10,7 @@ use super::mapping::{array, Mapping};
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
-    Arc,
+    Arc, Mutex, MutexGuard, PoisonError,
 };
 
 use super::{BpfError, FENCE_PIN};
@@ -74,6 +74,71 @@ impl FenceMemory {
         put(offset_of!(Fence, heartbeat_ns), fence.heartbeat_ns);
         put32(offset_of!(Fence, flags), fence.flags);
         put32(offset_of!(Fence, count), fence.count);
+    }
+}
+
+/// The fence as this agent keeps it: the record last written and whether it is armed. Shared
+/// (see [`SharedFence`]) by the loop, which sets and arms it, and the heartbeat pacer, which
+/// renews it with every heartbeat round it sends.
+pub struct FenceKeeper {
+    /// The fence as last written (with its VIP count, even while `fencing` is off).
+    fence: Fence,
+    /// Whether the fence is armed: while no group holds VIPs it is written with a count of 0 (see
+    /// [`FenceKeeper::keep`]).
+    fencing: bool,
+    /// The fence's record, mapped into memory for writing.
+    memory: FenceMemory,
+}
+
+/// The fence keeper of one [`super::Datapath`], for every thread that writes it.
+#[derive(Clone)]
+pub struct SharedFence(Arc<Mutex<FenceKeeper>>);
+
+impl SharedFence {
+    pub(super) fn new(memory: FenceMemory) -> Self {
+        Self(Arc::new(Mutex::new(FenceKeeper { fence: Fence::default(), fencing: true, memory })))
+    }
+
+    /// The keeper, for one write. A writer that panicked left a whole record behind (each write
+    /// is a sequence of word stores), so a poisoned lock is taken as it is.
+    pub fn lock(&self) -> MutexGuard<'_, FenceKeeper> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FenceKeeper {
+    /// Sets what the fence guards (`count` VIPs, already in the `FENCED` map) and how long a
+    /// renewal lasts (`fence`), and renews it at `now`.
+    pub(super) fn set(&mut self, fence: Fence, count: u32, now: Duration) {
+        self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, count, ..fence };
+        self.fence.heartbeat_ns = crate::clock::nanos(now);
+        self.write(now);
+    }
+
+    /// Renews the lease at `now` and records that a heartbeat goes out now, carrying `sequence`
+    /// (see [`Fence::last_sent_sequence`] and [`Fence::heartbeat_ns`]).
+    pub fn note_sending(&mut self, now: Duration, sequence: u64) {
+        self.fence.last_sent_sequence = sequence;
+        self.fence.heartbeat_ns = crate::clock::nanos(now);
+        self.write(now);
+    }
+
+    /// Renews the lease at `now` with the fence armed, or disarms it (`armed` false); see
+    /// [`super::Datapath::keep_fence`].
+    pub(super) fn keep(&mut self, armed: bool, now: Duration) {
+        let renewed = Duration::from_nanos(self.fence.renewed_ns);
+        let fresh = now.saturating_sub(renewed) < Duration::from_millis(1);
+        if armed == self.fencing && (fresh || !armed) {
+            return;
+        }
+        self.fencing = armed;
+        self.write(now);
+    }
+
+    fn write(&mut self, now: Duration) {
+        self.fence.renewed_ns = crate::clock::nanos(now);
+        let written = Fence { count: if self.fencing { self.fence.count } else { 0 }, ..self.fence };
+        self.memory.write(&written);
     }
 }
 

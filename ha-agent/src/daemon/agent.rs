@@ -7,7 +7,10 @@ use ha_common::PeerKey;
 use pnet::datalink::NetworkInterface;
 use tracing::{debug, error, info, warn};
 
-use super::group::Group;
+use super::{
+    group::Group,
+    pacer::{Pacer, RoundSent},
+};
 use crate::{
     alarms::{Alarm, Alarms},
     bpf::Datapath,
@@ -16,14 +19,12 @@ use crate::{
     clock::monotonic_now,
     config::Config,
     election::{Action, Event, Output, PeerView, State, SUSPECT_AFTER_PERMILLE},
-    heartbeat::HeartbeatSender,
     hooks::Hooks,
     ids::NodeId,
     keys::Keys,
     metrics::Metrics,
     netwatch::NetEvent,
     notify::Notifier,
-    sequence,
 };
 
 /// What the election of group `.0` (an index into [`Agent::groups`]) made of an event.
@@ -36,11 +37,10 @@ pub(super) struct Agent {
     pub(super) flags: RunArgs,
     pub(super) interface: NetworkInterface,
     pub(super) datapath: Datapath,
-    pub(super) sender: HeartbeatSender,
+    /// The heartbeat pacer, and through it the heartbeat socket that the loop sends on too.
+    pub(super) pacer: Pacer,
     pub(super) groups: Vec<Group>,
     pub(super) checks: Checks,
-    /// The heartbeat epoch stored in the state directory (see `sequence`).
-    pub(super) epoch: u32,
     /// The notify hooks' queue.
     pub(super) hooks: Hooks,
     /// The Prometheus metrics.
@@ -202,10 +202,14 @@ impl Agent {
         }
     }
 
-    /// The earliest moment a group's periodic heartbeat is due (see
-    /// [`crate::election::Election::heartbeat_due_at`]).
-    pub(super) fn heartbeat_due_at(&self, now: Duration) -> Duration {
-        self.groups.iter().map(|group| group.election.heartbeat_due_at(now)).min().unwrap_or(now)
+    /// The earliest moment a periodic heartbeat the loop sends is due (see
+    /// [`crate::election::Election::heartbeat_due_at`]); `None` if the pacer sends every group's.
+    pub(super) fn heartbeat_due_at(&self, now: Duration) -> Option<Duration> {
+        self.groups
+            .iter()
+            .filter(|group| group.paced.is_none())
+            .map(|group| group.election.heartbeat_due_at(now))
+            .min()
     }
 
     /// Whether every group has stopped: the agent may exit.
@@ -213,60 +217,100 @@ impl Agent {
         self.groups.iter().all(|group| group.election.state() == State::Stopped)
     }
 
-    /// Sends every group's heartbeat that is due (the periodic send: a settled STANDBY's only
-    /// every few intervals), telling XDP of them all at once.
+    /// Sends every heartbeat that is due and not paced (the periodic send: a settled STANDBY's
+    /// only every few intervals), telling XDP of them all at once.
     pub(super) fn send_heartbeats(&mut self) -> Fed {
         let now = monotonic_now();
-        let due: Vec<usize> =
-            (0..self.groups.len()).filter(|&index| self.groups[index].election.heartbeat_due(now)).collect();
-        if !due.is_empty() {
-            self.note_sending(due.len() as u64);
-        }
-        let mut fed = Vec::with_capacity(due.len());
-        for index in due {
-            fed.push((index, self.transmit(index)));
-        }
-        fed
+        let due: Vec<usize> = (0..self.groups.len())
+            .filter(|&index| {
+                self.groups[index].paced.is_none() && self.groups[index].election.heartbeat_due(now)
+            })
+            .collect();
+        self.transmit(&due)
     }
 
     /// Sends group `index`'s heartbeat and tells its election whether it went out.
     pub(super) fn send_heartbeat(&mut self, index: usize) -> Output {
-        self.note_sending(1);
-        self.transmit(index)
+        self.transmit(&[index]).pop().map(|(_, output)| output).unwrap_or_default()
     }
 
-    /// Before `count` heartbeats (or probes) go out: the XDP program learns the highest sequence
-    /// number among them (one map write for a whole round of groups), and a sequence entering a
-    /// new epoch is stored first (see `sequence`).
-    pub(super) fn note_sending(&mut self, count: u64) {
-        let last = self.sender.next_sequence() + count.saturating_sub(1);
-        let epoch = sequence::epoch_of(last);
-        if epoch > self.epoch {
-            // 2^32 heartbeats into the run: the next start must begin above this epoch too.
-            match sequence::note_epoch(&self.config.state_dir, epoch) {
-                Ok(()) => self.epoch = epoch,
-                Err(err) => error!(error = err.as_dyn(), "storing the heartbeat epoch failed"),
-            }
+    /// Sends the heartbeats of groups `indices`, XDP told of their sequence numbers first (one
+    /// write for them all), and tells each election whether its heartbeat went out.
+    fn transmit(&mut self, indices: &[usize]) -> Fed {
+        if indices.is_empty() {
+            return Vec::new();
         }
-        if let Err(err) = self.datapath.note_sending(monotonic_now(), last) {
-            warn!(error = err.as_dyn(), "telling XDP the heartbeat's sequence failed");
-        }
+        let now = monotonic_now();
+        let adverts: Vec<_> = indices
+            .iter()
+            .map(|&index| {
+                let group = &mut self.groups[index];
+                let advert = group.election.advertised(now);
+                group.tell_xdp(&mut self.datapath, self.config.interval, &advert);
+                (group.config.id, advert)
+            })
+            .collect();
+        let sent: Vec<bool> = {
+            let mut paced = self.pacer.lock();
+            paced.outbox.note_sending(adverts.len() as u64, now);
+            adverts
+                .iter()
+                .map(|&(group, advert)| match paced.outbox.sender.send(group, advert) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        // Logged at debug: a link that is down fails every send; the election
+                        // turns failures that last a dead time into FAULT, which is logged once
+                        // with its cause.
+                        debug!("sending a heartbeat failed: {err}");
+                        false
+                    }
+                })
+                .collect()
+        };
+        indices
+            .iter()
+            .zip(sent)
+            .map(|(&index, ok)| (index, self.groups[index].election.handle(Event::HeartbeatSent { now, ok })))
+            .collect()
     }
 
-    /// Sends group `index`'s heartbeat, XDP told of its sequence already ([`Agent::note_sending`]),
-    /// and tells its election whether it went out.
-    fn transmit(&mut self, index: usize) -> Output {
+    /// Hands the pacer group `index`'s heartbeats while what they say is steady (an ACTIVE's:
+    /// [`crate::election::Election::steady_advert`]), or takes them back; XDP is told what a
+    /// paced group says (its probe answers carry it).
+    pub(super) fn pace(&mut self, index: usize) {
         let now = monotonic_now();
         let group = &mut self.groups[index];
-        let advert = group.election.advertised(now);
-        group.tell_xdp(&mut self.datapath, self.sender.interval(), &advert);
-        let result = self.sender.send(group.config.id, advert);
-        if let Err(err) = &result {
-            // Logged at debug: a link that is down fails every send; the election turns failures
-            // that last a dead time into FAULT, which is logged once with its cause.
-            debug!("sending a heartbeat failed: {err}");
+        let advert = group.election.steady_advert(now);
+        if advert == group.paced {
+            return;
         }
-        group.election.handle(Event::HeartbeatSent { now, ok: result.is_ok() })
+        if let Some(advert) = &advert {
+            group.tell_xdp(&mut self.datapath, self.config.interval, advert);
+        }
+        group.paced = advert;
+        if self.pacer.lock().plan.set(group.config.id, advert, self.config.interval, now) {
+            self.pacer.plan_changed();
+        }
+    }
+
+    /// [`Agent::pace`] for every group.
+    pub(super) fn pace_all(&mut self) {
+        for index in 0..self.groups.len() {
+            self.pace(index);
+        }
+    }
+
+    /// A round of paced heartbeats went out or failed, after the opposite: the paced groups'
+    /// elections hear of it (their fault rules).
+    pub(super) fn paced_round(&mut self, round: RoundSent) -> Fed {
+        self.groups
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, group)| group.paced.is_some())
+            .map(|(index, group)| {
+                (index, group.election.handle(Event::HeartbeatSent { now: round.at, ok: round.ok }))
+            })
+            .collect()
     }
 
     /// Carries out what the elections made of one event, group by group.
@@ -280,6 +324,8 @@ impl Agent {
     /// back (a VIP that would not go on, a heartbeat that did not go out) before the rest, so
     /// that a promotion whose VIPs were refused goes no further.
     pub(super) async fn execute(&mut self, index: usize, output: Output) {
+        // First: a state change takes the heartbeats back from the pacer before anything else.
+        self.pace(index);
         self.log_transition(index, &output);
         let mut pending = VecDeque::from(output.actions);
         while let Some(action) = pending.pop_front() {
@@ -379,7 +425,7 @@ impl Agent {
         for group in &mut self.groups {
             group.vips.set_ifindex(index);
         }
-        if let Err(err) = self.sender.rebind(&interface, &self.config.destination) {
+        if let Err(err) = self.pacer.lock().outbox.sender.rebind(&interface, &self.config.destination) {
             error!(error = err.as_dyn(), "opening the heartbeat socket on the recreated interface failed");
         }
         self.interface = interface;
@@ -442,9 +488,11 @@ impl Agent {
         }
     }
 
-    /// The loop turned: the XDP lease and the systemd watchdog, both kept alive by it.
+    /// The loop turned: the XDP lease, the pacer's grace and the systemd watchdog, all kept
+    /// alive by it.
     pub(super) fn loop_turned(&mut self) {
         self.renew_lease();
+        self.pacer.lock().plan.loop_turned(monotonic_now());
         self.notifier.alive();
     }
 

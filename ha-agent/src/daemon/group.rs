@@ -44,6 +44,8 @@ pub(super) struct Group {
     pub(super) watching: Option<NodeId>,
     /// Setting the watch failed last time (logged once; the election keeps its own deadlines).
     pub(super) watch_failed: bool,
+    /// What the pacer sends for it every interval, while it does (see `daemon/pacer.rs`).
+    pub(super) paced: Option<Advert>,
 }
 
 impl Group {
@@ -84,6 +86,7 @@ impl Group {
             probe_started: Duration::ZERO,
             watching: None,
             watch_failed: false,
+            paced: None,
         }
     }
 

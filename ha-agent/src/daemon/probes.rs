@@ -30,7 +30,9 @@ impl Agent {
         };
         let address = SocketAddr::new(source_address(&record), self.config.port);
         let now = monotonic_now();
-        let sequence = self.sender.next_sequence();
+        // The sequence read, noted and sent under one lock: the pacer numbers heartbeats too.
+        let mut paced = self.pacer.lock();
+        let sequence = paced.outbox.sender.next_sequence();
         if first {
             self.groups[index].probe_started = now;
         }
@@ -45,9 +47,10 @@ impl Agent {
         if let Err(err) = self.datapath.set_probe(group_id.0, burst) {
             warn!(error = err.as_dyn(), "recording the probe for XDP failed");
         }
-        self.note_sending(1);
+        paced.outbox.note_sending(1, now);
         let advert = self.groups[index].election.advertised(now);
-        let result = self.sender.send_probe(group_id, advert, to, address);
+        let result = paced.outbox.sender.send_probe(group_id, advert, to, address);
+        drop(paced);
         match &result {
             Ok(sequence) => debug!(group = %group_id, peer = %to, %address, first, sequence, "probe sent"),
             Err(err) => debug!(group = %group_id, peer = %to, "sending a probe failed: {err}"),

@@ -109,7 +109,7 @@ impl Agent {
         }
         self.groups = groups;
         super::serve_config(&mut self.datapath, &new, now)?;
-        self.sender.set_interval(new.interval);
+        self.pacer.lock().outbox.sender.set_interval(new.interval);
         self.set_keys(keys);
         self.config = new;
         Ok((0..self.groups.len()).map(|index| (index, self.apply_health(index))).collect())
@@ -168,7 +168,7 @@ impl Agent {
         if let Err(err) = self.datapath.set_keys(&auth) {
             return error!(error = err.as_dyn(), "handing the new keys to XDP failed: the old keys stay");
         }
-        self.sender.set_key(keys.as_ref().map(Keys::signing_key));
+        self.pacer.lock().outbox.sender.set_key(keys.as_ref().map(Keys::signing_key));
         self.keys = keys;
     }
 }
@@ -188,11 +188,18 @@ impl Agent {
         // The new process has the whole dead time, from now, to tell the peers it is here; they
         // hear that it restarts, and wait for it rather than probe it.
         let now = monotonic_now();
-        for index in 0..self.groups.len() {
-            let group = &self.groups[index];
-            let advert = Advert { restarting: true, ..group.election.advertised(now) };
-            if let Err(err) = self.sender.send(group.config.id, advert) {
-                warn!(error = err.as_dyn(), "telling the peers of the restart failed");
+        {
+            // The pacer sends nothing more: these are the last word (if the exec fails, the
+            // loop's next turn hands it the steady groups again).
+            let mut paced = self.pacer.lock();
+            paced.plan.clear();
+            paced.outbox.note_sending(self.groups.len() as u64, now);
+            for group in &mut self.groups {
+                group.paced = None;
+                let advert = Advert { restarting: true, ..group.election.advertised(now) };
+                if let Err(err) = paced.outbox.sender.send(group.config.id, advert) {
+                    warn!(error = err.as_dyn(), "telling the peers of the restart failed");
+                }
             }
         }
         self.renew_lease();

@@ -168,6 +168,21 @@ fn stepping_down_advertises_the_yield_for_the_dead_time() {
 }
 
 #[test]
+fn only_an_active_that_no_longer_says_it_yielded_has_a_steady_advert() {
+    let mut n = active_node(1, 100);
+    assert_eq!(n.steady_advert(ms(900)), Some(n.advertised(ms(900))));
+    assert_eq!(n.steady_advert(ms(900)).map(|advert| advert.state), Some(NodeState::Active));
+    tick(&mut n, 1000, &[peer(2, 200, NodeState::Active, 999)]);
+    assert_eq!(n.steady_advert(ms(1000)), None, "a STANDBY's rate changes with time");
+    // Back to ACTIVE within the yield (the other died): what it says changes when the yield
+    // runs out.
+    let out = tick(&mut n, 1400, &[peer(2, 200, NodeState::Active, 999)]);
+    assert_eq!(n.state(), State::Active, "{out:?}");
+    assert_eq!(n.steady_advert(ms(1400)), None);
+    assert!(n.steady_advert(ms(1700)).is_some_and(|advert| !advert.yielded));
+}
+
+#[test]
 fn split_brain_resolves_to_the_more_worthy() {
     let mut a = active_node(1, 200);
     let mut b = active_node(2, 100);
