@@ -300,6 +300,9 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     }
     agent.ready();
     let result = main_loop(&mut agent, &mut events, &mut watch, &mut control, signals, rounds).await;
+    // A loop that ended on an error may leave groups ACTIVE: their heartbeats must stop before
+    // the VIPs come off, or the peers would wait for this node while nobody serves.
+    agent.pacer.lock().plan.clear();
 
     // Whatever happened, leave no VIP behind.
     for group in &agent.groups {

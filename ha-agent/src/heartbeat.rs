@@ -1,6 +1,8 @@
 //! The heartbeat edge: one UDP socket bound to the interface that sends this node's heartbeat to
-//! the multicast group or to each unicast peer, with TTL (hop limit) 1 so it never leaves the LAN.
-//! Receiving is the XDP program's job: heartbeats are dropped there and never reach a socket.
+//! the multicast group or to each unicast peer, with TTL (hop limit) 1 so it never leaves the LAN;
+//! to a multicast group the same datagrams go out through a packet socket once their source
+//! address is known, which costs a woken thread less (`heartbeat/frame.rs`). Receiving is the XDP
+//! program's job: heartbeats are dropped there and never reach a socket.
 
 use std::{
     io,
@@ -9,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use ha_common::{Heartbeat, SipKey, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_PROBE, FLAG_RESTARTING, FLAG_YIELDED};
+use ha_common::{
+    Heartbeat, SipKey, FLAG_CHOSEN, FLAG_HANDOVER, FLAG_PROBE, FLAG_RESTARTING, FLAG_YIELDED, HEARTBEAT_LEN,
+};
 use pnet::datalink::NetworkInterface;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -17,6 +21,10 @@ use crate::{
     election::Advert,
     ids::{GroupId, NodeId},
 };
+
+mod frame;
+
+pub use frame::FrameSender;
 
 /// Where heartbeats go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +68,9 @@ pub struct HeartbeatSender {
     /// which the election counts). Registered, every send's freed buffer space woke the loop's
     /// epoll once more for nothing.
     socket: std::net::UdpSocket,
+    /// The same heartbeats as whole datagrams through a packet socket, cheaper to send, for a
+    /// multicast destination once its source address is known (see `heartbeat/frame.rs`).
+    frames: Option<FrameSender>,
     destinations: Vec<SocketAddr>,
     origin: Origin,
     next_sequence: u64,
@@ -75,13 +86,24 @@ impl HeartbeatSender {
         origin: Origin,
         first_sequence: u64,
     ) -> io::Result<Self> {
+        let socket = open_socket(interface, destination)?;
+        let frames = open_frames(&socket, interface, destination);
         Ok(Self {
-            socket: open_socket(interface, destination)?,
+            socket,
+            frames,
             destinations: destination.addresses(),
             origin,
             next_sequence: first_sequence,
             key: None,
         })
+    }
+
+    /// Looks up again the source address of the heartbeats sent as whole datagrams (an address
+    /// may have come or gone); the loop calls it at every turn and on every address change.
+    pub fn refresh_source(&mut self) {
+        if let Some(frames) = &mut self.frames {
+            frames.refresh_source(HEARTBEAT_LEN);
+        }
     }
 
     /// The sequence number the next heartbeat will carry.
@@ -93,6 +115,7 @@ impl HeartbeatSender {
     /// the numbering and the key.
     pub fn rebind(&mut self, interface: &NetworkInterface, destination: &Destination) -> io::Result<()> {
         self.socket = open_socket(interface, destination)?;
+        self.frames = open_frames(&self.socket, interface, destination);
         Ok(())
     }
 
@@ -111,6 +134,12 @@ impl HeartbeatSender {
     pub fn send(&mut self, group: GroupId, advert: Advert) -> io::Result<()> {
         let heartbeat = self.heartbeat(group, advert);
         let bytes = heartbeat.encode_signed(self.key.as_ref());
+        if let Some(frames) = self.frames.as_mut().filter(|frames| frames.ready()) {
+            // Through the socket below if this fails: whatever made it fail may not stop that.
+            if frames.send(&bytes).is_ok() {
+                return Ok(());
+            }
+        }
         let mut result = Ok(());
         for destination in &self.destinations {
             // One unreachable peer must not keep the others from hearing us.
@@ -198,6 +227,28 @@ fn open_socket(interface: &NetworkInterface, destination: &Destination) -> io::R
     }
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// The packet socket for `destination` if it is a multicast group, its source address looked up
+/// (see [`FrameSender`]); `None` otherwise, or if it cannot be opened: the UDP socket sends.
+fn open_frames(
+    socket: &std::net::UdpSocket,
+    interface: &NetworkInterface,
+    destination: &Destination,
+) -> Option<FrameSender> {
+    let Destination::Multicast(group) = destination else { return None };
+    let port = socket.local_addr().ok()?.port();
+    match FrameSender::open(&interface.name, interface.index, *group, port) {
+        Ok(Some(mut frames)) => {
+            frames.refresh_source(HEARTBEAT_LEN);
+            Some(frames)
+        }
+        Ok(None) => None,
+        Err(err) => {
+            tracing::debug!("no packet socket for the heartbeats ({err}): they go through the UDP socket");
+            None
+        }
+    }
 }
 
 /// IP_MULTICAST_IF by interface index (`ip_mreqn`), which works before the interface has an

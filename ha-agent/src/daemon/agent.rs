@@ -293,11 +293,13 @@ impl Agent {
         }
     }
 
-    /// [`Agent::pace`] for every group.
+    /// [`Agent::pace`] for every group, at the end of every turn; and the heartbeats' source
+    /// address looked up again (see [`crate::heartbeat::FrameSender`]), two syscalls.
     pub(super) fn pace_all(&mut self) {
         for index in 0..self.groups.len() {
             self.pace(index);
         }
+        self.pacer.lock().outbox.sender.refresh_source();
     }
 
     /// A round of paced heartbeats went out or failed, after the opposite: the paced groups'
@@ -388,6 +390,9 @@ impl Agent {
     /// What a link or address change means for the elections.
     pub(super) fn net_event(&mut self, event: NetEvent) -> Fed {
         let ours = self.interface.index;
+        // An address gone may have been the heartbeats' source: the next one goes out from the
+        // one the kernel picks now.
+        self.pacer.lock().outbox.sender.refresh_source();
         match event {
             NetEvent::Link { name, index, usable } if name == self.config.iface => {
                 if index != ours {

@@ -87,8 +87,9 @@ impl Outbox {
     }
 }
 
-/// A round of paced heartbeats went out (`ok`) or failed at `at`: reported to the loop only when
-/// that differs from the last report, for the elections' fault rules.
+/// A round of paced heartbeats went out (`ok`) or failed at `at`: reported to the loop, for the
+/// elections' fault rules, when that differs from the last report and for the first round after
+/// a change of plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RoundSent {
     /// When.
@@ -106,8 +107,9 @@ pub(super) struct Plan {
     grid: Option<Beats>,
     /// The loop's last turn plus [`LOOP_GRACE`]: no round after it.
     alive_until: Duration,
-    /// Whether the last round reported went out.
-    failing: bool,
+    /// Whether the last round reported went out; `None` after a change of plan, so that the
+    /// groups now paced hear how the next round went.
+    reported: Option<bool>,
 }
 
 /// What the pacer does next.
@@ -160,6 +162,9 @@ impl Plan {
         if regrid {
             self.grid = Some(Beats::new(now + interval, interval));
         }
+        if changed || regrid {
+            self.reported = None;
+        }
         changed || regrid
     }
 
@@ -201,10 +206,15 @@ impl Plan {
         if let Some(grid) = &mut self.grid {
             grid.passed(now);
         }
-        (ok == self.failing).then(|| {
-            self.failing = !ok;
+        (self.reported != Some(ok)).then(|| {
+            self.reported = Some(ok);
             RoundSent { at: now, ok }
         })
+    }
+
+    /// Whether the last round reported failed.
+    fn failing(&self) -> bool {
+        self.reported == Some(false)
     }
 }
 
@@ -298,7 +308,7 @@ fn pace(shared: &Shared, reports: &UnboundedSender<RoundSent>, lateness: Option<
                         Ok(()) => true,
                         Err(err) => {
                             // At debug in the loop; here once per change (the report's).
-                            if !plan.failing {
+                            if !plan.failing() {
                                 warn!(error = err.as_dyn(), "sending the paced heartbeats failed");
                             }
                             false
@@ -347,7 +357,7 @@ mod tests {
         plan.loop_turned(ms(1000));
         assert_eq!(plan.step(ms(1000)), Step::Wait(ms(1100)), "the loop has just sent one");
         assert_eq!(plan.step(ms(1100)), Step::Round);
-        assert_eq!(plan.served(ms(1101), true), None, "going out is no news");
+        plan.served(ms(1101), true);
         assert_eq!(plan.step(ms(1101)), Step::Wait(ms(1200)));
         // A late round: the next one keeps to the grid rather than following the late one.
         assert_eq!(plan.step(ms(1230)), Step::Round);
@@ -387,12 +397,16 @@ mod tests {
     }
 
     #[test]
-    fn only_a_change_between_going_out_and_failing_is_reported() {
+    fn a_change_between_going_out_and_failing_is_reported_and_so_is_a_new_plans_first_round() {
         let mut plan = Plan::default();
         plan.set(GroupId(1), Some(advert(200)), ms(100), ms(0));
-        assert_eq!(plan.served(ms(100), true), None);
-        assert_eq!(plan.served(ms(200), false), Some(RoundSent { at: ms(200), ok: false }));
-        assert_eq!(plan.served(ms(300), false), None, "the fault rules count from the first");
-        assert_eq!(plan.served(ms(400), true), Some(RoundSent { at: ms(400), ok: true }));
+        assert_eq!(plan.served(ms(100), true), Some(RoundSent { at: ms(100), ok: true }), "a new plan");
+        assert_eq!(plan.served(ms(200), true), None, "going out is no news");
+        assert_eq!(plan.served(ms(300), false), Some(RoundSent { at: ms(300), ok: false }));
+        assert_eq!(plan.served(ms(400), false), None, "the fault rules count from the first");
+        // A group joins while rounds fail: its election must hear of it too.
+        plan.set(GroupId(2), Some(advert(100)), ms(100), ms(450));
+        assert_eq!(plan.served(ms(500), false), Some(RoundSent { at: ms(500), ok: false }));
+        assert_eq!(plan.served(ms(600), true), Some(RoundSent { at: ms(600), ok: true }));
     }
 }
