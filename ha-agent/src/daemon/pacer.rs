@@ -247,8 +247,14 @@ impl Pacer {
         outbox: Outbox,
         lateness: Option<Histogram>,
     ) -> io::Result<(Self, UnboundedReceiver<RoundSent>)> {
+        // Alive from the start: the loop is about to turn, and a restarted agent's resumed groups
+        // are planned before its first turn (which may take a while, the XDP program just
+        // loaded); their first round must not be withheld, or the successor, which has heard
+        // nothing since the restart began, probes and finds no answer.
+        let mut plan = Plan::default();
+        plan.loop_turned(monotonic_now());
         let shared = Arc::new(Shared {
-            paced: Mutex::new(Paced { outbox, plan: Plan::default(), stop: false }),
+            paced: Mutex::new(Paced { outbox, plan, stop: false }),
             changed: Condvar::new(),
         });
         let (reports, received) = unbounded_channel();
