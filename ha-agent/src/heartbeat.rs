@@ -98,11 +98,19 @@ impl HeartbeatSender {
         })
     }
 
-    /// Looks up again the source address of the heartbeats sent as whole datagrams (an address
-    /// may have come or gone); the loop calls it at every turn and on every address change.
+    /// Looks up again the source address of the heartbeats sent as whole datagrams: the loop
+    /// calls it on every link or address change (the source may have gone).
     pub fn refresh_source(&mut self) {
         if let Some(frames) = &mut self.frames {
-            frames.refresh_source(HEARTBEAT_LEN);
+            frames.refresh_source();
+        }
+    }
+
+    /// [`HeartbeatSender::refresh_source`] while no source is known (the interface had no
+    /// address yet): the loop calls it at every turn, two syscalls only until one is found.
+    pub fn find_source(&mut self) {
+        if let Some(frames) = self.frames.as_mut().filter(|frames| !frames.ready()) {
+            frames.refresh_source();
         }
     }
 
@@ -238,9 +246,9 @@ fn open_frames(
 ) -> Option<FrameSender> {
     let Destination::Multicast(group) = destination else { return None };
     let port = socket.local_addr().ok()?.port();
-    match FrameSender::open(&interface.name, interface.index, *group, port) {
+    match FrameSender::open(&interface.name, interface.index, *group, port, HEARTBEAT_LEN) {
         Ok(Some(mut frames)) => {
-            frames.refresh_source(HEARTBEAT_LEN);
+            frames.refresh_source();
             Some(frames)
         }
         Ok(None) => None,

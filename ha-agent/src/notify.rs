@@ -2,8 +2,9 @@
 //! `WatchdogSec=`). Outside systemd (no `NOTIFY_SOCKET`) every call does nothing.
 //!
 //! The watchdog is kicked from the main loop each time it turns (at least every half watchdog
-//! period: the loop's longest sleep is cut to that), so it fires exactly when the loop stalls: systemd then kills the agent and, with `Restart=`, starts
-//! it again, and the new agent takes over its predecessor's pinned link and lease.
+//! period: the loop's longest sleep is cut to that), so it fires exactly when the loop stalls:
+//! systemd then kills the agent and, with `Restart=`, starts it again, and the new agent takes
+//! over its predecessor's pinned link and lease.
 
 use std::time::Duration;
 

@@ -234,8 +234,8 @@ impl Agent {
         self.transmit(&[index]).pop().map(|(_, output)| output).unwrap_or_default()
     }
 
-    /// Sends the heartbeats of groups `indices`, XDP told of their sequence numbers first (one
-    /// write for them all), and tells each election whether its heartbeat went out.
+    /// Sends the heartbeats of groups `indices` as one round ([`super::pacer::Outbox::send_round`])
+    /// and tells each election whether its heartbeat went out.
     fn transmit(&mut self, indices: &[usize]) -> Fed {
         if indices.is_empty() {
             return Vec::new();
@@ -250,23 +250,15 @@ impl Agent {
                 (group.config.id, advert)
             })
             .collect();
-        let sent: Vec<bool> = {
-            let mut paced = self.pacer.lock();
-            paced.outbox.note_sending(adverts.len() as u64, now);
-            adverts
-                .iter()
-                .map(|&(group, advert)| match paced.outbox.sender.send(group, advert) {
-                    Ok(()) => true,
-                    Err(err) => {
-                        // Logged at debug: a link that is down fails every send; the election
-                        // turns failures that last a dead time into FAULT, which is logged once
-                        // with its cause.
-                        debug!("sending a heartbeat failed: {err}");
-                        false
-                    }
-                })
-                .collect()
-        };
+        let mut sent = vec![true; adverts.len()];
+        self.pacer.lock().outbox.send_round(&adverts, now, |position, result| {
+            if let Err(err) = result {
+                // Logged at debug: a link that is down fails every send; the election turns
+                // failures that last a dead time into FAULT, which is logged once with its cause.
+                debug!("sending a heartbeat failed: {err}");
+                sent[position] = false;
+            }
+        });
         indices
             .iter()
             .zip(sent)
@@ -293,13 +285,14 @@ impl Agent {
         }
     }
 
-    /// [`Agent::pace`] for every group, at the end of every turn; and the heartbeats' source
-    /// address looked up again (see [`crate::heartbeat::FrameSender`]), two syscalls.
+    /// [`Agent::pace`] for every group, at the end of every turn; and, while the heartbeats'
+    /// source address is unknown (no address yet), looked up again (see
+    /// [`crate::heartbeat::FrameSender`]).
     pub(super) fn pace_all(&mut self) {
         for index in 0..self.groups.len() {
             self.pace(index);
         }
-        self.pacer.lock().outbox.sender.refresh_source();
+        self.pacer.lock().outbox.sender.find_source();
     }
 
     /// A round of paced heartbeats went out or failed, after the opposite: the paced groups'

@@ -38,7 +38,7 @@ use crate::{
 };
 
 /// How long after the loop's last turn the pacer keeps sending: two of the loop's longest sleeps.
-pub const LOOP_GRACE: Duration = Duration::from_secs(2 * POLL_PERIOD.as_secs());
+pub const LOOP_GRACE: Duration = POLL_PERIOD.saturating_mul(2);
 
 /// Everything that sends heartbeats and probes, used by one thread at a time.
 pub(super) struct Outbox {
@@ -74,16 +74,19 @@ impl Outbox {
         self.fence.lock().note_sending(now, last);
     }
 
-    /// Sends a round: each group's heartbeat saying its advert; an error if any failed.
-    fn send_round(&mut self, beats: &[(GroupId, Advert)], now: Duration) -> io::Result<()> {
+    /// Sends a round at `now`: XDP told of its sequence numbers first (one write for them all),
+    /// then each group's heartbeat saying its advert; `sent` hears how each went, by position.
+    /// The pacer's rounds, the loop's own heartbeats and a re-execution's last word all go so.
+    pub(super) fn send_round(
+        &mut self,
+        beats: &[(GroupId, Advert)],
+        now: Duration,
+        mut sent: impl FnMut(usize, io::Result<()>),
+    ) {
         self.note_sending(beats.len() as u64, now);
-        let mut result = Ok(());
-        for &(group, advert) in beats {
-            if let Err(err) = self.sender.send(group, advert) {
-                result = Err(err);
-            }
+        for (position, &(group, advert)) in beats.iter().enumerate() {
+            sent(position, self.sender.send(group, advert));
         }
-        result
     }
 }
 
@@ -310,16 +313,15 @@ fn pace(shared: &Shared, reports: &UnboundedSender<RoundSent>, lateness: Option<
                 }
                 let ok = if paced.plan.alive(now) {
                     let Paced { outbox, plan, .. } = &mut *paced;
-                    match outbox.send_round(&plan.beats, now) {
-                        Ok(()) => true,
-                        Err(err) => {
-                            // At debug in the loop; here once per change (the report's).
-                            if !plan.failing() {
-                                warn!(error = err.as_dyn(), "sending the paced heartbeats failed");
-                            }
-                            false
-                        }
+                    let mut failure = None;
+                    outbox.send_round(&plan.beats, now, |_, result| {
+                        failure = failure.take().or(result.err());
+                    });
+                    // At debug in the loop; here once per change (the report's).
+                    if let Some(err) = failure.as_ref().filter(|_| !plan.failing()) {
+                        warn!(error = err.as_dyn(), "sending the paced heartbeats failed");
                     }
+                    failure.is_none()
                 } else {
                     // The loop has not turned for LOOP_GRACE: no heartbeat vouches for it.
                     true

@@ -193,14 +193,19 @@ impl Agent {
             // loop's next turn hands it the steady groups again).
             let mut paced = self.pacer.lock();
             paced.plan.clear();
-            paced.outbox.note_sending(self.groups.len() as u64, now);
-            for group in &mut self.groups {
-                group.paced = None;
-                let advert = Advert { restarting: true, ..group.election.advertised(now) };
-                if let Err(err) = paced.outbox.sender.send(group.config.id, advert) {
+            let adverts: Vec<_> = self
+                .groups
+                .iter_mut()
+                .map(|group| {
+                    group.paced = None;
+                    (group.config.id, Advert { restarting: true, ..group.election.advertised(now) })
+                })
+                .collect();
+            paced.outbox.send_round(&adverts, now, |_, result| {
+                if let Err(err) = result {
                     warn!(error = err.as_dyn(), "telling the peers of the restart failed");
                 }
-            }
+            });
         }
         self.renew_lease();
         let err = std::process::Command::new(&program).args(args).exec();

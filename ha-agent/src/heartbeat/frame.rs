@@ -32,6 +32,8 @@ pub struct FrameSender {
     link: libc::sockaddr_ll,
     group: SocketAddr,
     source_port: u16,
+    /// The length of every payload it sends.
+    payload_len: usize,
     /// A UDP socket bound to the interface, connected to the group to learn the source address.
     lookup: Socket,
     /// The frame built for the current source, the payload rewritten for each heartbeat.
@@ -40,8 +42,15 @@ pub struct FrameSender {
 
 impl FrameSender {
     /// A sender on the interface `ifindex` (named `iface`) to `group` (a multicast address),
-    /// from `source_port`. `None` for a unicast destination, which needs the neighbour table.
-    pub fn open(iface: &str, ifindex: u32, group: SocketAddr, source_port: u16) -> io::Result<Option<Self>> {
+    /// from `source_port`, of payloads of `payload_len` bytes. `None` for a unicast destination,
+    /// which needs the neighbour table.
+    pub fn open(
+        iface: &str,
+        ifindex: u32,
+        group: SocketAddr,
+        source_port: u16,
+        payload_len: usize,
+    ) -> io::Result<Option<Self>> {
         let Some(mac) = multicast_mac(group.ip()) else { return Ok(None) };
         let ethertype = if group.is_ipv4() { libc::ETH_P_IP } else { libc::ETH_P_IPV6 } as u16;
         // SAFETY: no pointers; the result is checked.
@@ -67,13 +76,13 @@ impl FrameSender {
         if group.is_ipv6() {
             lookup.set_multicast_if_v6(ifindex)?;
         }
-        Ok(Some(Self { socket, link, group, source_port, lookup, frame: None }))
+        Ok(Some(Self { socket, link, group, source_port, payload_len, lookup, frame: None }))
     }
 
     /// Looks up again which source address the kernel would send from (an address may have
     /// come or gone); without one, [`FrameSender::send`] refuses and the caller uses its UDP
     /// socket.
-    pub fn refresh_source(&mut self, payload_len: usize) {
+    pub fn refresh_source(&mut self) {
         let source = self.lookup.connect(&self.group.into()).and_then(|()| self.lookup.local_addr());
         let source = source.ok().and_then(|addr| addr.as_socket()).map(|addr| addr.ip());
         let current = self.frame.as_deref().and_then(frame_source);
@@ -82,7 +91,7 @@ impl FrameSender {
         }
         self.frame = source
             .filter(|source| !source.is_unspecified())
-            .map(|source| frame(source, self.group, self.source_port, &vec![0; payload_len]));
+            .map(|source| frame(source, self.group, self.source_port, &vec![0; self.payload_len]));
     }
 
     /// Whether a source address is known: [`FrameSender::send`] can send.
