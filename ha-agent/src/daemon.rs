@@ -241,6 +241,11 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     let mut datapath = Datapath::load(&xdp_config, &auth_keys)?;
     datapath.pin(&config.pin_dir)?;
     serve_config(&mut datapath, &config, monotonic_now())?;
+    // From here the new program's fence is renewed beside the old one's until the first
+    // heartbeat: once attached, it answers the successor's probes at once.
+    if let Some(keep_alive) = &keep_alive {
+        keep_alive.vouch_for(datapath.shared_fence());
+    }
     // What a resumed ACTIVE says, before the program takes over from its predecessor's: the
     // successor's probes are answered from it at once, not from the loop's first heartbeat on.
     for &index in &resumed {
@@ -248,7 +253,6 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         groups[index].tell_xdp(&mut datapath, config.interval, &advert);
     }
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
-    drop(keep_alive);
     datapath.forward_logs()?;
     let mut events = datapath.events()?;
     let mut control = ControlSocket::bind(&config.run_dir, config.control_group.as_deref())?;
@@ -291,6 +295,8 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
         counters: agent::CounterReads::default(),
     };
     agent.execute_all(resume_outputs).await;
+    // The resumed groups' heartbeats are out (and renew the fence from now on).
+    drop(keep_alive);
     for group in &agent.groups {
         agent.metrics.set_state(group.config.id, group.election.state(), false);
     }

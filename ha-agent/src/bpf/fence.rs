@@ -15,17 +15,35 @@ use std::sync::{
 
 use super::{BpfError, FENCE_PIN};
 
-/// The thread that renews a predecessor's lease ([`PredecessorFence::keep_alive`]); stops it
-/// when dropped.
+/// The thread that renews a predecessor's lease ([`PredecessorFence::keep_alive`]), and this
+/// agent's own once it is handed over ([`KeepAlive::vouch_for`]); stops it when dropped.
 pub struct KeepAlive {
     stop: Arc<AtomicBool>,
+    /// This agent's own fence, renewed beside the predecessor's from [`KeepAlive::vouch_for`] on.
+    own: Arc<Mutex<Option<SharedFence>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeepAlive {
+    /// Renews `fence` (this agent's own, set up but not yet attached) too, at once and then with
+    /// every renewal of the predecessor's, until dropped. The new program answers probes only
+    /// within an answer window of its fence's last heartbeat (a little over an interval), and
+    /// between setting up its fence and the loop's first heartbeat the agent attaches it and
+    /// gets ready: 15-20 ms here, more on a busy machine, which at a 20 ms interval left the
+    /// successor's probes unanswered just after the program was replaced (one restart in eight
+    /// moved the VIP).
+    pub fn vouch_for(&self, fence: SharedFence) {
+        fence.lock().vouch(crate::clock::monotonic_now());
+        *self.own.lock().unwrap_or_else(PoisonError::into_inner) = Some(fence);
+    }
 }
 
 impl Drop for KeepAlive {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            // Woken rather than waited for: the loop's start waits on this.
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -123,6 +141,14 @@ impl FenceKeeper {
         self.write(now);
     }
 
+    /// Renews the lease at `now` and vouches for the agent as a heartbeat would (probes are
+    /// answered for another answer window), without a heartbeat: for a restarted agent that is
+    /// alive but has not sent one yet (see [`KeepAlive::vouch_for`]).
+    pub fn vouch(&mut self, now: Duration) {
+        self.fence.heartbeat_ns = crate::clock::nanos(now);
+        self.write(now);
+    }
+
     /// Renews the lease at `now` with the fence armed, or disarms it (`armed` false); see
     /// [`super::Datapath::keep_fence`].
     pub(super) fn keep(&mut self, armed: bool, now: Duration) {
@@ -204,13 +230,19 @@ impl PredecessorFence {
     pub fn keep_alive(mut self, period: Duration) -> KeepAlive {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let own: Arc<Mutex<Option<SharedFence>>> = Arc::default();
+        let own_fence = Arc::clone(&own);
         let thread = std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
-                let _ = self.renew(crate::clock::monotonic_now());
-                std::thread::sleep(period);
+                let now = crate::clock::monotonic_now();
+                let _ = self.renew(now);
+                if let Some(fence) = own_fence.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                    fence.lock().vouch(now);
+                }
+                std::thread::park_timeout(period);
             }
         });
-        KeepAlive { stop, thread: Some(thread) }
+        KeepAlive { stop, own, thread: Some(thread) }
     }
 
     /// Renews its lease at `now`, and vouches for it as a heartbeat would: the restarted agent
