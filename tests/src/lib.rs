@@ -19,6 +19,9 @@ use std::{
 use anyhow::{bail, Context as _};
 
 pub mod frames;
+mod prober;
+
+pub use prober::Prober;
 
 /// The VIP the test LANs share.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -692,91 +695,7 @@ impl Drop for VipMonitor {
     }
 }
 
-/// A client pinging the VIP every few ms in the background; [`Prober::stop`] returns the
-/// reply times, from which the outage (the longest gap between replies) follows.
-pub struct Prober {
-    child: Option<Child>,
-    output: PathBuf,
-}
-
-impl Prober {
-    /// Starts `ping -i 0.005` from host `client` to the VIP.
-    pub fn start(lan: &Lan, client: usize) -> anyhow::Result<Self> {
-        Self::start_every(lan, client, "0.005")
-    }
-
-    /// Starts pinging the VIP from host `client` every `interval` seconds (ping's `-i`).
-    pub fn start_every(lan: &Lan, client: usize, interval: &str) -> anyhow::Result<Self> {
-        let output =
-            lan.dir.join(format!("ping-{client}-{}.log", LAN_COUNTER.fetch_add(1, Ordering::SeqCst)));
-        let file = fs::File::create(&output)?;
-        let child = lan.hosts[client]
-            .ns
-            .command("ping")
-            .args(["-D", "-n", "-i", interval, "-W", "0.1", &VIP.to_string()])
-            .stdout(file)
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawning ping (apt-get install iputils-ping)")?;
-        Ok(Self { child: Some(child), output })
-    }
-
-    /// Stops pinging; returns the reply timestamps in seconds.
-    pub fn stop(self) -> anyhow::Result<Vec<f64>> {
-        Ok(self.stop_with_counts()?.0)
-    }
-
-    /// Stops pinging; returns the reply timestamps and ping's own count of requests sent and
-    /// replies received.
-    pub fn stop_with_counts(mut self) -> anyhow::Result<(Vec<f64>, u64, u64)> {
-        self.end();
-        let text = fs::read_to_string(&self.output)?;
-        let replies = text
-            .lines()
-            .filter(|l| l.contains("bytes from"))
-            .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-            .collect();
-        // "N packets transmitted, M received, …"
-        let summary = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or("");
-        let mut numbers = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse::<u64>().ok());
-        let (sent, received) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-        Ok((replies, sent, received))
-    }
-
-    /// Stops pinging; returns how many requests got no reply, not counting those after the
-    /// last reply (still in flight when ping was stopped).
-    pub fn stop_counting_lost(mut self) -> anyhow::Result<u64> {
-        self.end();
-        let text = fs::read_to_string(&self.output)?;
-        let answered: Vec<u64> = text
-            .lines()
-            .filter(|l| l.contains("bytes from"))
-            .filter_map(|l| l.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
-            .collect();
-        let (Some(first), Some(last)) = (answered.iter().min(), answered.iter().max()) else {
-            bail!("the prober got no reply at all");
-        };
-        // ping numbers from 1; the sequence wraps at 65536, far beyond any test's length.
-        Ok((first - 1) + (last - first + 1) - answered.len() as u64)
-    }
-
-    fn end(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill has no memory preconditions.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Prober {
-    fn drop(&mut self) {
-        self.end();
-        let _ = fs::remove_file(&self.output);
-    }
-}
-
-/// The longest gap between consecutive replies after `since` (seconds, ping's clock), in ms.
+/// The longest gap between consecutive replies (seconds, as [`Prober::stop`] returns them), in ms.
 pub fn longest_gap_ms(replies: &[f64]) -> f64 {
     replies.windows(2).map(|w| (w[1] - w[0]) * 1000.0).fold(0.0, f64::max)
 }
