@@ -561,3 +561,47 @@ fn an_answer_to_our_burst_is_recorded_and_nothing_else_is() {
     assert_eq!((counters.probe_answers, counters.replay, counters.bad_tag, counters.accepted), (1, 3, 1, 0));
     assert!(datapath.peers().unwrap().is_empty(), "an answer is not a heartbeat of its sender");
 }
+
+/// A pin directory on the root namespace's bpffs, removed (pins and all) when dropped.
+struct PinDir(std::path::PathBuf);
+
+impl PinDir {
+    fn new(name: &str) -> Self {
+        Self(std::path::PathBuf::from(format!("/sys/fs/bpf/ha-test-{name}-{}", std::process::id())))
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_restarting_agent_vouches_for_both_programs_until_its_first_heartbeat() {
+    // The predecessor's program and the new one: neither agent has sent a heartbeat for 200 ms,
+    // more than the 115 ms answer window, so neither would answer a probe by itself.
+    let pins = PinDir::new("vouch");
+    let mut old = active_datapath(Duration::from_millis(200));
+    old.pin(&pins.0).unwrap();
+    let new = active_datapath(Duration::from_millis(200));
+    let predecessor = ha_agent::bpf::PredecessorFence::open(&pins.0).expect("the predecessor's pinned fence");
+    let keep_alive = predecessor.keep_alive(Duration::from_millis(5));
+    keep_alive.vouch_for(new.shared_fence());
+    // Longer than the window: only the keep-alive's renewals can keep both answering.
+    std::thread::sleep(Duration::from_millis(150));
+    for (which, datapath) in [("old", &old), ("new", &new)] {
+        let frame = ipv4_frame(PORT, &probe(5, OWN_ID, 7), None);
+        assert_eq!(
+            run_out(datapath, &frame).0,
+            XDP_TX,
+            "the {which} program answers while the restart is under way"
+        );
+    }
+    // The first heartbeat is out: from then on the agent's own heartbeats vouch for it.
+    drop(keep_alive);
+    std::thread::sleep(Duration::from_millis(150));
+    let frame = ipv4_frame(PORT, &probe(5, OWN_ID, 8), None);
+    assert_eq!(verdict(&new, &frame), XDP_DROP, "no answer once nothing vouches for the agent");
+    assert_eq!(stats(&new).probes_answered, 1);
+}
