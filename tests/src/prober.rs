@@ -3,7 +3,7 @@
 //! Not `ping -i 0.002`: iputils ping, asked for an interval under 10 ms, sleeps 10 ms whenever a
 //! reply is outstanding, so during an outage it sends every 10 ms and every outage it measures is
 //! rounded up to the next 10 ms (a 23 ms gap read as 32). Here requests keep to the interval
-//! whether answered or not.
+//! whether answered or not, and each reply's time is the kernel's receive stamp, as ping's is.
 
 use std::{
     collections::BTreeSet,
@@ -66,6 +66,20 @@ fn icmp_socket_in(name: &str) -> io::Result<OwnedFd> {
     if set != 0 {
         return Err(io::Error::last_os_error());
     }
+    let on: libc::c_int = 1;
+    // SAFETY: an int of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(socket)
 }
 
@@ -107,6 +121,41 @@ fn wall_clock() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
 }
 
+/// Receives one datagram into `buffer`; returns its length and when the kernel took it in
+/// (`SO_TIMESTAMPNS`, wall clock seconds), or when it was read if the kernel gave no stamp. The
+/// kernel's stamp keeps the receiving thread's own wake-up delay out of the gaps measured.
+fn receive_stamped(socket: &OwnedFd, buffer: &mut [u8]) -> Option<(usize, f64)> {
+    let mut iov = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
+    // Room for one control message holding a timespec, aligned as cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: all-zero is a valid msghdr; the pointers are set just below.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &raw mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = size_of_val(&control);
+    // SAFETY: the message's buffers are live and writable for the lengths given.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &raw mut message, 0) };
+    let n = usize::try_from(n).ok()?;
+    let mut at = None;
+    // The CMSG macros walk the control buffer recvmsg filled in, within the length it set.
+    // SAFETY: a message whose control buffer recvmsg filled in.
+    let mut header = unsafe { libc::CMSG_FIRSTHDR(&raw const message) };
+    // SAFETY: (each) a non-null header the macros returned, inside the control buffer.
+    while let Some(current) = unsafe { header.as_ref() } {
+        if current.cmsg_level == libc::SOL_SOCKET && current.cmsg_type == libc::SO_TIMESTAMPNS {
+            // SAFETY: an SO_TIMESTAMPNS message carries one timespec, possibly unaligned.
+            let data = unsafe { libc::CMSG_DATA(header) };
+            // SAFETY: as above.
+            let stamp = unsafe { data.cast::<libc::timespec>().read_unaligned() };
+            at = Some(stamp.tv_sec as f64 + stamp.tv_nsec as f64 / 1e9);
+        }
+        // SAFETY: the message and a header inside its control buffer.
+        header = unsafe { libc::CMSG_NXTHDR(&raw const message, header) };
+    }
+    Some((n, at.unwrap_or_else(wall_clock)))
+}
+
 impl Prober {
     /// Pings the VIP from host `client` every 5 ms.
     pub fn start(lan: &Lan, client: usize) -> anyhow::Result<Self> {
@@ -134,13 +183,9 @@ impl Prober {
                 let mut replies = Vec::new();
                 let mut buffer = [0u8; 1500];
                 while !stop.load(Ordering::SeqCst) {
-                    // SAFETY: the buffer is writable for its length.
-                    let n = unsafe {
-                        libc::recv(receive.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len(), 0)
-                    };
-                    let Ok(n) = usize::try_from(n) else { continue };
+                    let Some((n, at)) = receive_stamped(&receive, &mut buffer) else { continue };
                     if let Some(sequence) = echo_reply(&buffer[..n], id) {
-                        replies.push((sequence, wall_clock()));
+                        replies.push((sequence, at));
                     }
                 }
                 replies
