@@ -29,7 +29,7 @@ impl KeepAlive {
     /// every renewal of the predecessor's, until dropped. The new program answers probes only
     /// within an answer window of its fence's last heartbeat (a little over an interval), and
     /// between setting up its fence and the loop's first heartbeat the agent attaches it and
-    /// gets ready: 15-20 ms here, more on a busy machine, which at a 20 ms interval left the
+    /// gets ready: 15-30 ms here, more on a busy machine, which at a 20 ms interval left the
     /// successor's probes unanswered just after the program was replaced (one restart in eight
     /// moved the VIP).
     pub fn vouch_for(&self, fence: SharedFence) {
