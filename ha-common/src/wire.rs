@@ -192,6 +192,21 @@ impl Heartbeat {
     }
 }
 
+/// The ones' complement sum of `bytes` (big-endian 16-bit words, an odd last byte padded with
+/// 0) and `start`, folded to 16 bits: the internet checksum is its complement. For user space:
+/// the XDP program has its own, shaped for the verifier.
+#[must_use]
+pub fn ones_sum(bytes: &[u8], start: u32) -> u16 {
+    let mut sum = start;
+    for pair in bytes.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,45 +52,33 @@ fn icmp_socket_in(name: &str) -> io::Result<OwnedFd> {
     // SAFETY: a descriptor just returned by socket, owned by nobody else.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
     // Short receive timeouts: the receiver checks now and then whether it should stop.
-    let timeout = libc::timeval { tv_sec: 0, tv_usec: 20_000 };
-    // SAFETY: a timeval of the size given.
-    let set = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const timeout).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let on: libc::c_int = 1;
-    // SAFETY: an int of the size given.
-    let set = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    set_option(&socket, libc::SO_RCVTIMEO, &libc::timeval { tv_sec: 0, tv_usec: 20_000 })?;
+    set_option(&socket, libc::SO_TIMESTAMPNS, &(1 as libc::c_int))?;
     Ok(socket)
+}
+
+/// Sets the `SOL_SOCKET` option `name` of `socket` to `value`.
+fn set_option<T>(socket: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live T of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            std::ptr::from_ref(value).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The internet checksum of `bytes`.
 fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 =
-        bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !ha_common::ones_sum(bytes, 0)
 }
 
 /// An echo request with `id` carrying `sequence` (whole, in the payload, so that it never wraps).
@@ -247,15 +235,15 @@ impl Prober {
     /// answered.
     pub fn stop_with_counts(mut self) -> anyhow::Result<(Vec<f64>, u64, u64)> {
         let (sent, replies) = self.end()?;
-        let answered: BTreeSet<u64> = replies.iter().map(|&(sequence, _)| sequence).collect();
-        Ok((replies.into_iter().map(|(_, at)| at).collect(), sent, answered.len() as u64))
+        let answered = answered(&replies).len() as u64;
+        Ok((replies.into_iter().map(|(_, at)| at).collect(), sent, answered))
     }
 
     /// Stops pinging; returns how many requests got no reply, not counting those after the
     /// last reply (still in flight when pinging stopped).
     pub fn stop_counting_lost(mut self) -> anyhow::Result<u64> {
         let (_, replies) = self.end()?;
-        let answered: BTreeSet<u64> = replies.iter().map(|&(sequence, _)| sequence).collect();
+        let answered = answered(&replies);
         let Some(&last) = answered.last() else {
             bail!("the prober got no reply at all");
         };
@@ -283,6 +271,11 @@ impl Prober {
         };
         Ok((sent, replies))
     }
+}
+
+/// The requests answered (a duplicate reply counts once), by sequence.
+fn answered(replies: &[(u64, f64)]) -> BTreeSet<u64> {
+    replies.iter().map(|&(sequence, _)| sequence).collect()
 }
 
 impl Drop for Prober {

@@ -428,16 +428,6 @@ fn run_out(datapath: &Datapath, frame: &[u8]) -> (u32, Vec<u8>) {
     (result.return_value, out)
 }
 
-/// The ones' complement sum of `bytes` as 16-bit words, folded.
-fn ones_sum(bytes: &[u8]) -> u32 {
-    let mut sum: u32 =
-        bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum
-}
-
 /// Whether the IPv6 frame's UDP checksum (over the pseudo-header) is right.
 fn udp6_checksum_ok(frame: &[u8]) -> bool {
     let (ip, udp) = (&frame[14..54], &frame[54..]);
@@ -445,7 +435,7 @@ fn udp6_checksum_ok(frame: &[u8]) -> bool {
     pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
     pseudo.extend_from_slice(&[0, 0, 0, 17]);
     pseudo.extend_from_slice(udp);
-    ones_sum(&pseudo) == 0xffff
+    ha_common::ones_sum(&pseudo, 0) == 0xffff
 }
 
 /// Gives an IPv6/UDP frame a valid UDP checksum.
@@ -456,7 +446,7 @@ fn with_udp6_checksum(mut frame: Vec<u8>) -> Vec<u8> {
     pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
     pseudo.extend_from_slice(&[0, 0, 0, 17]);
     pseudo.extend_from_slice(udp);
-    let checksum = !(ones_sum(&pseudo) as u16);
+    let checksum = !ha_common::ones_sum(&pseudo, 0);
     frame[60..62].copy_from_slice(&checksum.to_be_bytes());
     frame
 }
@@ -562,17 +552,22 @@ fn an_answer_to_our_burst_is_recorded_and_nothing_else_is() {
     assert!(datapath.peers().unwrap().is_empty(), "an answer is not a heartbeat of its sender");
 }
 
-/// A pin directory on the root namespace's bpffs, removed (pins and all) when dropped.
+/// A bpf filesystem of the test's own, for pins, unmounted and removed when dropped: nothing is
+/// pinned in the machine's /sys/fs/bpf.
 struct PinDir(std::path::PathBuf);
 
 impl PinDir {
     fn new(name: &str) -> Self {
-        Self(std::path::PathBuf::from(format!("/sys/fs/bpf/ha-test-{name}-{}", std::process::id())))
+        let dir = std::env::temp_dir().join(format!("ha-test-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ha_tests::run("mount", &["-t", "bpf", "bpf", &dir.to_string_lossy()]).unwrap();
+        Self(dir)
     }
 }
 
 impl Drop for PinDir {
     fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -10,7 +10,7 @@ use super::mapping::{array, Mapping};
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
-    Arc, Mutex, MutexGuard, PoisonError,
+    Arc, Mutex, MutexGuard, OnceLock, PoisonError,
 };
 
 use super::{BpfError, FENCE_PIN};
@@ -20,7 +20,7 @@ use super::{BpfError, FENCE_PIN};
 pub struct KeepAlive {
     stop: Arc<AtomicBool>,
     /// This agent's own fence, renewed beside the predecessor's from [`KeepAlive::vouch_for`] on.
-    own: Arc<Mutex<Option<SharedFence>>>,
+    own: Arc<OnceLock<SharedFence>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -34,7 +34,7 @@ impl KeepAlive {
     /// moved the VIP).
     pub fn vouch_for(&self, fence: SharedFence) {
         fence.lock().vouch(crate::clock::monotonic_now());
-        *self.own.lock().unwrap_or_else(PoisonError::into_inner) = Some(fence);
+        let _ = self.own.set(fence);
     }
 }
 
@@ -129,16 +129,14 @@ impl FenceKeeper {
     /// renewal lasts (`fence`), and renews it at `now`.
     pub(super) fn set(&mut self, fence: Fence, count: u32, now: Duration) {
         self.fence = Fence { last_sent_sequence: self.fence.last_sent_sequence, count, ..fence };
-        self.fence.heartbeat_ns = crate::clock::nanos(now);
-        self.write(now);
+        self.vouch(now);
     }
 
     /// Renews the lease at `now` and records that a heartbeat goes out now, carrying `sequence`
     /// (see [`Fence::last_sent_sequence`] and [`Fence::heartbeat_ns`]).
     pub fn note_sending(&mut self, now: Duration, sequence: u64) {
         self.fence.last_sent_sequence = sequence;
-        self.fence.heartbeat_ns = crate::clock::nanos(now);
-        self.write(now);
+        self.vouch(now);
     }
 
     /// Renews the lease at `now` and vouches for the agent as a heartbeat would (probes are
@@ -230,13 +228,13 @@ impl PredecessorFence {
     pub fn keep_alive(mut self, period: Duration) -> KeepAlive {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
-        let own: Arc<Mutex<Option<SharedFence>>> = Arc::default();
+        let own: Arc<OnceLock<SharedFence>> = Arc::default();
         let own_fence = Arc::clone(&own);
         let thread = std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 let now = crate::clock::monotonic_now();
                 let _ = self.renew(now);
-                if let Some(fence) = own_fence.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                if let Some(fence) = own_fence.get() {
                     fence.lock().vouch(now);
                 }
                 std::thread::park_timeout(period);

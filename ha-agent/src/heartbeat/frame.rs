@@ -16,6 +16,7 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
+use ha_common::ones_sum;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Hop limit (TTL) 1: a heartbeat never leaves the LAN.
@@ -275,19 +276,6 @@ fn udp6_checksum(frame: &[u8]) -> u16 {
         0 => 0xffff,
         checksum => checksum,
     }
-}
-
-/// The ones' complement sum of `bytes` (big-endian 16-bit words, an odd last byte padded) and
-/// `start`.
-fn ones_sum(bytes: &[u8], start: u32) -> u16 {
-    let mut sum = start;
-    for pair in bytes.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 #[cfg(test)]
