@@ -58,11 +58,17 @@ pub(super) struct Agent {
     pub(super) counters: CounterReads,
 }
 
-/// How often the loop reads the XDP counters without being asked: what they reveal (another key,
-/// another group on our port) is not a matter of milliseconds, and a read is a syscall. Another
-/// node with our id is: the XDP program signals it through the ring buffer (`change::OWN_ID`), and
-/// the loop then reads them at once.
-const COUNTER_PERIOD: Duration = Duration::from_millis(500);
+/// How often the loop reads the XDP counters without being asked while a scraper can see them:
+/// the metrics then lag the counters by half a second at most.
+const SCRAPED_COUNTER_PERIOD: Duration = Duration::from_millis(500);
+
+/// How often the loop reads the XDP counters without being asked otherwise. What they reveal
+/// then (another key, another group on our port) is logged at most once a minute and is not a
+/// matter of seconds, and a read is a syscall, which an ACTIVE's loop would otherwise make at
+/// every turn (about once a second). Another node with our id is a matter of milliseconds: the
+/// XDP program signals it through the ring buffer (`change::OWN_ID`), and the loop then reads
+/// them at once; a control command (`status` lists the alarms) reads them first too.
+const COUNTER_PERIOD: Duration = Duration::from_secs(10);
 
 /// When the loop reads the XDP counters.
 #[derive(Default)]
@@ -71,6 +77,13 @@ pub(super) struct CounterReads {
     last: Duration,
     /// A ring-buffer event arrived since: read them at the next wake-up.
     pub(super) asked: bool,
+}
+
+impl CounterReads {
+    /// Whether the counters are due at `now`: asked for, or `period` since the last read.
+    fn due(&self, now: Duration, period: Duration) -> bool {
+        self.asked || now >= self.last + period
+    }
 }
 
 /// Group ids to their position in `Agent::groups`, rebuilt only when the ids change (a reload):
@@ -449,7 +462,9 @@ impl Agent {
     /// tells the elections when another node uses our id.
     pub(super) fn watch_counters(&mut self) -> Fed {
         let now = monotonic_now();
-        if !self.counters.asked && now < self.counters.last + COUNTER_PERIOD {
+        let period =
+            if self.config.metrics_listen.is_some() { SCRAPED_COUNTER_PERIOD } else { COUNTER_PERIOD };
+        if !self.counters.due(now, period) {
             return Vec::new();
         }
         self.counters = CounterReads { last: now, asked: false };
@@ -528,5 +543,25 @@ pub(super) trait AsDynError {
 impl<E: std::error::Error + 'static> AsDynError for E {
     fn as_dyn(&self) -> &(dyn std::error::Error + 'static) {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn the_counters_are_due_a_period_after_the_last_read_or_when_asked() {
+        let reads = CounterReads { last: ms(1_000), asked: false };
+        assert!(!reads.due(ms(1_499), SCRAPED_COUNTER_PERIOD));
+        assert!(reads.due(ms(1_500), SCRAPED_COUNTER_PERIOD));
+        assert!(!reads.due(ms(10_999), COUNTER_PERIOD));
+        assert!(reads.due(ms(11_000), COUNTER_PERIOD));
+        let asked = CounterReads { asked: true, ..reads };
+        assert!(asked.due(ms(1_001), COUNTER_PERIOD), "an event or a command asks at once");
     }
 }
