@@ -442,7 +442,7 @@ async fn main_loop(
                 // The peers as they are now: an ACTIVE's loop may not have read them for up to a
                 // poll period (its heartbeats are the pacer's), and a handover picks among them.
                 agent.refresh_peers();
-                // And the counters: `status` lists the alarms they raise.
+                // And the counters: `status` shows them and lists the alarms they raise.
                 agent.counters.asked = true;
                 let counters = agent.watch_counters();
                 agent.execute_all(counters).await;

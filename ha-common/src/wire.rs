@@ -207,6 +207,30 @@ pub fn ones_sum(bytes: &[u8], start: u32) -> u16 {
     sum as u16
 }
 
+/// The ones' complement sum over the IPv6 datagram `datagram`'s UDP pseudo-header (addresses,
+/// UDP length, next header 17) and its UDP header and payload, the checksum field as it stands:
+/// 0xffff when that checksum holds. For user space, as [`ones_sum`].
+#[must_use]
+pub fn udp6_sum(datagram: &[u8]) -> u16 {
+    /// The fixed IPv6 header; the addresses are its last 32 bytes.
+    const IPV6_HEADER: usize = 40;
+    let (header, udp) = datagram.split_at(IPV6_HEADER.min(datagram.len()));
+    let addresses = header.get(8..).unwrap_or_default();
+    let length = u32::try_from(udp.len()).unwrap_or(u32::MAX).to_be_bytes();
+    let pseudo = ones_sum(&[length[0], length[1], length[2], length[3], 0, 0, 0, 17], 0);
+    ones_sum(udp, u32::from(ones_sum(addresses, u32::from(pseudo))))
+}
+
+/// The UDP checksum of the IPv6 datagram `datagram` whose checksum field is zero: the
+/// complement of [`udp6_sum`], 0 sent as 0xffff (IPv6 forbids a zero UDP checksum).
+#[must_use]
+pub fn udp6_checksum(datagram: &[u8]) -> u16 {
+    match !udp6_sum(datagram) {
+        0 => 0xffff,
+        checksum => checksum,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

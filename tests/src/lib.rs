@@ -171,7 +171,7 @@ pub struct Lan {
     /// outside the agents' `ip netns exec` mount namespaces, so that pins outlive the agent that
     /// made them, as the host's /sys/fs/bpf does on a real server: a SIGKILLed agent's XDP link
     /// stays, and fences.
-    pub bpffs: PathBuf,
+    pub bpffs: BpfFs,
     /// Whether the switch's ports take frames in on threads of their own (see [`Lan::set_ports`]).
     threaded_ports: AtomicBool,
 }
@@ -221,7 +221,7 @@ impl Lan {
         if !keygen.status.success() {
             bail!("ha-agent keygen failed: {}", String::from_utf8_lossy(&keygen.stderr).trim());
         }
-        let bpffs = dir.join("bpf");
+        let bpffs = BpfFs::mount(&dir.join("bpf"))?;
         let mut lan = Self {
             prefix,
             hosts: Vec::new(),
@@ -231,8 +231,6 @@ impl Lan {
             bpffs,
             threaded_ports: AtomicBool::new(ports == Ports::Threaded),
         };
-        fs::create_dir_all(&lan.bpffs)?;
-        run("mount", &["-t", "bpf", "bpf", &lan.bpffs.to_string_lossy()])?;
         for _ in 0..hosts {
             lan.add_host()?;
         }
@@ -464,7 +462,7 @@ impl Lan {
 
     /// Host `index`'s agent's pin directory.
     pub fn pin_dir(&self, index: usize) -> PathBuf {
-        self.bpffs.join(format!("h{}", index + 1))
+        self.bpffs.path().join(format!("h{}", index + 1))
     }
 
     /// The MACs that answer an ARP request for the VIP from host `client` (three requests, a
@@ -502,10 +500,48 @@ impl Lan {
 impl Drop for Lan {
     fn drop(&mut self) {
         // Hosts first (their veths go with them), then the switch, then the pins left by killed
-        // agents (unmounting drops them), then the scratch files.
+        // agents (`bpffs`, whose unmounting drops them), then the scratch files.
         self.hosts.clear();
-        let _ = Command::new("umount").arg("-l").arg(&self.bpffs).status();
+        self.bpffs.unmount();
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A bpf filesystem mounted for a test at a directory of its own, so that nothing is pinned in
+/// the machine's /sys/fs/bpf; unmounted (which drops every pin in it) and its directory removed
+/// when dropped.
+pub struct BpfFs {
+    path: PathBuf,
+    mounted: bool,
+}
+
+impl BpfFs {
+    /// Creates `path` and mounts a bpf filesystem there.
+    pub fn mount(path: &Path) -> anyhow::Result<Self> {
+        fs::create_dir_all(path)?;
+        let bpffs = Self { path: path.to_path_buf(), mounted: true };
+        run("mount", &["-t", "bpf", "bpf", &path.to_string_lossy()])?;
+        Ok(bpffs)
+    }
+
+    /// Where it is mounted.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Unmounts it (lazily: a process may still hold it) and removes its directory; once.
+    fn unmount(&mut self) {
+        if std::mem::take(&mut self.mounted) {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        self.unmount();
     }
 }
 

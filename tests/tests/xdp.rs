@@ -430,23 +430,13 @@ fn run_out(datapath: &Datapath, frame: &[u8]) -> (u32, Vec<u8>) {
 
 /// Whether the IPv6 frame's UDP checksum (over the pseudo-header) is right.
 fn udp6_checksum_ok(frame: &[u8]) -> bool {
-    let (ip, udp) = (&frame[14..54], &frame[54..]);
-    let mut pseudo = ip[8..40].to_vec();
-    pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
-    pseudo.extend_from_slice(&[0, 0, 0, 17]);
-    pseudo.extend_from_slice(udp);
-    ha_common::ones_sum(&pseudo, 0) == 0xffff
+    ha_common::udp6_sum(&frame[14..]) == 0xffff
 }
 
 /// Gives an IPv6/UDP frame a valid UDP checksum.
 fn with_udp6_checksum(mut frame: Vec<u8>) -> Vec<u8> {
     frame[60..62].copy_from_slice(&[0, 0]);
-    let (ip, udp) = (&frame[14..54], &frame[54..]);
-    let mut pseudo = ip[8..40].to_vec();
-    pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
-    pseudo.extend_from_slice(&[0, 0, 0, 17]);
-    pseudo.extend_from_slice(udp);
-    let checksum = !ha_common::ones_sum(&pseudo, 0);
+    let checksum = ha_common::udp6_checksum(&frame[14..]);
     frame[60..62].copy_from_slice(&checksum.to_be_bytes());
     frame
 }
@@ -552,35 +542,18 @@ fn an_answer_to_our_burst_is_recorded_and_nothing_else_is() {
     assert!(datapath.peers().unwrap().is_empty(), "an answer is not a heartbeat of its sender");
 }
 
-/// A bpf filesystem of the test's own, for pins, unmounted and removed when dropped: nothing is
-/// pinned in the machine's /sys/fs/bpf.
-struct PinDir(std::path::PathBuf);
-
-impl PinDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ha-test-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        ha_tests::run("mount", &["-t", "bpf", "bpf", &dir.to_string_lossy()]).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn a_restarting_agent_vouches_for_both_programs_until_its_first_heartbeat() {
     // The predecessor's program and the new one: neither agent has sent a heartbeat for 200 ms,
     // more than the 115 ms answer window, so neither would answer a probe by itself.
-    let pins = PinDir::new("vouch");
+    let pins =
+        ha_tests::BpfFs::mount(&std::env::temp_dir().join(format!("ha-test-vouch-{}", std::process::id())))
+            .expect("a bpf filesystem for the pins");
     let mut old = active_datapath(Duration::from_millis(200));
-    old.pin(&pins.0).unwrap();
+    old.pin(pins.path()).unwrap();
     let new = active_datapath(Duration::from_millis(200));
-    let predecessor = ha_agent::bpf::PredecessorFence::open(&pins.0).expect("the predecessor's pinned fence");
+    let predecessor =
+        ha_agent::bpf::PredecessorFence::open(pins.path()).expect("the predecessor's pinned fence");
     let keep_alive = predecessor.keep_alive(Duration::from_millis(5));
     keep_alive.vouch_for(new.shared_fence());
     // Longer than the window: only the keep-alive's renewals can keep both answering.

@@ -3,7 +3,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use ha_common::PeerKey;
+use ha_common::{PeerKey, XdpStats};
 use pnet::datalink::NetworkInterface;
 use tracing::{debug, error, info, warn};
 
@@ -77,6 +77,9 @@ pub(super) struct CounterReads {
     last: Duration,
     /// A ring-buffer event arrived since: read them at the next wake-up.
     pub(super) asked: bool,
+    /// What that read gave, summed over CPUs (`None` if it failed): what `status` shows, read
+    /// just before it (a control command asks for them), without a second syscall.
+    pub(super) stats: Option<XdpStats>,
 }
 
 impl CounterReads {
@@ -467,8 +470,9 @@ impl Agent {
         if !self.counters.due(now, period) {
             return Vec::new();
         }
-        self.counters = CounterReads { last: now, asked: false };
-        let stats = match self.datapath.stats() {
+        let read = self.datapath.stats();
+        self.counters = CounterReads { last: now, asked: false, stats: read.as_ref().ok().copied() };
+        let stats = match read {
             Ok(stats) => stats,
             Err(err) => {
                 warn!(error = err.as_dyn(), "reading the XDP counters failed");
@@ -556,7 +560,7 @@ mod tests {
 
     #[test]
     fn the_counters_are_due_a_period_after_the_last_read_or_when_asked() {
-        let reads = CounterReads { last: ms(1_000), asked: false };
+        let reads = CounterReads { last: ms(1_000), ..CounterReads::default() };
         assert!(!reads.due(ms(1_499), SCRAPED_COUNTER_PERIOD));
         assert!(reads.due(ms(1_500), SCRAPED_COUNTER_PERIOD));
         assert!(!reads.due(ms(10_999), COUNTER_PERIOD));

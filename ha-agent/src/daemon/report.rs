@@ -30,7 +30,7 @@ impl Agent {
             groups,
             checks: self.checks.report(),
             hook_runs: self.hooks.recent(),
-            xdp_stats: self.datapath.stats().map(|s| named_stats(&s)).unwrap_or_default(),
+            xdp_stats: self.counters.stats.map(|s| named_stats(&s)).unwrap_or_default(),
             alarms: self.alarms.recent(now),
         }
     }

@@ -16,7 +16,7 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
-use ha_common::ones_sum;
+use ha_common::{ones_sum, udp6_checksum};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Hop limit (TTL) 1: a heartbeat never leaves the LAN.
@@ -263,19 +263,6 @@ fn set_payload(frame: &mut [u8], payload: &[u8]) -> io::Result<()> {
         frame[IPV6_HEADER + 6..IPV6_HEADER + 8].copy_from_slice(&checksum.to_be_bytes());
     }
     Ok(())
-}
-
-/// The UDP checksum of the IPv6 datagram `frame` (its checksum field zero): over the pseudo
-/// header (addresses, length, next header) and the UDP header and payload; 0 is sent as 0xffff.
-fn udp6_checksum(frame: &[u8]) -> u16 {
-    let udp = &frame[IPV6_HEADER..];
-    let mut pseudo = frame[8..IPV6_HEADER].to_vec();
-    pseudo.extend_from_slice(&u32::try_from(udp.len()).unwrap_or(u32::MAX).to_be_bytes());
-    pseudo.extend_from_slice(&[0, 0, 0, IPPROTO_UDP]);
-    match !ones_sum(udp, u32::from(ones_sum(&pseudo, 0))) {
-        0 => 0xffff,
-        checksum => checksum,
-    }
 }
 
 #[cfg(test)]
