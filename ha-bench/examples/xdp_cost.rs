@@ -1,7 +1,8 @@
 //! Nanoseconds per frame in the XDP program through BPF_PROG_TEST_RUN: a valid authenticated
 //! heartbeat (accepted: a fresh sequence number each run), the same heartbeat replayed, a forged
-//! one (signed with a wrong key), and a forged one while two keys are configured (a key rollout:
-//! two SipHash computations). Prints one JSON object; `cargo xtask bench` runs it.
+//! one (signed with a wrong key) from a known node id and from one never heard, a forged one while
+//! two keys are configured (a key rollout: two SipHash computations), and a probe answered.
+//! Prints one JSON object; `cargo xtask bench` runs it.
 //!
 //! BPF_PROG_TEST_RUN repeats one input, so a repeated valid heartbeat is a replay after its first
 //! run. The accepting path is therefore timed one run per call with a new sequence each time,
@@ -67,6 +68,10 @@ fn main() -> anyhow::Result<()> {
     let replayed_ns = ns_per_frame(&datapath, fresh.last().expect("at least one frame"), repeat)?;
     let forged = ipv4_frame(DEFAULT_PORT, &heartbeat.encode_signed(Some(&sip_key(&[0x99; 16]))), None);
     let forged_ns = ns_per_frame(&datapath, &forged, repeat)?;
+    // Forged from a node id never heard: no hint, and `PEER_SLOTS` misses before `GROUPS`.
+    let unheard = Heartbeat { node_id: 77, ..heartbeat };
+    let forged_unheard = ipv4_frame(DEFAULT_PORT, &unheard.encode_signed(Some(&sip_key(&[0x99; 16]))), None);
+    let forged_unheard_ns = ns_per_frame(&datapath, &forged_unheard, repeat)?;
     let forged_two_keys_ns = ns_per_frame(&load(&two_keys)?, &forged, repeat)?;
     // Probes to node 99, each fresh, answered with XDP_TX: the loop "turned" within an hour.
     let mut answering = load(&one_key)?;
@@ -85,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let answered = answering.stats()?.probes_answered;
     anyhow::ensure!(answered == u64::from(singles), "{answered} of {singles} probes answered");
     println!(
-        "{{\"repeat\":{repeat},\"valid_ns\":{valid_ns:.1},\"replayed_ns\":{replayed_ns},\"forged_ns\":{forged_ns},\"forged_two_keys_ns\":{forged_two_keys_ns},\"probe_answer_ns\":{probe_answer_ns:.1},\"timer_overhead_ns\":{overhead:.1}}}"
+        "{{\"repeat\":{repeat},\"valid_ns\":{valid_ns:.1},\"replayed_ns\":{replayed_ns},\"forged_ns\":{forged_ns},\"forged_unheard_ns\":{forged_unheard_ns},\"forged_two_keys_ns\":{forged_two_keys_ns},\"probe_answer_ns\":{probe_answer_ns:.1},\"timer_overhead_ns\":{overhead:.1}}}"
     );
     Ok(())
 }

@@ -130,6 +130,24 @@ pub struct PeerKey {
     pub node_id: u32,
 }
 
+/// The XDP program's `PEER_HINTS` (a direct-mapped cache of `PEER_SLOTS`, one word per entry)
+/// has `2^PEER_HINT_BITS` entries: twice [`MAX_PEERS`], so that few peers share one.
+pub const PEER_HINT_BITS: u32 = 13;
+const _: () = assert!(1 << PEER_HINT_BITS >= 2 * MAX_PEERS, "PEER_HINTS holds twice MAX_PEERS");
+
+impl PeerKey {
+    /// Where this peer's hint sits in `PEER_HINTS`: Fibonacci hashing of the key as one word (the
+    /// top bits of its product with 2^64 / φ), which spreads neighbouring node ids and groups
+    /// apart. A multiply and a shift: the XDP program computes it for every heartbeat.
+    #[allow(clippy::inline_always, reason = "on the XDP program's hot path")]
+    #[inline(always)]
+    #[must_use]
+    pub const fn hint_index(self) -> u32 {
+        let word = ((self.group as u64) << 32) | self.node_id as u64;
+        (word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - PEER_HINT_BITS)) as u32
+    }
+}
+
 /// Where a peer's things are: its record's slot in `PEERS`, handed out once and never changed,
 /// and its group's entry in `GROUP_ENTRIES` as last found (put right by the XDP program when a
 /// reload moves it).

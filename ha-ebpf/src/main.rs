@@ -38,7 +38,7 @@ use ha_common::{
     change, fenced_key_v4, verify_tag, watch_verdict, AuthKeys, DecodeError, Fence, GroupAdvert, GroupEntry,
     Heartbeat, NodeState, PeerEvent, PeerKey, PeerRecord, PeerSlot, ProbeState, SilenceWatch, WatchRequest,
     XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER,
-    HEARTBEAT_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, WATCH_REQUEST_OFFSET,
+    HEARTBEAT_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, PEER_HINT_BITS, WATCH_REQUEST_OFFSET,
 };
 
 /// The peers' records, one slot per (group, node id), written only here and read by the agent
@@ -48,10 +48,20 @@ use ha_common::{
 #[btf_map]
 static PEERS: Array<PeerRecord, { MAX_PEERS as usize }, BPF_F_MMAPABLE> = Array::new();
 
-/// Each peer's slot in `PEERS`, and its group's index in `GROUP_ENTRIES`: the one hash lookup a
-/// known peer's heartbeat costs.
+/// Each peer's slot in `PEERS`, and its group's index in `GROUP_ENTRIES`: looked up when
+/// `PEER_HINTS` has no good hint for the sender.
 #[btf_map]
 static PEER_SLOTS: HashMap<PeerKey, PeerSlot, { MAX_PEERS as usize }> = HashMap::new();
+
+/// A direct-mapped cache of `PEER_SLOTS`: at [`PeerKey::hint_index`] (a multiply and a shift)
+/// of a peer's key, its slot in the low half and its group's index in the high half, one word,
+/// so that a racing CPU reads a whole hint or none. A hint is only a guess, checked against the
+/// record it names (whose key is written once, its slot handed out for good) and the group's
+/// entry: a wrong, stale or empty one (two peers on one index, a reload) falls back to the hash
+/// lookup, which writes it again. An array lookup: no hash, no bucket walk, no key compare out
+/// of line, which were most of what a known peer's heartbeat paid for the hash lookup.
+#[btf_map]
+static PEER_HINTS: Array<u64, { 1 << PEER_HINT_BITS }> = Array::new();
 
 /// Each handed-out `PEERS` slot's owner. Inserted without replacing (`BPF_NOEXIST`): of two CPUs
 /// meeting two new peers at once, one gets the slot and the other the next (the BPF target has
@@ -778,17 +788,23 @@ struct ServedGroup {
 /// [`PeerSlot::slot`] of a sender without a slot yet; never a slot (`MAX_PEERS` is far below).
 const NEW_PEER: u32 = u32::MAX;
 
-/// The group of the peer `key`'s heartbeat, if this node serves it. A known peer's `PEER_SLOTS`
-/// entry holds its group's index in `GROUP_ENTRIES` beside its slot: one hash lookup finds both.
+/// The group of the peer `key`'s heartbeat, if this node serves it. A known peer's hint in
+/// `PEER_HINTS` gives both its slot and its group's index in `GROUP_ENTRIES`, no hash lookup;
+/// without a good hint its `PEER_SLOTS` entry does (one hash lookup), and the hint is written.
 /// `GROUPS` is looked up for a new peer, and when a reload has freed or moved the group's entry
 /// (the peer's index is then put right in place).
 #[inline(always)]
 fn served_group(key: PeerKey) -> Option<ServedGroup> {
+    let hint_index = key.hint_index();
+    if let Some(served) = hinted_group(key, hint_index) {
+        return Some(served);
+    }
     // SAFETY: a pointer the map lookup returned points at a live, aligned value; only its
     // `group_entry` is ever written after the insertion, here, and a racing CPU writes the same.
     let known = PEER_SLOTS.get_ptr_mut(key).map(|known| unsafe { &mut *known });
     if let Some(known) = &known {
         if let Some(entry) = entry_of(key.group, known.group_entry) {
+            set_hint(hint_index, **known);
             return Some(ServedGroup { entry, peer: **known });
         }
     }
@@ -797,11 +813,38 @@ fn served_group(key: PeerKey) -> Option<ServedGroup> {
     let peer = match known {
         Some(known) => {
             known.group_entry = index;
+            set_hint(hint_index, *known);
             *known
         }
         None => PeerSlot { slot: NEW_PEER, group_entry: index },
     };
     Some(ServedGroup { entry, peer })
+}
+
+/// The served group and slot of a known peer as its hint has them, if the hint is good: the
+/// record it names is this peer's (written, with this key) and the group's entry is where it
+/// says.
+#[inline(always)]
+fn hinted_group(key: PeerKey, hint_index: u32) -> Option<ServedGroup> {
+    let hint = *PEER_HINTS.get(hint_index)?;
+    let peer = PeerSlot { slot: hint as u32, group_entry: (hint >> 32) as u32 };
+    let record = PEERS.get(peer.slot)?;
+    if !record.is_written() || record.key() != key {
+        return None;
+    }
+    let entry = entry_of(key.group, peer.group_entry)?;
+    Some(ServedGroup { entry, peer })
+}
+
+/// Writes the hint for a known peer: one aligned word, which no reader sees half written.
+#[inline(always)]
+fn set_hint(hint_index: u32, peer: PeerSlot) {
+    if let Some(hint) = PEER_HINTS.get_ptr_mut(hint_index) {
+        // SAFETY: a pointer the map lookup returned points at a live, aligned u64; another CPU
+        // may write the same word meanwhile, and either whole word is a hint that is checked
+        // before use.
+        unsafe { *hint = u64::from(peer.slot) | (u64::from(peer.group_entry) << 32) };
+    }
 }
 
 /// The index in `GROUP_ENTRIES` of `group`, if this node serves it.

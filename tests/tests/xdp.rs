@@ -262,6 +262,34 @@ fn replays_and_duplicates_change_nothing() {
 }
 
 #[test]
+fn peers_that_share_a_hint_are_each_recorded_as_themselves() {
+    // Two peers whose keys land on one PEER_HINTS entry take turns: each heartbeat finds the
+    // hint the other one left, which names the other's record, and must still be recorded in
+    // its sender's own record (through PEER_SLOTS), never in the other's.
+    let datapath = load();
+    let first = PeerKey { group: GROUP, node_id: 1 };
+    let second = (2..100_000u32)
+        .map(|node_id| PeerKey { group: GROUP, node_id })
+        .find(|key| key.hint_index() == first.hint_index())
+        .expect("a node id sharing the first one's hint");
+    let send = |key: PeerKey, priority, sequence| {
+        let hb = heartbeat(key.node_id, priority, NodeState::Standby);
+        assert_eq!(verdict(&datapath, &ipv4_frame(PORT, &signed(hb, sequence, &KEY), None)), XDP_DROP);
+    };
+    for round in 1..=3 {
+        send(first, 110, round);
+        send(second, 120, 2 * round - 1);
+        // And the same peer twice in a row: the second time it finds its own hint.
+        send(second, 120, 2 * round);
+    }
+    let record = |key| datapath.peer(key).unwrap().expect("the peer is recorded");
+    assert_eq!((record(first).sequence, record(first).packets, record(first).priority), (3, 3, 110));
+    assert_eq!((record(second).sequence, record(second).packets, record(second).priority), (6, 6, 120));
+    assert_eq!(datapath.peers().unwrap().len(), 2);
+    assert_eq!(stats(&datapath).accepted, 9);
+}
+
+#[test]
 fn a_known_peer_follows_its_group_across_reloads_that_free_and_reuse_its_entry() {
     const OTHER: u32 = 8;
     let mut datapath = active_datapath(Duration::from_millis(10));
