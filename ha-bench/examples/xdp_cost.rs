@@ -66,12 +66,14 @@ fn main() -> anyhow::Result<()> {
     let valid_ns = ns_single_runs(&datapath, &fresh)? - overhead;
     // The last fresh frame, repeated: every run after none is a replay.
     let replayed_ns = ns_per_frame(&datapath, fresh.last().expect("at least one frame"), repeat)?;
-    let forged = ipv4_frame(DEFAULT_PORT, &heartbeat.encode_signed(Some(&sip_key(&[0x99; 16]))), None);
+    let wrong_key = sip_key(&[0x99; 16]);
+    let forged_by =
+        |heartbeat: Heartbeat| ipv4_frame(DEFAULT_PORT, &heartbeat.encode_signed(Some(&wrong_key)), None);
+    let forged = forged_by(heartbeat);
     let forged_ns = ns_per_frame(&datapath, &forged, repeat)?;
     // Forged from a node id never heard: no hint, and `PEER_SLOTS` misses before `GROUPS`.
-    let unheard = Heartbeat { node_id: 77, ..heartbeat };
-    let forged_unheard = ipv4_frame(DEFAULT_PORT, &unheard.encode_signed(Some(&sip_key(&[0x99; 16]))), None);
-    let forged_unheard_ns = ns_per_frame(&datapath, &forged_unheard, repeat)?;
+    let forged_unheard_ns =
+        ns_per_frame(&datapath, &forged_by(Heartbeat { node_id: 77, ..heartbeat }), repeat)?;
     let forged_two_keys_ns = ns_per_frame(&load(&two_keys)?, &forged, repeat)?;
     // Probes to node 99, each fresh, answered with XDP_TX: the loop "turned" within an hour.
     let mut answering = load(&one_key)?;

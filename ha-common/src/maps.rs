@@ -160,6 +160,25 @@ pub struct PeerSlot {
     pub group_entry: u32,
 }
 
+impl PeerSlot {
+    /// As one word, the slot in the low half: how `PEER_HINTS` holds it, so that a racing CPU
+    /// reads a whole hint or none (a copy of the struct may be two loads).
+    #[allow(clippy::inline_always, reason = "on the XDP program's hot path")]
+    #[inline(always)]
+    #[must_use]
+    pub const fn to_word(self) -> u64 {
+        self.slot as u64 | ((self.group_entry as u64) << 32)
+    }
+
+    /// The slot [`PeerSlot::to_word`] made `word` of.
+    #[allow(clippy::inline_always, reason = "on the XDP program's hot path")]
+    #[inline(always)]
+    #[must_use]
+    pub const fn from_word(word: u64) -> Self {
+        Self { slot: word as u32, group_entry: (word >> 32) as u32 }
+    }
+}
+
 /// What the XDP program last saw of a peer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

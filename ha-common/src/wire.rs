@@ -53,6 +53,14 @@ pub const KNOWN_FLAGS: u8 =
     FLAG_YIELDED | FLAG_HANDOVER | FLAG_CHOSEN | FLAG_PROBE | FLAG_PROBE_ANSWER | FLAG_RESTARTING;
 /// Byte offset of the authentication tag, which covers bytes `0..TAG_OFFSET`.
 pub const TAG_OFFSET: usize = 32;
+/// Length of an IPv4 header without options.
+pub const IPV4_MIN_HEADER_LEN: usize = 20;
+/// Length of the fixed IPv6 header; its addresses are its last 32 bytes.
+pub const IPV6_HEADER_LEN: usize = 40;
+/// Length of a UDP header.
+pub const UDP_HEADER_LEN: usize = 8;
+/// The IP protocol number (IPv6 next header) of UDP.
+pub const IPPROTO_UDP: u8 = 17;
 
 /// What a node says it is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -212,12 +220,10 @@ pub fn ones_sum(bytes: &[u8], start: u32) -> u16 {
 /// 0xffff when that checksum holds. For user space, as [`ones_sum`].
 #[must_use]
 pub fn udp6_sum(datagram: &[u8]) -> u16 {
-    /// The fixed IPv6 header; the addresses are its last 32 bytes.
-    const IPV6_HEADER: usize = 40;
-    let (header, udp) = datagram.split_at(IPV6_HEADER.min(datagram.len()));
+    let (header, udp) = datagram.split_at(IPV6_HEADER_LEN.min(datagram.len()));
     let addresses = header.get(8..).unwrap_or_default();
     let length = u32::try_from(udp.len()).unwrap_or(u32::MAX).to_be_bytes();
-    let pseudo = ones_sum(&[length[0], length[1], length[2], length[3], 0, 0, 0, 17], 0);
+    let pseudo = ones_sum(&[length[0], length[1], length[2], length[3], 0, 0, 0, IPPROTO_UDP], 0);
     ones_sum(udp, u32::from(ones_sum(addresses, u32::from(pseudo))))
 }
 

@@ -38,7 +38,8 @@ use ha_common::{
     change, fenced_key_v4, verify_tag, watch_verdict, AuthKeys, DecodeError, Fence, GroupAdvert, GroupEntry,
     Heartbeat, NodeState, PeerEvent, PeerKey, PeerRecord, PeerSlot, ProbeState, SilenceWatch, WatchRequest,
     XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER,
-    HEARTBEAT_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, PEER_HINT_BITS, WATCH_REQUEST_OFFSET,
+    HEARTBEAT_LEN, IPPROTO_UDP, IPV4_MIN_HEADER_LEN, IPV6_HEADER_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS,
+    PEER_HINT_BITS, UDP_HEADER_LEN, WATCH_REQUEST_OFFSET,
 };
 
 /// The peers' records, one slot per (group, node id), written only here and read by the agent
@@ -129,16 +130,12 @@ static SILENCE_WATCHES: HashMap<u32, SilenceWatch, { MAX_GROUPS as usize }> = Ha
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
-const IPV4_MIN_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-const UDP_HLEN: usize = 8;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const ETH_P_ARP: u16 = 0x0806;
 const ARP_LEN: usize = 28;
-const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
 const ND_NEIGHBOUR_SOLICITATION: u8 = 135;
 const ND_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
@@ -364,7 +361,7 @@ fn fenced(ctx: &XdpContext) -> bool {
             let Some(header) = read_at::<[u8; 8]>(ctx, l3) else {
                 return false;
             };
-            let icmp = l3 + IPV6_HLEN;
+            let icmp = l3 + IPV6_HEADER_LEN;
             let neighbour_discovery = header[6] == IPPROTO_ICMPV6
                 && read_at::<[u8; 1]>(ctx, icmp).is_some_and(|[kind]| {
                     kind == ND_NEIGHBOUR_SOLICITATION || kind == ND_NEIGHBOUR_ADVERTISEMENT
@@ -394,13 +391,13 @@ fn classify(ctx: &XdpContext) -> Outcome {
 
     let (l4, source) = match ethertype {
         ETH_P_IP => {
-            let Some(header) = read_at::<[u8; IPV4_MIN_HLEN]>(ctx, l3) else {
+            let Some(header) = read_at::<[u8; IPV4_MIN_HEADER_LEN]>(ctx, l3) else {
                 return Outcome::NotHeartbeat;
             };
             let ihl = ((header[0] & 0x0f) as usize) * 4;
             // Fragments (MF set or a non-zero offset) never hold a whole heartbeat.
             let fragment = u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0;
-            if header[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || header[9] != IPPROTO_UDP || fragment {
+            if header[0] >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || header[9] != IPPROTO_UDP || fragment {
                 return Outcome::NotHeartbeat;
             }
             (l3 + ihl, Source { offset: l3 + 12, family: 4, vlan_id })
@@ -413,22 +410,22 @@ fn classify(ctx: &XdpContext) -> Outcome {
             if header[6] != IPPROTO_UDP {
                 return Outcome::NotHeartbeat;
             }
-            (l3 + IPV6_HLEN, Source { offset: l3 + 8, family: 6, vlan_id })
+            (l3 + IPV6_HEADER_LEN, Source { offset: l3 + 8, family: 6, vlan_id })
         }
         _ => return Outcome::NotHeartbeat,
     };
 
-    let Some(udp) = read_at::<[u8; UDP_HLEN]>(ctx, l4) else {
+    let Some(udp) = read_at::<[u8; UDP_HEADER_LEN]>(ctx, l4) else {
         return Outcome::NotHeartbeat;
     };
     if u16::from_be_bytes([udp[2], udp[3]]) != config.port {
         return Outcome::NotHeartbeat;
     }
-    if u16::from_be_bytes([udp[4], udp[5]]) as usize != UDP_HLEN + HEARTBEAT_LEN {
+    if u16::from_be_bytes([udp[4], udp[5]]) as usize != UDP_HEADER_LEN + HEARTBEAT_LEN {
         return Outcome::Rejected(DecodeError::BadLength);
     }
     // Copied into a fixed-size array: the decoder's every access is then in bounds by its type.
-    let Some(payload) = read_payload(ctx, l4 + UDP_HLEN) else {
+    let Some(payload) = read_payload(ctx, l4 + UDP_HEADER_LEN) else {
         return Outcome::Truncated;
     };
     let heartbeat = match Heartbeat::decode_array(&payload) {
@@ -523,7 +520,7 @@ fn answer_probe(
     // it was.
     let addresses_swapped =
         if family == 4 { swap_halves::<4>(ctx, l3 + 12) } else { swap_halves::<16>(ctx, l3 + 8) };
-    let Some(old_header) = reread_at::<[u8; UDP_HLEN]>(ctx, l4) else {
+    let Some(old_header) = reread_at::<[u8; UDP_HEADER_LEN]>(ctx, l4) else {
         return Outcome::Truncated;
     };
     // From the heartbeat port to the heartbeat port: the prober's XDP program takes the answer.
@@ -539,7 +536,7 @@ fn answer_probe(
     if !(addresses_swapped
         && swap_halves::<6>(ctx, 0)
         && write_at(ctx, l4, header)
-        && write_payload(ctx, l4 + UDP_HLEN, &payload))
+        && write_payload(ctx, l4 + UDP_HEADER_LEN, &payload))
     {
         return Outcome::Truncated;
     }
@@ -550,9 +547,9 @@ fn answer_probe(
 /// again and the sums stay out of `answer_probe`'s frame, which the IPv4 path does not need.
 #[inline(never)]
 fn udp6_checksum(
-    old_header: [u8; UDP_HLEN],
+    old_header: [u8; UDP_HEADER_LEN],
     probe: &Heartbeat,
-    new_header: [u8; UDP_HLEN],
+    new_header: [u8; UDP_HEADER_LEN],
     new_payload: &[u8; HEARTBEAT_LEN],
 ) -> [u8; 2] {
     udp_checksum_update(old_header, &probe.encode(), new_header, new_payload)
@@ -594,12 +591,12 @@ fn swap_halves<const HALF: usize>(ctx: &XdpContext, offset: usize) -> bool {
 /// forbids it). The checksum field itself is left out of the header sums.
 #[inline(always)]
 fn udp_checksum_update(
-    old_header: [u8; UDP_HLEN],
+    old_header: [u8; UDP_HEADER_LEN],
     old_payload: &[u8; HEARTBEAT_LEN],
-    new_header: [u8; UDP_HLEN],
+    new_header: [u8; UDP_HEADER_LEN],
     new_payload: &[u8; HEARTBEAT_LEN],
 ) -> [u8; 2] {
-    let ports = |header: [u8; UDP_HLEN]| {
+    let ports = |header: [u8; UDP_HEADER_LEN]| {
         u64::from(u16::from_be_bytes([header[0], header[1]]))
             + u64::from(u16::from_be_bytes([header[2], header[3]]))
     };
@@ -826,8 +823,7 @@ fn served_group(key: PeerKey) -> Option<ServedGroup> {
 /// says.
 #[inline(always)]
 fn hinted_group(key: PeerKey, hint_index: u32) -> Option<ServedGroup> {
-    let hint = *PEER_HINTS.get(hint_index)?;
-    let peer = PeerSlot { slot: hint as u32, group_entry: (hint >> 32) as u32 };
+    let peer = PeerSlot::from_word(*PEER_HINTS.get(hint_index)?);
     let record = PEERS.get(peer.slot)?;
     if !record.is_written() || record.key() != key {
         return None;
@@ -843,7 +839,7 @@ fn set_hint(hint_index: u32, peer: PeerSlot) {
         // SAFETY: a pointer the map lookup returned points at a live, aligned u64; another CPU
         // may write the same word meanwhile, and either whole word is a hint that is checked
         // before use.
-        unsafe { *hint = u64::from(peer.slot) | (u64::from(peer.group_entry) << 32) };
+        unsafe { *hint = peer.to_word() };
     }
 }
 

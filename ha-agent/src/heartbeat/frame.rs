@@ -16,15 +16,11 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
-use ha_common::{ones_sum, udp6_checksum};
+use ha_common::{ones_sum, udp6_checksum, IPPROTO_UDP, IPV4_MIN_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Hop limit (TTL) 1: a heartbeat never leaves the LAN.
 const HOP_LIMIT: u8 = 1;
-const IPV4_HEADER: usize = 20;
-const IPV6_HEADER: usize = 40;
-const UDP_HEADER: usize = 8;
-const IPPROTO_UDP: u8 = 17;
 
 /// A packet socket on one interface that sends heartbeats to one multicast group.
 pub struct FrameSender {
@@ -203,7 +199,7 @@ pub fn multicast_mac(group: IpAddr) -> Option<[u8; 6]> {
 /// (optional there, as the XDP program's probe answers send it), over IPv6 with its checksum.
 #[must_use]
 pub fn frame(source: IpAddr, group: SocketAddr, source_port: u16, payload: &[u8]) -> Vec<u8> {
-    let udp_len = u16::try_from(UDP_HEADER + payload.len()).unwrap_or(u16::MAX);
+    let udp_len = u16::try_from(UDP_HEADER_LEN + payload.len()).unwrap_or(u16::MAX);
     let mut frame = match (source, group.ip()) {
         (IpAddr::V4(source), IpAddr::V4(group)) => ipv4_header(source, group, udp_len),
         (IpAddr::V6(source), IpAddr::V6(group)) => ipv6_header(source, group, udp_len),
@@ -217,13 +213,13 @@ pub fn frame(source: IpAddr, group: SocketAddr, source_port: u16, payload: &[u8]
     frame.extend_from_slice(payload);
     if group.is_ipv6() {
         let checksum = udp6_checksum(&frame);
-        frame[IPV6_HEADER + 6..IPV6_HEADER + 8].copy_from_slice(&checksum.to_be_bytes());
+        frame[IPV6_HEADER_LEN + 6..IPV6_HEADER_LEN + 8].copy_from_slice(&checksum.to_be_bytes());
     }
     frame
 }
 
 fn ipv4_header(source: Ipv4Addr, group: Ipv4Addr, udp_len: u16) -> Vec<u8> {
-    let total = (IPV4_HEADER as u16).saturating_add(udp_len).to_be_bytes();
+    let total = (IPV4_MIN_HEADER_LEN as u16).saturating_add(udp_len).to_be_bytes();
     let mut header = vec![0x45, 0, total[0], total[1], 0, 0, 0x40, 0, HOP_LIMIT, IPPROTO_UDP, 0, 0];
     header.extend_from_slice(&source.octets());
     header.extend_from_slice(&group.octets());
@@ -252,15 +248,15 @@ fn frame_source(frame: &[u8]) -> Option<IpAddr> {
 /// Puts `payload` in `frame` (built for a payload of its length), and the IPv6 checksum right.
 fn set_payload(frame: &mut [u8], payload: &[u8]) -> io::Result<()> {
     let ipv6 = frame.first().is_some_and(|b| b >> 4 == 6);
-    let at = if ipv6 { IPV6_HEADER } else { IPV4_HEADER } + UDP_HEADER;
+    let at = if ipv6 { IPV6_HEADER_LEN } else { IPV4_MIN_HEADER_LEN } + UDP_HEADER_LEN;
     let Some(slot) = frame.get_mut(at..).filter(|slot| slot.len() == payload.len()) else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "payload of another length"));
     };
     slot.copy_from_slice(payload);
     if ipv6 {
-        frame[IPV6_HEADER + 6..IPV6_HEADER + 8].fill(0);
+        frame[IPV6_HEADER_LEN + 6..IPV6_HEADER_LEN + 8].fill(0);
         let checksum = udp6_checksum(frame);
-        frame[IPV6_HEADER + 6..IPV6_HEADER + 8].copy_from_slice(&checksum.to_be_bytes());
+        frame[IPV6_HEADER_LEN + 6..IPV6_HEADER_LEN + 8].copy_from_slice(&checksum.to_be_bytes());
     }
     Ok(())
 }
@@ -287,7 +283,7 @@ mod tests {
             0x9c, 0x40, 0x17, 0x6f, 0, 12, 0, 0, 0xab, 0xab, 0xab, 0xab,
         ];
         assert_eq!(frame, expected);
-        assert_eq!(!ones_sum(&frame[..IPV4_HEADER], 0), 0, "the header checksum holds");
+        assert_eq!(!ones_sum(&frame[..IPV4_MIN_HEADER_LEN], 0), 0, "the header checksum holds");
         assert_eq!(frame_source(&frame), Some("192.0.2.14".parse().unwrap()));
     }
 
@@ -296,16 +292,16 @@ mod tests {
         let group: SocketAddr = "[ff02::12]:5999".parse().unwrap();
         let source: IpAddr = "2001:db8::1".parse().unwrap();
         let mut frame = frame(source, group, 40000, &[1, 2, 3, 4]);
-        assert_eq!(frame.len(), IPV6_HEADER + UDP_HEADER + 4);
+        assert_eq!(frame.len(), IPV6_HEADER_LEN + UDP_HEADER_LEN + 4);
         assert_eq!(&frame[..8], &[0x60, 0, 0, 0, 0, 12, 17, 1]);
         let holds = |frame: &[u8]| {
-            let mut pseudo = frame[8..IPV6_HEADER].to_vec();
+            let mut pseudo = frame[8..IPV6_HEADER_LEN].to_vec();
             pseudo.extend_from_slice(&[0, 0, 0, 12, 0, 0, 0, 17]);
-            !ones_sum(&frame[IPV6_HEADER..], u32::from(ones_sum(&pseudo, 0))) == 0
+            !ones_sum(&frame[IPV6_HEADER_LEN..], u32::from(ones_sum(&pseudo, 0))) == 0
         };
         assert!(holds(&frame));
         set_payload(&mut frame, &[9, 9, 9, 9]).unwrap();
-        assert!(holds(&frame) && frame[IPV6_HEADER + UDP_HEADER..] == [9, 9, 9, 9]);
+        assert!(holds(&frame) && frame[IPV6_HEADER_LEN + UDP_HEADER_LEN..] == [9, 9, 9, 9]);
         assert!(set_payload(&mut frame, &[1]).is_err(), "a payload of another length");
         assert_eq!(frame_source(&frame), Some(source));
     }
