@@ -44,12 +44,15 @@ pub fn siphash24(key: &SipKey, data: &[u8]) -> u64 {
 /// cost more than the rounds themselves. The tests check it against [`siphash24`] and the paper's
 /// vectors.
 ///
-/// Out of line in the XDP program (a BPF function of its own): one copy serves the check of
-/// every heartbeat and the signature of a probe's answer, so that the answer's SipHash runs from
-/// code the check has just brought into the cache (inlined twice, it doubled the code a probe
-/// runs through); and SipHash's spilled state stays out of the main stack frame, which the
-/// verifier limits beside `record`'s and `answer_probe`'s.
-#[cfg_attr(target_arch = "bpf", inline(never))]
+/// Inlined in the XDP program, at the check and at the probe answer's signature, rather than one
+/// BPF function both call: a BPF function's return goes through the kernel's return thunk, which
+/// under the SRSO mitigation ("Safe RET", AMD) is built to be mispredicted, and two such returns
+/// cost a probe more than running its second SipHash from code of its own (`docs/DESIGN.md`).
+#[cfg_attr(
+    target_arch = "bpf",
+    allow(clippy::inline_always, reason = "two mispredicted returns per probe cost more than the copies")
+)]
+#[cfg_attr(target_arch = "bpf", inline(always))]
 pub fn heartbeat_tag(key: &SipKey, payload: &[u8; HEARTBEAT_LEN]) -> u64 {
     const _: () = assert!(TAG_OFFSET == 32, "the rounds below take exactly four words");
     let word = |i: usize| {
