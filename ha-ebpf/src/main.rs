@@ -335,8 +335,8 @@ fn link_layer(ctx: &XdpContext) -> Option<LinkLayer> {
 /// an ARP packet naming one, an IPv6 neighbour solicitation or advertisement for one, or (unless
 /// `FENCE_KEEP_FLOWS`) IP traffic to one. Then the kernel never answers for the VIPs of a node
 /// whose agent died or hangs, and the LAN hears exactly one MAC: the successor's.
-// A function of its own: its buffers stay out of the frame that `record` and `answer_probe`
-// are called from.
+// A function of its own: its buffers stay out of the main frame, which holds `record` and calls
+// `answer_probe`.
 #[inline(never)]
 fn fenced(ctx: &XdpContext) -> bool {
     let Some(fence) = FENCE.get(0) else {
@@ -464,7 +464,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
     // One clock read for the record and the answer's lease check.
     // SAFETY: a helper without arguments, callable from any program.
     let now = unsafe { bpf_ktime_get_ns() };
-    let outcome = record(ctx, &heartbeat, &source, &peer, now);
+    let outcome = record(ctx, &heartbeat, &source, peer, now);
     // Only a probe that passed everything a heartbeat must, replay check included, is answered:
     // a forged or replayed one costs no more than a forged or replayed heartbeat.
     if matches!(outcome, Outcome::Accepted)
@@ -676,7 +676,7 @@ fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
 // verifier's 512 bytes with `answer_probe` called from it (the verifier checks the chain).
 // `known` is what `PEER_SLOTS` has of the sender (its `slot` [`NEW_PEER`] if nothing yet).
 #[inline(always)]
-fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, known: &PeerSlot, now: u64) -> Outcome {
+fn record(ctx: &XdpContext, heartbeat: &Heartbeat, source: &Source, known: PeerSlot, now: u64) -> Outcome {
     let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
 
     let mut changes = 0u32;

@@ -283,8 +283,9 @@ fn peers_that_share_a_hint_are_each_recorded_as_themselves() {
         send(second, 120, 2 * round);
     }
     let record = |key| datapath.peer(key).unwrap().expect("the peer is recorded");
-    assert_eq!((record(first).sequence, record(first).packets, record(first).priority), (3, 3, 110));
-    assert_eq!((record(second).sequence, record(second).packets, record(second).priority), (6, 6, 120));
+    let (first, second) = (record(first), record(second));
+    assert_eq!((first.sequence, first.packets, first.priority), (3, 3, 110));
+    assert_eq!((second.sequence, second.packets, second.priority), (6, 6, 120));
     assert_eq!(datapath.peers().unwrap().len(), 2);
     assert_eq!(stats(&datapath).accepted, 9);
 }
