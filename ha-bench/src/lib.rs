@@ -66,4 +66,6 @@ pub struct Options {
     pub hbtool: Option<PathBuf>,
     /// Only the scale scenario (12): 256 groups on 8 nodes.
     pub scale_only: bool,
+    /// Only the CPU scenario (7), every system at once.
+    pub cost_only: bool,
 }

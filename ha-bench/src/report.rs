@@ -196,6 +196,7 @@ impl Report {
             agent_flags: Vec::new(),
             hbtool: None,
             scale_only: false,
+            cost_only: false,
         };
         let scenarios =
             value["scenarios"].as_array().ok_or_else(|| anyhow::anyhow!("no \"scenarios\" list"))?;
@@ -220,7 +221,7 @@ impl Report {
         Ok(Self { options, rows })
     }
 
-    /// Whether any outage scenario has a sample (a `--scale-only` run has none: no chart).
+    /// Whether any outage scenario has a sample (a `--scale-only` or `--cost-only` run has none: no chart).
     #[must_use]
     pub fn has_outages(&self) -> bool {
         self.rows.iter().any(|row| row.scenario.is_outage() && row.results.iter().any(|(_, s)| s.is_some()))
@@ -260,6 +261,7 @@ mod tests {
             agent_flags: Vec::new(),
             hbtool: None,
             scale_only: false,
+            cost_only: false,
         };
         let mut ours = Measured::default();
         ours.push(Scenario::LinkCut, 100.0);

@@ -18,6 +18,7 @@ fn quick_benchmark_runs_and_reports() {
         agent_flags: Vec::new(),
         hbtool: None,
         scale_only: false,
+        cost_only: false,
     };
     let report = ha_bench::run(&options, None, None, &mut |_| {}).expect("the quick benchmark runs");
     for &scenario in Scenario::QUICK {

@@ -37,8 +37,11 @@ pub struct BenchArgs {
     #[arg(long)]
     no_keepalived: bool,
     /// Only scenario 12: 256 groups on 8 nodes (ha-agent alone).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cost_only")]
     scale_only: bool,
+    /// Only scenario 7: idle CPU of every role, every system at once (no chart).
+    #[arg(long)]
+    cost_only: bool,
     /// An extra flag for every ha-agent, e.g. --agent-flag=--dead-time=250ms (repeatable).
     #[arg(long = "agent-flag", allow_hyphen_values = true)]
     agent_flags: Vec<String>,
@@ -110,8 +113,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         agent_flags: args.agent_flags.clone(),
         hbtool: Some(hbtool),
         scale_only: args.scale_only,
+        cost_only: args.cost_only,
     };
-    let fuzz_cases = if args.quick || args.scale_only { None } else { Some(fuzz(FUZZ_CASES)?) };
+    let fuzz_cases =
+        if args.quick || args.scale_only || args.cost_only { None } else { Some(fuzz(FUZZ_CASES)?) };
     let report =
         ha_bench::run(&options, Some(&xdp_cost), fuzz_cases, &mut |line| eprintln!("bench: {line}"))?;
     println!("{}", report.table());
@@ -125,7 +130,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     if !report.has_outages() {
-        // A --scale-only run: an empty chart would only overwrite the last real one.
+        // A --scale-only or --cost-only run: an empty chart would only overwrite the last real one.
         return Ok(());
     }
     match ha_bench::chart::draw(&report, &chart) {
