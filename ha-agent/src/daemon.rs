@@ -377,6 +377,24 @@ impl Signals {
     }
 }
 
+/// Why the loop woke: what the `select!` got, dealt with once it is over.
+enum Woke {
+    /// The timer fired (or failed).
+    Timer(io::Result<()>),
+    /// The pacer reported a round.
+    Round(RoundSent),
+    /// The XDP program's ring buffer: the watches that fired.
+    Events(io::Result<Vec<ha_common::PeerKey>>),
+    /// A link or address change (`None`: the watch ended).
+    Net(Option<crate::netwatch::NetEvent>),
+    /// A health check's result.
+    Check(crate::checks::CheckResult),
+    /// A control request (`None`: nothing to do).
+    Control(Option<crate::control::Pending>),
+    /// A signal (`None`: the signal task ended).
+    Signal(Option<Signalled>),
+}
+
 async fn main_loop(
     agent: &mut Agent,
     events: &mut Events,
@@ -399,45 +417,61 @@ async fn main_loop(
         // None while the pacer sends every group's heartbeats (an ACTIVE): the loop then sleeps
         // until an event, a deadline or the poll.
         let heartbeat_at = agent.heartbeat_due_at(now).map(|due| beats.next(due, now));
-        let wake_at =
-            [agent.next_deadline(now), heartbeat_at].into_iter().flatten().fold(next_poll, Duration::min);
+        // While the pacer sends, the poll's wake-up sends a round of them too (see `pacer`).
+        let claimed = agent.claim_round(next_poll, now);
+        let wake_at = [agent.next_deadline(now), heartbeat_at, claimed]
+            .into_iter()
+            .flatten()
+            .fold(next_poll, Duration::min);
         // While heartbeats go out every interval, the timer is periodic on the grid and is not set
         // again each turn.
         let every_interval = heartbeat_at.is_some_and(|at| wake_at == at && beats.is_following(at));
         let period = if every_interval { beats.interval } else { Duration::ZERO };
         wake.arm(wake_at, period).map_err(DaemonError::EventLoop)?;
-        // What the elections made of the wake-up's cause, carried out before the tick.
-        let mut fed = Vec::new();
-        let mut shutdown = false;
-        tokio::select! {
+        // Why the loop woke; the work comes after the paced round below.
+        let woke = tokio::select! {
             // In this order, the timer first: most wake-ups are its, and a turn then polls no
             // other branch. None is starved: each is ready only now and then.
             biased;
-            fired = wake.fired() => {
+            fired = wake.fired() => Woke::Timer(fired),
+            Some(round) = rounds.recv() => Woke::Round(round),
+            batch = events.next_batch() => Woke::Events(batch),
+            event = watch.next() => Woke::Net(event),
+            result = agent.checks.next() => Woke::Check(result),
+            pending = control.next() => Woke::Control(pending),
+            signalled = signals.recv() => Woke::Signal(signalled),
+        };
+        // First, before any work that may take its time: the paced round of the point the loop
+        // took, if it has come; a turn that began before it gives it back to the pacer.
+        let mut fed = agent.serve_claimed_round();
+        let mut shutdown = false;
+        // What the elections made of the wake-up's cause, carried out before the tick.
+        match woke {
+            Woke::Timer(fired) => {
                 fired.map_err(DaemonError::EventLoop)?;
                 let now = monotonic_now();
                 if let Some(heartbeat_at) = heartbeat_at.filter(|at| now >= *at) {
                     beats.passed(now);
-                    fed = agent.send_heartbeats();
+                    fed.extend(agent.send_heartbeats());
                     // As every metric read at each wake-up, only when a scraper can see it.
                     if agent.config.metrics_listen.is_some() {
                         agent.metrics.heartbeats_late(now.saturating_sub(heartbeat_at));
                     }
                 }
             }
-            Some(round) = rounds.recv() => fed = agent.paced_round(round),
-            batch = events.next_batch() => {
+            Woke::Round(round) => fed.extend(agent.paced_round(round)),
+            Woke::Events(batch) => {
                 let silent = batch.map_err(DaemonError::EventLoop)?;
                 agent.watches_fired(&silent);
                 // Among them may be another node with our id (`change::OWN_ID`).
                 agent.counters.asked = true;
             }
-            event = watch.next() => match event {
-                Some(event) => fed = agent.net_event(event),
+            Woke::Net(event) => match event {
+                Some(event) => fed.extend(agent.net_event(event)),
                 None => return Err(DaemonError::EventLoop(io::Error::other("the netlink watch ended"))),
             },
-            result = agent.checks.next() => fed = agent.check_result(&result),
-            pending = control.next() => {
+            Woke::Check(result) => fed.extend(agent.check_result(&result)),
+            Woke::Control(pending) => {
                 let Some((request, reply)) = pending else { continue };
                 // The peers as they are now: an ACTIVE's loop may not have read them for up to a
                 // poll period (its heartbeats are the pacer's), and a handover picks among them.
@@ -450,11 +484,11 @@ async fn main_loop(
                     let _ = reply.send(serde_json::to_vec(&agent.report().await).unwrap_or_default());
                     continue;
                 }
-                fed = agent.command(request, reply).await;
+                fed.extend(agent.command(request, reply).await);
             }
-            signalled = signals.recv() => match signalled {
+            Woke::Signal(signalled) => match signalled {
                 Some(Signalled::Terminate) => shutdown = true,
-                Some(Signalled::Reload) => fed = agent.reload().await.unwrap_or_default(),
+                Some(Signalled::Reload) => fed.extend(agent.reload().await.unwrap_or_default()),
                 Some(Signalled::Reexec) => {
                     agent.reexec();
                     continue;

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ha_tests::{require_root, wait_for, Lan};
+use ha_tests::{require_root, wait_for, Lan, VipMonitor};
 
 const CLIENT: usize = 3;
 
@@ -64,4 +64,38 @@ fn a_live_active_answers_probes_and_keeps_the_vip() {
     let answers = xdp_counter(&agents[1].status().unwrap(), "probe_answers");
     assert!(answered > 0 && answers > 0, "the successor probed and was answered: {answered} / {answers}");
     assert_eq!(agents[1].status().unwrap()["state"], "STANDBY");
+}
+
+#[test]
+fn a_live_active_sends_one_heartbeat_every_interval_and_is_not_probed() {
+    require_root();
+    // The pacer sends most rounds and the loop the one at each of its polls (daemon/pacer.rs):
+    // together one every interval, none missed (its successor would probe it, a burst each
+    // time) and none twice. Counted where they arrive: the ACTIVE's record in the successor's
+    // XDP map, and the probes the ACTIVE's XDP program answered, over five seconds; and the VIP
+    // stays where it is (a round missing leaves the probes it sets off unanswered too).
+    let (lan, agents) = Lan::with_three_agents("probequiet", 4);
+    let monitor = VipMonitor::start(&lan, 3).expect("watching the VIP");
+    let heard = || -> (Instant, u64, u64) {
+        let successor = agents[1].status().expect("status of the successor");
+        let peers = successor["peers"].as_array().cloned().unwrap_or_default();
+        let active = peers.iter().find(|peer| peer["state"] == "ACTIVE");
+        let packets =
+            active.and_then(|peer| peer["packets"].as_u64()).unwrap_or_else(|| panic!("{successor}"));
+        let answered = xdp_counter(&agents[2].status().expect("status of the ACTIVE"), "probes_answered");
+        (Instant::now(), packets, answered)
+    };
+    let (start, heartbeats_before, answered_before) = heard();
+    thread::sleep(Duration::from_secs(5));
+    let (end, heartbeats_after, answered_after) = heard();
+    assert_eq!(monitor.stop().expect("the VIP watch"), 0, "the VIP moved on a quiet LAN");
+    let intervals = u64::try_from(end.duration_since(start).as_millis() / 100).unwrap_or(u64::MAX);
+    let heartbeats = heartbeats_after - heartbeats_before;
+    assert!(
+        heartbeats + 2 >= intervals && heartbeats <= intervals + 2,
+        "{heartbeats} heartbeats in {intervals} intervals"
+    );
+    // One burst at most: a heartbeat held up on a busy machine may set one off.
+    let answered = answered_after - answered_before;
+    assert!(answered <= 5, "the ACTIVE answered {answered} probes on a quiet LAN");
 }

@@ -9,7 +9,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     group::Group,
-    pacer::{Pacer, RoundSent},
+    pacer::{Pacer, RoundSent, Taken},
 };
 use crate::{
     alarms::{Alarm, Alarms},
@@ -309,6 +309,28 @@ impl Agent {
             self.pace(index);
         }
         self.pacer.lock().outbox.sender.find_source();
+    }
+
+    /// The grid point the loop is to wake at, by `latest`, to send the paced round of itself
+    /// ([`super::pacer::Plan::claim`]), if any.
+    pub(super) fn claim_round(&self, latest: Duration, now: Duration) -> Option<Duration> {
+        self.pacer.lock().plan.claim(latest, now)
+    }
+
+    /// At the start of a turn: sends the paced round of the point the loop took, if that point
+    /// has come (the paced groups' elections hear of it as of a round the pacer sent), or gives
+    /// the point back to the pacer.
+    pub(super) fn serve_claimed_round(&mut self) -> Fed {
+        let now = monotonic_now();
+        let (taken, report) = self.pacer.lock().serve_claimed(now);
+        match taken {
+            Taken::Send(point) if self.config.metrics_listen.is_some() => {
+                self.metrics.heartbeats_late(now.saturating_sub(point));
+            }
+            Taken::GivenBack => self.pacer.plan_changed(),
+            Taken::Send(_) | Taken::Nothing => {}
+        }
+        report.map(|round| self.paced_round(round)).unwrap_or_default()
     }
 
     /// A round of paced heartbeats went out or failed, after the opposite: the paced groups'

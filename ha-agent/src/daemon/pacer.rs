@@ -8,6 +8,14 @@
 //! turns on every event, every deadline of the elections and at least every
 //! [`super::POLL_PERIOD`]; each turn re-plans what the pacer sends.
 //!
+//! The loop's own turn: it wakes at least every poll period anyway, so it takes one grid point
+//! per poll period (see [`Plan::claim`]), wakes there and sends that round first thing in the
+//! turn; the pacer sleeps through it. One wake-up per poll period fewer: a tenth of the pacer's
+//! at a 100 ms interval. Only a turn that begins at the point sends it: any turn that begins
+//! before it (an event's, which may take its time) gives the point back to the pacer first
+//! ([`Plan::take_claimed`]), so a slow turn holds no heartbeat up; a loop that never comes
+//! leaves the point to the pacer's next round.
+//!
 //! Honesty: a heartbeat says that the agent is alive. The pacer sends only while the loop has
 //! turned within [`LOOP_GRACE`]: an agent whose loop hangs (its process alive) falls silent then,
 //! and its lease, which the pacer renews with each round, runs out a dead time later. A crash or
@@ -113,6 +121,19 @@ pub(super) struct Plan {
     /// Whether the last round reported went out; `None` after a change of plan, so that the
     /// groups now paced hear how the next round went.
     reported: Option<bool>,
+    /// The grid point whose round the loop sends itself (see [`Plan::claim`]).
+    claimed: Option<Duration>,
+}
+
+/// What a turn of the loop makes of the point it took ([`Plan::take_claimed`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// The point has come: the loop sends its round (the point's time).
+    Send(Duration),
+    /// The turn began before the point: back to the pacer, which must be woken to plan its round.
+    GivenBack,
+    /// Nothing the loop need do (no point taken, or the pacer plans it anyway).
+    Nothing,
 }
 
 /// What the pacer does next.
@@ -164,6 +185,8 @@ impl Plan {
         };
         if regrid {
             self.grid = Some(Beats::new(now + interval, interval));
+            // A point of the old grid.
+            self.claimed = None;
         }
         if changed || regrid {
             self.reported = None;
@@ -180,6 +203,41 @@ impl Plan {
     pub(super) fn clear(&mut self) {
         self.beats.clear();
         self.grid = None;
+        self.claimed = None;
+    }
+
+    /// The loop, at `now`, will wake by `latest` (its poll): the grid point it is to wake at and
+    /// send the round of, which the pacer then leaves to it; `None` if there is none to take
+    /// (nothing paced, or no point after the one the pacer may already be sleeping until and by
+    /// `latest`). A point taken stays the loop's until it has passed: the pacer may have
+    /// planned its sleep around it.
+    pub(super) fn claim(&mut self, latest: Duration, now: Duration) -> Option<Duration> {
+        let grid = self.grid.as_ref()?;
+        let following = grid.next(now, now);
+        if let Some(claimed) = self.claimed.filter(|&claimed| claimed >= following) {
+            return Some(claimed);
+        }
+        let point = grid.at_or_before(latest);
+        self.claimed = (point > following).then_some(point);
+        self.claimed
+    }
+
+    /// A turn of the loop began at `now`: what becomes of the point it took. The loop sends its
+    /// round if it has come and the pacer has not moved past it (a loop later than the pacer's
+    /// next round leaves it to that round). A turn that began before the point gives it back: it
+    /// may take longer than the time left (a netlink call, a reload), and a round that does not
+    /// go out leaves probes unanswered too (the answer window follows the last heartbeat).
+    fn take_claimed(&mut self, now: Duration) -> Taken {
+        let Some(claimed) = self.claimed.take() else {
+            return Taken::Nothing;
+        };
+        match self.grid.as_ref().map(|grid| grid.next(now, now)) {
+            Some(following) if following == claimed && claimed <= now => Taken::Send(claimed),
+            // The pacer, having served the point before, sleeps through this one: it must plan
+            // again. Earlier, it plans again at its next round anyway.
+            Some(following) if following == claimed => Taken::GivenBack,
+            _ => Taken::Nothing,
+        }
     }
 
     /// Whether `group`'s heartbeats are paced.
@@ -190,7 +248,12 @@ impl Plan {
 
     fn step(&self, now: Duration) -> Step {
         let Some(grid) = &self.grid else { return Step::Idle };
-        let at = grid.next(now, now);
+        let mut at = grid.next(now, now);
+        if self.claimed == Some(at) {
+            // The loop's round: the pacer sleeps through it (or, should the loop not have come,
+            // sends the next one in its stead).
+            at += grid.interval;
+        }
         if at > now {
             Step::Wait(at)
         } else {
@@ -229,6 +292,37 @@ pub(super) struct Paced {
     pub(super) plan: Plan,
     /// The pacer is to end.
     stop: bool,
+}
+
+impl Paced {
+    /// Sends the plan's round at `now` (if `alive`: a round the loop does not vouch for is
+    /// withheld) and notes it served; what to report to the loop, if anything.
+    fn send_round(&mut self, now: Duration, alive: bool) -> Option<RoundSent> {
+        let ok = if alive {
+            let Self { outbox, plan, .. } = self;
+            let mut failure = None;
+            outbox.send_round(&plan.beats, now, |_, result| {
+                failure = failure.take().or(result.err());
+            });
+            // At debug in the loop; here once per change (the report's).
+            if let Some(err) = failure.as_ref().filter(|_| !plan.failing()) {
+                warn!(error = err.as_dyn(), "sending the paced heartbeats failed");
+            }
+            failure.is_none()
+        } else {
+            true
+        };
+        self.plan.served(now, ok)
+    }
+
+    /// A turn of the loop began at `now`: sends the round of the point it took ([`Plan::claim`])
+    /// if that has come, or gives the point back; what became of it, and what to report of the
+    /// round, if anything.
+    pub(super) fn serve_claimed(&mut self, now: Duration) -> (Taken, Option<RoundSent>) {
+        let taken = self.plan.take_claimed(now);
+        let report = if matches!(taken, Taken::Send(_)) { self.send_round(now, true) } else { None };
+        (taken, report)
+    }
 }
 
 struct Shared {
@@ -311,22 +405,9 @@ fn pace(shared: &Shared, reports: &UnboundedSender<RoundSent>, lateness: Option<
                 if let (Some(lateness), Some(grid)) = (lateness, &paced.plan.grid) {
                     lateness.observe(now.saturating_sub(grid.next(now, now)).as_secs_f64());
                 }
-                let ok = if paced.plan.alive(now) {
-                    let Paced { outbox, plan, .. } = &mut *paced;
-                    let mut failure = None;
-                    outbox.send_round(&plan.beats, now, |_, result| {
-                        failure = failure.take().or(result.err());
-                    });
-                    // At debug in the loop; here once per change (the report's).
-                    if let Some(err) = failure.as_ref().filter(|_| !plan.failing()) {
-                        warn!(error = err.as_dyn(), "sending the paced heartbeats failed");
-                    }
-                    failure.is_none()
-                } else {
-                    // The loop has not turned for LOOP_GRACE: no heartbeat vouches for it.
-                    true
-                };
-                if let Some(report) = paced.plan.served(now, ok) {
+                // The loop has not turned for LOOP_GRACE: no heartbeat vouches for it.
+                let alive = paced.plan.alive(now);
+                if let Some(report) = paced.send_round(now, alive) {
                     // The loop's end gone: it is stopping, and so will this thread.
                     let _ = reports.send(report);
                 }
@@ -390,6 +471,69 @@ mod tests {
         assert_eq!(plan.step(ms(60)), Step::Wait(ms(80)));
         plan.clear();
         assert_eq!(plan.step(ms(80)), Step::Idle);
+    }
+
+    #[test]
+    fn the_pacer_sleeps_through_the_round_the_loop_takes() {
+        let mut plan = Plan::default();
+        plan.set(GroupId(1), Some(advert(200)), ms(100), ms(1000));
+        plan.loop_turned(ms(1000));
+        // The loop polls by 2050: it takes the last point before, 2000.
+        assert_eq!(plan.claim(ms(2050), ms(1000)), Some(ms(2000)));
+        assert_eq!(plan.claim(ms(2500), ms(1500)), Some(ms(2000)), "taken until it has come");
+        plan.served(ms(1900), true);
+        assert_eq!(plan.step(ms(1900)), Step::Wait(ms(2100)), "the pacer skips the loop's point");
+        assert_eq!(plan.take_claimed(ms(2001)), Taken::Send(ms(2000)), "the loop sends it");
+        plan.served(ms(2001), true);
+        assert_eq!(plan.take_claimed(ms(2002)), Taken::Nothing, "once");
+        assert_eq!(plan.step(ms(2002)), Step::Wait(ms(2100)));
+        // The next poll: the point a second on.
+        assert_eq!(plan.claim(ms(3001), ms(2001)), Some(ms(3000)));
+    }
+
+    #[test]
+    fn a_turn_that_begins_before_the_point_gives_it_back() {
+        let mut plan = Plan::default();
+        plan.set(GroupId(1), Some(advert(200)), ms(100), ms(1000));
+        assert_eq!(plan.claim(ms(2000), ms(1000)), Some(ms(2000)));
+        // Early on the pacer plans its rounds again anyway: no need to wake it.
+        assert_eq!(plan.take_claimed(ms(1500)), Taken::Nothing);
+        assert_eq!(plan.claim(ms(2000), ms(1500)), Some(ms(2000)), "taken again at the turn's end");
+        plan.served(ms(1900), true);
+        // After the round before it, the pacer sleeps through the point: woken, it sends it.
+        assert_eq!(plan.take_claimed(ms(1950)), Taken::GivenBack);
+        assert_eq!(plan.step(ms(1950)), Step::Wait(ms(2000)));
+        assert_eq!(plan.step(ms(2000)), Step::Round);
+    }
+
+    #[test]
+    fn a_loop_that_misses_its_point_leaves_the_next_round_to_the_pacer() {
+        let mut plan = Plan::default();
+        plan.set(GroupId(1), Some(advert(200)), ms(100), ms(1000));
+        assert_eq!(plan.claim(ms(2000), ms(1000)), Some(ms(2000)));
+        plan.served(ms(1900), true);
+        // The loop did not come at 2000: the pacer's round at 2100 goes out.
+        assert_eq!(plan.step(ms(2100)), Step::Round);
+        plan.served(ms(2100), true);
+        assert_eq!(plan.take_claimed(ms(2150)), Taken::Nothing, "a late loop sends no round of it");
+        assert_eq!(plan.step(ms(2150)), Step::Wait(ms(2200)));
+    }
+
+    #[test]
+    fn no_point_is_taken_that_the_pacer_may_be_sleeping_until() {
+        let mut plan = Plan::default();
+        assert_eq!(plan.claim(ms(2000), ms(1000)), None, "nothing paced");
+        plan.set(GroupId(1), Some(advert(200)), ms(100), ms(1000));
+        // The pacer's next round is at 1100: a poll before 1200 takes nothing.
+        assert_eq!(plan.claim(ms(1150), ms(1000)), None);
+        assert_eq!(plan.claim(ms(1200), ms(1000)), Some(ms(1200)));
+        // A new interval is a new grid: the point is of the old one.
+        plan.set(GroupId(1), Some(advert(200)), ms(20), ms(1010));
+        assert_eq!(plan.step(ms(1010)), Step::Wait(ms(1030)));
+        assert_eq!(plan.take_claimed(ms(1200)), Taken::Nothing);
+        assert_eq!(plan.claim(ms(1105), ms(1010)), Some(ms(1090)));
+        plan.clear();
+        assert_eq!(plan.claim(ms(2000), ms(1100)), None);
     }
 
     #[test]

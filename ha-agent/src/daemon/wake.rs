@@ -154,6 +154,16 @@ impl Beats {
         self.served = if at > now { at.saturating_sub(self.interval) } else { at };
     }
 
+    /// The last grid point at or before `at` (the origin if `at` comes before it).
+    pub(super) fn at_or_before(&self, at: Duration) -> Duration {
+        let after = self.at_or_after(at);
+        if after > at && after > self.origin {
+            after.saturating_sub(self.interval)
+        } else {
+            after
+        }
+    }
+
     fn at_or_after(&self, at: Duration) -> Duration {
         if at <= self.origin {
             return self.origin;
@@ -188,6 +198,14 @@ mod tests {
         // Late by 350 ms: one heartbeat at once, then back on the grid.
         beats.passed(ms(1550));
         assert_eq!(beats.next(ms(1550), ms(1550)), ms(1600));
+    }
+
+    #[test]
+    fn the_last_grid_point_at_or_before_a_time() {
+        let beats = Beats::new(ms(1000), ms(100));
+        assert_eq!(beats.at_or_before(ms(1250)), ms(1200));
+        assert_eq!(beats.at_or_before(ms(1300)), ms(1300), "a point itself");
+        assert_eq!(beats.at_or_before(ms(500)), ms(1000), "before the grid: its origin");
     }
 
     #[tokio::test]
