@@ -417,8 +417,10 @@ async fn main_loop(
         // None while the pacer sends every group's heartbeats (an ACTIVE): the loop then sleeps
         // until an event, a deadline or the poll.
         let heartbeat_at = agent.heartbeat_due_at(now).map(|due| beats.next(due, now));
-        // While the pacer sends, the poll's wake-up sends a round of them too (see `pacer`).
-        let claimed = agent.claim_round(next_poll, now);
+        // While the pacer sends all of them, the poll's wake-up sends a round too (see `pacer`).
+        // Not while the loop sends some itself (a node STANDBY in other groups): it wakes for
+        // those on a grid of its own, and a point of the pacer's would be one wake-up more.
+        let claimed = if heartbeat_at.is_none() { agent.claim_round(next_poll, now) } else { None };
         let wake_at = [agent.next_deadline(now), heartbeat_at, claimed]
             .into_iter()
             .flatten()

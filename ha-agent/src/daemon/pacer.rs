@@ -8,9 +8,9 @@
 //! turns on every event, every deadline of the elections and at least every
 //! [`super::POLL_PERIOD`]; each turn re-plans what the pacer sends.
 //!
-//! The loop's own turn: it wakes at least every poll period anyway, so it takes one grid point
-//! per poll period (see [`Plan::claim`]), wakes there and sends that round first thing in the
-//! turn; the pacer sleeps through it. One wake-up per poll period fewer: a tenth of the pacer's
+//! The loop's own turn: it wakes at least every poll period anyway, so while the pacer sends all
+//! of the node's heartbeats it takes one grid point per poll period (see [`Plan::claim`]), wakes
+//! there and sends that round first thing in the turn; the pacer sleeps through it. One wake-up per poll period fewer: a tenth of the pacer's
 //! at a 100 ms interval. Only a turn that begins at the point sends it: any turn that begins
 //! before it (an event's, which may take its time) gives the point back to the pacer first
 //! ([`Plan::take_claimed`]), so a slow turn holds no heartbeat up; a loop that never comes
