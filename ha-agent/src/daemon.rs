@@ -444,8 +444,11 @@ async fn main_loop(
             signalled = signals.recv() => Woke::Signal(signalled),
         };
         // First, before any work that may take its time: the paced round of the point the loop
-        // took, if it has come; a turn that began before it gives it back to the pacer.
-        let mut fed = agent.serve_claimed_round();
+        // took, if it has come; a turn that began before it gives it back to the pacer. What the
+        // elections make of its report is carried out at once: a branch below may end the turn.
+        let claimed_round = agent.serve_claimed_round();
+        agent.execute_all(claimed_round).await;
+        let mut fed = Vec::new();
         let mut shutdown = false;
         // What the elections made of the wake-up's cause, carried out before the tick.
         match woke {
@@ -454,14 +457,14 @@ async fn main_loop(
                 let now = monotonic_now();
                 if let Some(heartbeat_at) = heartbeat_at.filter(|at| now >= *at) {
                     beats.passed(now);
-                    fed.extend(agent.send_heartbeats());
+                    fed = agent.send_heartbeats();
                     // As every metric read at each wake-up, only when a scraper can see it.
                     if agent.config.metrics_listen.is_some() {
                         agent.metrics.heartbeats_late(now.saturating_sub(heartbeat_at));
                     }
                 }
             }
-            Woke::Round(round) => fed.extend(agent.paced_round(round)),
+            Woke::Round(round) => fed = agent.paced_round(round),
             Woke::Events(batch) => {
                 let silent = batch.map_err(DaemonError::EventLoop)?;
                 agent.watches_fired(&silent);
@@ -469,10 +472,10 @@ async fn main_loop(
                 agent.counters.asked = true;
             }
             Woke::Net(event) => match event {
-                Some(event) => fed.extend(agent.net_event(event)),
+                Some(event) => fed = agent.net_event(event),
                 None => return Err(DaemonError::EventLoop(io::Error::other("the netlink watch ended"))),
             },
-            Woke::Check(result) => fed.extend(agent.check_result(&result)),
+            Woke::Check(result) => fed = agent.check_result(&result),
             Woke::Control(pending) => {
                 let Some((request, reply)) = pending else { continue };
                 // The peers as they are now: an ACTIVE's loop may not have read them for up to a
@@ -486,11 +489,11 @@ async fn main_loop(
                     let _ = reply.send(serde_json::to_vec(&agent.report().await).unwrap_or_default());
                     continue;
                 }
-                fed.extend(agent.command(request, reply).await);
+                fed = agent.command(request, reply).await;
             }
             Woke::Signal(signalled) => match signalled {
                 Some(Signalled::Terminate) => shutdown = true,
-                Some(Signalled::Reload) => fed.extend(agent.reload().await.unwrap_or_default()),
+                Some(Signalled::Reload) => fed = agent.reload().await.unwrap_or_default(),
                 Some(Signalled::Reexec) => {
                     agent.reexec();
                     continue;
