@@ -420,7 +420,7 @@ async fn main_loop(
         // While the pacer sends all of them, the poll's wake-up sends a round too (see `pacer`).
         // Not while the loop sends some itself (a node STANDBY in other groups): it wakes for
         // those on a grid of its own, and a point of the pacer's would be one wake-up more.
-        let claimed = if heartbeat_at.is_none() { agent.claim_round(next_poll, now) } else { None };
+        let claimed = if heartbeat_at.is_none() { agent.claim_round(next_poll) } else { None };
         let wake_at = [agent.next_deadline(now), heartbeat_at, claimed]
             .into_iter()
             .flatten()

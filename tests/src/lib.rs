@@ -11,7 +11,7 @@ use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicBool, AtomicU32, Ordering},
+    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
@@ -172,8 +172,8 @@ pub struct Lan {
     /// made them, as the host's /sys/fs/bpf does on a real server: a SIGKILLed agent's XDP link
     /// stays, and fences.
     pub bpffs: BpfFs,
-    /// Whether the switch's ports take frames in on threads of their own (see [`Lan::set_ports`]).
-    threaded_ports: AtomicBool,
+    /// How the switch's ports take frames in, set when the LAN is made.
+    ports: Ports,
 }
 
 /// How the switch's ports take frames in.
@@ -222,15 +222,7 @@ impl Lan {
             bail!("ha-agent keygen failed: {}", String::from_utf8_lossy(&keygen.stderr).trim());
         }
         let bpffs = BpfFs::mount(&dir.join("bpf"))?;
-        let mut lan = Self {
-            prefix,
-            hosts: Vec::new(),
-            switch,
-            dir,
-            key_file,
-            bpffs,
-            threaded_ports: AtomicBool::new(ports == Ports::Threaded),
-        };
+        let mut lan = Self { prefix, hosts: Vec::new(), switch, dir, key_file, bpffs, ports };
         for _ in 0..hosts {
             lan.add_host()?;
         }
@@ -254,33 +246,21 @@ impl Lan {
         let veth = ["link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", port];
         run("ip", &[&veth[..], &["netns", &self.switch.name]].concat())?;
         self.switch.ip(&["link", "set", port, "master", "br0", "up"])?;
-        if self.threaded_ports.load(Ordering::SeqCst) {
-            self.configure_port(ns, port, Ports::Threaded)?;
+        if self.ports == Ports::Threaded {
+            self.thread_port(ns, port)?;
         }
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         fs_mac(ns)
     }
 
-    /// Makes every switch port take frames in as `ports` says, from now on: a benchmark measures
-    /// outages with the ports inline (the fewest hops, no thread to schedule) and a daemon's CPU
-    /// time with them threaded.
-    pub fn set_ports(&self, ports: Ports) -> anyhow::Result<()> {
-        let threaded = ports == Ports::Threaded;
-        if self.threaded_ports.swap(threaded, Ordering::SeqCst) != threaded {
-            for host in &self.hosts {
-                self.configure_port(&host.ns, &host.port, ports)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes switch port `port`, the peer of `ns`'s eth0, take frames in as `ports` says. A veth
+    /// Makes switch port `port`, the peer of `ns`'s eth0, take frames in on a thread of its own
+    /// ([`Ports::Threaded`]; a new veth takes them inline). A veth
     /// hands a frame to its peer's NAPI instance only when the peer has GRO on and the sender no
     /// TSO; the instance exists once GRO is on, and only then can it be threaded. Not UDP GRO
     /// forwarding, which would also let the port take frames from a TSO sender: it merges a burst
     /// of heartbeats into one frame, of which XDP parses the first.
-    fn configure_port(&self, ns: &Netns, port: &str, ports: Ports) -> anyhow::Result<()> {
+    fn thread_port(&self, ns: &Netns, port: &str) -> anyhow::Result<()> {
         let ethtool = |netns: &Netns, args: &[&str]| -> anyhow::Result<()> {
             let output = netns
                 .command("ethtool")
@@ -292,29 +272,17 @@ impl Lan {
             }
             Ok(())
         };
-        let threaded = |on: bool| -> anyhow::Result<()> {
-            let output = self
-                .switch
-                .command("sh")
-                .args(["-c", &format!("echo {} > /sys/class/net/{port}/threaded", u8::from(on))])
-                .output()?;
-            if !output.status.success() {
-                bail!("threaded NAPI on {port}: {}", String::from_utf8_lossy(&output.stderr).trim());
-            }
-            Ok(())
-        };
-        match ports {
-            Ports::Threaded => {
-                ethtool(ns, &["-K", "eth0", "tso", "off"])?;
-                ethtool(&self.switch, &["-K", port, "gro", "on"])?;
-                threaded(true)
-            }
-            Ports::Inline => {
-                threaded(false)?;
-                ethtool(&self.switch, &["-K", port, "gro", "off"])?;
-                ethtool(ns, &["-K", "eth0", "tso", "on"])
-            }
+        ethtool(ns, &["-K", "eth0", "tso", "off"])?;
+        ethtool(&self.switch, &["-K", port, "gro", "on"])?;
+        let output = self
+            .switch
+            .command("sh")
+            .args(["-c", &format!("echo 1 > /sys/class/net/{port}/threaded")])
+            .output()?;
+        if !output.status.success() {
+            bail!("threaded NAPI on {port}: {}", String::from_utf8_lossy(&output.stderr).trim());
         }
+        Ok(())
     }
 
     /// Deletes host `index`'s interface (with its switch port) and makes it anew after

@@ -313,8 +313,8 @@ impl Agent {
 
     /// The grid point the loop is to wake at, by `latest`, to send the paced round of itself
     /// ([`super::pacer::Plan::claim`]), if any.
-    pub(super) fn claim_round(&self, latest: Duration, now: Duration) -> Option<Duration> {
-        self.pacer.lock().plan.claim(latest, now)
+    pub(super) fn claim_round(&self, latest: Duration) -> Option<Duration> {
+        self.pacer.lock().plan.claim(latest)
     }
 
     /// At the start of a turn: sends the paced round of the point the loop took, if that point

@@ -10,8 +10,8 @@
 //!
 //! The loop's own turn: it wakes at least every poll period anyway, so while the pacer sends all
 //! of the node's heartbeats it takes one grid point per poll period (see [`Plan::claim`]), wakes
-//! there and sends that round first thing in the turn; the pacer sleeps through it. One wake-up per poll period fewer: a tenth of the pacer's
-//! at a 100 ms interval. Only a turn that begins at the point sends it: any turn that begins
+//! there and sends that round first thing in the turn; the pacer sleeps through it. One wake-up
+//! per poll period fewer: a tenth of the pacer's at a 100 ms interval. Only a turn that begins at the point sends it: any turn that begins
 //! before it (an event's, which may take its time) gives the point back to the pacer first
 //! ([`Plan::take_claimed`]), so a slow turn holds no heartbeat up; a loop that never comes
 //! leaves the point to the pacer's next round.
@@ -206,14 +206,14 @@ impl Plan {
         self.claimed = None;
     }
 
-    /// The loop, at `now`, will wake by `latest` (its poll): the grid point it is to wake at and
+    /// The loop will wake by `latest` (its poll): the grid point it is to wake at and
     /// send the round of, which the pacer then leaves to it; `None` if there is none to take
     /// (nothing paced, or no point after the one the pacer may already be sleeping until and by
     /// `latest`). A point taken stays the loop's until it has passed: the pacer may have
     /// planned its sleep around it.
-    pub(super) fn claim(&mut self, latest: Duration, now: Duration) -> Option<Duration> {
+    pub(super) fn claim(&mut self, latest: Duration) -> Option<Duration> {
         let grid = self.grid.as_ref()?;
-        let following = grid.next(now, now);
+        let following = grid.following();
         if let Some(claimed) = self.claimed.filter(|&claimed| claimed >= following) {
             return Some(claimed);
         }
@@ -231,12 +231,15 @@ impl Plan {
         let Some(claimed) = self.claimed.take() else {
             return Taken::Nothing;
         };
-        match self.grid.as_ref().map(|grid| grid.next(now, now)) {
-            Some(following) if following == claimed && claimed <= now => Taken::Send(claimed),
+        if !self.grid.as_ref().is_some_and(|grid| grid.is_following(claimed)) {
+            return Taken::Nothing;
+        }
+        if claimed <= now {
+            Taken::Send(claimed)
+        } else {
             // The pacer, having served the point before, sleeps through this one: it must plan
             // again. Earlier, it plans again at its next round anyway.
-            Some(following) if following == claimed => Taken::GivenBack,
-            _ => Taken::Nothing,
+            Taken::GivenBack
         }
     }
 
@@ -248,7 +251,7 @@ impl Plan {
 
     fn step(&self, now: Duration) -> Step {
         let Some(grid) = &self.grid else { return Step::Idle };
-        let mut at = grid.next(now, now);
+        let mut at = grid.following();
         if self.claimed == Some(at) {
             // The loop's round: the pacer sleeps through it (or, should the loop not have come,
             // sends the next one in its stead).
@@ -403,7 +406,7 @@ fn pace(shared: &Shared, reports: &UnboundedSender<RoundSent>, lateness: Option<
             }
             Step::Round => {
                 if let (Some(lateness), Some(grid)) = (lateness, &paced.plan.grid) {
-                    lateness.observe(now.saturating_sub(grid.next(now, now)).as_secs_f64());
+                    lateness.observe(now.saturating_sub(grid.following()).as_secs_f64());
                 }
                 // The loop has not turned for LOOP_GRACE: no heartbeat vouches for it.
                 let alive = paced.plan.alive(now);
@@ -479,8 +482,8 @@ mod tests {
         plan.set(GroupId(1), Some(advert(200)), ms(100), ms(1000));
         plan.loop_turned(ms(1000));
         // The loop polls by 2050: it takes the last point before, 2000.
-        assert_eq!(plan.claim(ms(2050), ms(1000)), Some(ms(2000)));
-        assert_eq!(plan.claim(ms(2500), ms(1500)), Some(ms(2000)), "taken until it has come");
+        assert_eq!(plan.claim(ms(2050)), Some(ms(2000)));
+        assert_eq!(plan.claim(ms(2500)), Some(ms(2000)), "taken until it has come");
         plan.served(ms(1900), true);
         assert_eq!(plan.step(ms(1900)), Step::Wait(ms(2100)), "the pacer skips the loop's point");
         assert_eq!(plan.take_claimed(ms(2001)), Taken::Send(ms(2000)), "the loop sends it");
@@ -488,17 +491,17 @@ mod tests {
         assert_eq!(plan.take_claimed(ms(2002)), Taken::Nothing, "once");
         assert_eq!(plan.step(ms(2002)), Step::Wait(ms(2100)));
         // The next poll: the point a second on.
-        assert_eq!(plan.claim(ms(3001), ms(2001)), Some(ms(3000)));
+        assert_eq!(plan.claim(ms(3001)), Some(ms(3000)));
     }
 
     #[test]
     fn a_turn_that_begins_before_the_point_gives_it_back() {
         let mut plan = Plan::default();
         plan.set(GroupId(1), Some(advert(200)), ms(100), ms(1000));
-        assert_eq!(plan.claim(ms(2000), ms(1000)), Some(ms(2000)));
+        assert_eq!(plan.claim(ms(2000)), Some(ms(2000)));
         // Early on the pacer plans its rounds again anyway: no need to wake it.
         assert_eq!(plan.take_claimed(ms(1500)), Taken::Nothing);
-        assert_eq!(plan.claim(ms(2000), ms(1500)), Some(ms(2000)), "taken again at the turn's end");
+        assert_eq!(plan.claim(ms(2000)), Some(ms(2000)), "taken again at the turn's end");
         plan.served(ms(1900), true);
         // After the round before it, the pacer sleeps through the point: woken, it sends it.
         assert_eq!(plan.take_claimed(ms(1950)), Taken::GivenBack);
@@ -510,7 +513,7 @@ mod tests {
     fn a_loop_that_misses_its_point_leaves_the_next_round_to_the_pacer() {
         let mut plan = Plan::default();
         plan.set(GroupId(1), Some(advert(200)), ms(100), ms(1000));
-        assert_eq!(plan.claim(ms(2000), ms(1000)), Some(ms(2000)));
+        assert_eq!(plan.claim(ms(2000)), Some(ms(2000)));
         plan.served(ms(1900), true);
         // The loop did not come at 2000: the pacer's round at 2100 goes out.
         assert_eq!(plan.step(ms(2100)), Step::Round);
@@ -522,18 +525,18 @@ mod tests {
     #[test]
     fn no_point_is_taken_that_the_pacer_may_be_sleeping_until() {
         let mut plan = Plan::default();
-        assert_eq!(plan.claim(ms(2000), ms(1000)), None, "nothing paced");
+        assert_eq!(plan.claim(ms(2000)), None, "nothing paced");
         plan.set(GroupId(1), Some(advert(200)), ms(100), ms(1000));
         // The pacer's next round is at 1100: a poll before 1200 takes nothing.
-        assert_eq!(plan.claim(ms(1150), ms(1000)), None);
-        assert_eq!(plan.claim(ms(1200), ms(1000)), Some(ms(1200)));
+        assert_eq!(plan.claim(ms(1150)), None);
+        assert_eq!(plan.claim(ms(1200)), Some(ms(1200)));
         // A new interval is a new grid: the point is of the old one.
         plan.set(GroupId(1), Some(advert(200)), ms(20), ms(1010));
         assert_eq!(plan.step(ms(1010)), Step::Wait(ms(1030)));
         assert_eq!(plan.take_claimed(ms(1200)), Taken::Nothing);
-        assert_eq!(plan.claim(ms(1105), ms(1010)), Some(ms(1090)));
+        assert_eq!(plan.claim(ms(1105)), Some(ms(1090)));
         plan.clear();
-        assert_eq!(plan.claim(ms(2000), ms(1100)), None);
+        assert_eq!(plan.claim(ms(2000)), None);
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Beats {
     /// grid point must send late rather than skip an interval, or a live ACTIVE would fall
     /// silent for two intervals and its successor probe it.
     pub(super) fn next(&self, due_from: Duration, now: Duration) -> Duration {
-        let following = self.served + self.interval;
+        let following = self.following();
         if due_from <= now {
             following
         } else {
@@ -142,10 +142,15 @@ impl Beats {
         }
     }
 
+    /// The grid point right after the last one served.
+    pub(super) fn following(&self) -> Duration {
+        self.served + self.interval
+    }
+
     /// Whether `at` is the grid point right after the last one served: heartbeats going out
     /// every interval.
     pub(super) fn is_following(&self, at: Duration) -> bool {
-        at == self.served + self.interval
+        at == self.following()
     }
 
     /// The loop served the grid at `now`: the next point lies after it.
