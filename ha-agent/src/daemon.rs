@@ -458,10 +458,7 @@ async fn main_loop(
                 if let Some(heartbeat_at) = heartbeat_at.filter(|at| now >= *at) {
                     beats.passed(now);
                     fed = agent.send_heartbeats();
-                    // As every metric read at each wake-up, only when a scraper can see it.
-                    if agent.config.metrics_listen.is_some() {
-                        agent.metrics.heartbeats_late(now.saturating_sub(heartbeat_at));
-                    }
+                    agent.heartbeats_late(now.saturating_sub(heartbeat_at));
                 }
             }
             Woke::Round(round) => fed = agent.paced_round(round),

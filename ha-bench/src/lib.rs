@@ -64,8 +64,18 @@ pub struct Options {
     pub agent_flags: Vec<String>,
     /// The `hbtool` binary, for the forged-flood scenario (skipped without it).
     pub hbtool: Option<PathBuf>,
-    /// Only the scale scenario (12): 256 groups on 8 nodes.
-    pub scale_only: bool,
-    /// Only the CPU scenario (7), every system at once.
-    pub cost_only: bool,
+    /// Every scenario, or one of them alone.
+    pub only: Only,
+}
+
+/// Which scenarios a run takes: all of them (the quick ones with [`Options::quick`]), or one
+/// alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Only {
+    /// Every scenario.
+    All,
+    /// The scale scenario (12): 256 groups on 8 nodes, ha-agent alone.
+    Scale,
+    /// The CPU scenario (7), every system at once.
+    Cost,
 }

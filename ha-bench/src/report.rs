@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _, fs};
 
 use serde_json::{json, Value};
 
-use crate::{Options, Scenario, System};
+use crate::{Only, Options, Scenario, System};
 
 /// Everything one system measured: the samples of each scenario.
 #[derive(Clone, Debug, Default)]
@@ -195,8 +195,7 @@ impl Report {
             systems,
             agent_flags: Vec::new(),
             hbtool: None,
-            scale_only: false,
-            cost_only: false,
+            only: Only::All,
         };
         let scenarios =
             value["scenarios"].as_array().ok_or_else(|| anyhow::anyhow!("no \"scenarios\" list"))?;
@@ -260,8 +259,7 @@ mod tests {
             systems: vec![System::HaAgent, System::Keepalived],
             agent_flags: Vec::new(),
             hbtool: None,
-            scale_only: false,
-            cost_only: false,
+            only: Only::All,
         };
         let mut ours = Measured::default();
         ours.push(Scenario::LinkCut, 100.0);

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use ha_tests::{longest_gap_ms, wait_for, Agent, Lan, Ports, Prober, VipMonitor, VIP, VIP_CIDR};
 
-use crate::{keepalived::Keepalived, Measured, Options, Report, Scenario, System};
+use crate::{keepalived::Keepalived, Measured, Only, Options, Report, Scenario, System};
 
 const PRIORITIES: [u8; 3] = [100, 150, 200];
 /// The most worthy node (priority 200), ACTIVE at every trial's start.
@@ -384,18 +384,21 @@ pub fn run(
     fuzz_cases: Option<u64>,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Report> {
+    match options.only {
+        Only::Scale => {
+            let mut measured = Measured::default();
+            crate::scale::run(options, &mut measured, log)?;
+            return Ok(Report::new(options, &[(System::HaAgent, measured)]));
+        }
+        Only::Cost => {
+            let mut all: Vec<_> =
+                options.systems.iter().map(|&system| (system, Measured::default())).collect();
+            cost_scenario(options, &mut all, log)?;
+            return Ok(Report::new(options, &all));
+        }
+        Only::All => {}
+    }
     let mut all = Vec::new();
-    if options.scale_only {
-        let mut measured = Measured::default();
-        crate::scale::run(options, &mut measured, log)?;
-        all.push((System::HaAgent, measured));
-        return Ok(Report::new(options, &all));
-    }
-    if options.cost_only {
-        let mut all: Vec<_> = options.systems.iter().map(|&system| (system, Measured::default())).collect();
-        cost_scenario(options, &mut all, log)?;
-        return Ok(Report::new(options, &all));
-    }
     for &system in &options.systems {
         let mut measured = run_system(system, options, log)?;
         if system == System::HaAgent && !options.quick {

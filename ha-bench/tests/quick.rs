@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ha_bench::{Options, Scenario, System};
+use ha_bench::{Only, Options, Scenario, System};
 
 #[test]
 fn quick_benchmark_runs_and_reports() {
@@ -17,8 +17,7 @@ fn quick_benchmark_runs_and_reports() {
         systems: vec![System::HaAgent],
         agent_flags: Vec::new(),
         hbtool: None,
-        scale_only: false,
-        cost_only: false,
+        only: Only::All,
     };
     let report = ha_bench::run(&options, None, None, &mut |_| {}).expect("the quick benchmark runs");
     for &scenario in Scenario::QUICK {

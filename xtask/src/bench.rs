@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
-use ha_bench::{Options, System};
+use ha_bench::{Only, Options, System};
 
 use crate::{require_root, run_in_workspace, use_release_agent, workspace};
 
@@ -112,11 +112,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         systems,
         agent_flags: args.agent_flags.clone(),
         hbtool: Some(hbtool),
-        scale_only: args.scale_only,
-        cost_only: args.cost_only,
+        only: if args.scale_only {
+            Only::Scale
+        } else if args.cost_only {
+            Only::Cost
+        } else {
+            Only::All
+        },
     };
-    let fuzz_cases =
-        if args.quick || args.scale_only || args.cost_only { None } else { Some(fuzz(FUZZ_CASES)?) };
+    let fuzz_cases = if args.quick || options.only != Only::All { None } else { Some(fuzz(FUZZ_CASES)?) };
     let report =
         ha_bench::run(&options, Some(&xdp_cost), fuzz_cases, &mut |line| eprintln!("bench: {line}"))?;
     println!("{}", report.table());

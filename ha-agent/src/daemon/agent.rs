@@ -324,13 +324,19 @@ impl Agent {
         let now = monotonic_now();
         let (taken, report) = self.pacer.lock().serve_claimed(now);
         match taken {
-            Taken::Send(point) if self.config.metrics_listen.is_some() => {
-                self.metrics.heartbeats_late(now.saturating_sub(point));
-            }
+            Taken::Send(point) => self.heartbeats_late(now.saturating_sub(point)),
             Taken::GivenBack => self.pacer.plan_changed(),
-            Taken::Send(_) | Taken::Nothing => {}
+            Taken::Nothing => {}
         }
         report.map(|round| self.paced_round(round)).unwrap_or_default()
+    }
+
+    /// Notes how late after its grid point a round of the loop's went out: as every metric read
+    /// at a wake-up, only when a scraper can see it. (The pacer notes its own rounds.)
+    pub(super) fn heartbeats_late(&self, late: Duration) {
+        if self.config.metrics_listen.is_some() {
+            self.metrics.heartbeats_late(late);
+        }
     }
 
     /// A round of paced heartbeats went out or failed, after the opposite: the paced groups'

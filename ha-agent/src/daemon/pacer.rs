@@ -11,10 +11,10 @@
 //! The loop's own turn: it wakes at least every poll period anyway, so while the pacer sends all
 //! of the node's heartbeats it takes one grid point per poll period (see [`Plan::claim`]), wakes
 //! there and sends that round first thing in the turn; the pacer sleeps through it. One wake-up
-//! per poll period fewer: a tenth of the pacer's at a 100 ms interval. Only a turn that begins at the point sends it: any turn that begins
-//! before it (an event's, which may take its time) gives the point back to the pacer first
-//! ([`Plan::take_claimed`]), so a slow turn holds no heartbeat up; a loop that never comes
-//! leaves the point to the pacer's next round.
+//! per poll period fewer: a tenth of the pacer's at a 100 ms interval. Only a turn that begins at
+//! the point sends it: any turn that begins before it (an event's, which may take its time) gives
+//! the point back to the pacer first ([`Plan::take_claimed`]), so a slow turn holds no heartbeat
+//! up; a loop that never comes leaves the point to the pacer's next round.
 //!
 //! Honesty: a heartbeat says that the agent is alive. The pacer sends only while the loop has
 //! turned within [`LOOP_GRACE`]: an agent whose loop hangs (its process alive) falls silent then,
@@ -313,6 +313,7 @@ impl Paced {
             }
             failure.is_none()
         } else {
+            // Withheld, not failed: the groups' fault rules are about the network.
             true
         };
         self.plan.served(now, ok)
@@ -408,7 +409,8 @@ fn pace(shared: &Shared, reports: &UnboundedSender<RoundSent>, lateness: Option<
                 if let (Some(lateness), Some(grid)) = (lateness, &paced.plan.grid) {
                     lateness.observe(now.saturating_sub(grid.following()).as_secs_f64());
                 }
-                // The loop has not turned for LOOP_GRACE: no heartbeat vouches for it.
+                // Withheld once the loop has not turned for LOOP_GRACE: no heartbeat vouches
+                // for a loop that hangs.
                 let alive = paced.plan.alive(now);
                 if let Some(report) = paced.send_round(now, alive) {
                     // The loop's end gone: it is stopping, and so will this thread.
