@@ -312,8 +312,8 @@ impl Datapath {
         Ok(())
     }
 
-    /// What this node says in `group`, for the program's probe answers (serving the group from
-    /// now on if it did not yet).
+    /// What this node says in `group`: the program answers probes in it from now on (serving
+    /// the group from now on if it did not yet).
     pub fn set_advert(&mut self, group: u32, advert: GroupAdvert) -> Result<(), BpfError> {
         let index = self.group_entry(group)?;
         set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &GroupEntry { group, served: 1, advert })

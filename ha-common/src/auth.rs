@@ -36,89 +36,209 @@ pub fn siphash24(key: &SipKey, data: &[u8]) -> u64 {
     hasher.finish()
 }
 
+/// The byte that follows a probe's covered bytes in the message its answer's tag covers: an
+/// answer's tag is SipHash-2-4 of those [`TAG_OFFSET`] bytes and this one (see [`answer_tag`]).
+/// Every heartbeat's tag covers exactly [`TAG_OFFSET`] bytes, so no answer's message is any
+/// heartbeat's, and neither tag can stand for the other.
+pub const ANSWER_DOMAIN: u8 = b'A';
+
+/// SipHash-2-4's state under one key once it has taken in the [`TAG_OFFSET`] bytes a heartbeat's
+/// tag covers: where that tag and the tag of the answer to it (if it is a probe) part ways.
+///
+/// Written out for exactly four message words rather than through the streaming hasher: in the
+/// XDP program, verifying and signing are most of a heartbeat's and a probe answer's cost, and
+/// the streaming hasher's buffering and tail handling cost more than the rounds themselves. The
+/// tests check both tags against [`siphash24`] and the paper's vectors.
+///
+/// Inlined in the XDP program rather than a BPF function of its own: a BPF function's return
+/// goes through the kernel's return thunk, which under the SRSO mitigation ("Safe RET", AMD) is
+/// built to be mispredicted (`docs/DESIGN.md`).
+#[derive(Clone, Copy)]
+pub struct CoveredState([u64; 4]);
+
+impl CoveredState {
+    /// The state after the key and the four words of `payload`'s covered bytes.
+    #[cfg_attr(
+        target_arch = "bpf",
+        allow(clippy::inline_always, reason = "a mispredicted return per check costs more than the copies")
+    )]
+    #[cfg_attr(target_arch = "bpf", inline(always))]
+    pub fn new(key: &SipKey, payload: &[u8; HEARTBEAT_LEN]) -> Self {
+        const _: () = assert!(TAG_OFFSET == 32, "the rounds below take exactly four words");
+        let word = |i: usize| {
+            u64::from_le_bytes([
+                payload[i],
+                payload[i + 1],
+                payload[i + 2],
+                payload[i + 3],
+                payload[i + 4],
+                payload[i + 5],
+                payload[i + 6],
+                payload[i + 7],
+            ])
+        };
+        let mut state = Self([
+            key[0] ^ 0x736f_6d65_7073_6575,
+            key[1] ^ 0x646f_7261_6e64_6f6d,
+            key[0] ^ 0x6c79_6765_6e65_7261,
+            key[1] ^ 0x7465_6462_7974_6573,
+        ]);
+        for m in [word(0), word(8), word(16), word(24)] {
+            state.compress(m);
+        }
+        state
+    }
+
+    /// The heartbeat's tag: SipHash-2-4 of the covered bytes alone, whose last block holds only
+    /// the length (32) in its top byte.
+    #[cfg_attr(
+        target_arch = "bpf",
+        allow(clippy::inline_always, reason = "a mispredicted return per check costs more than the copies")
+    )]
+    #[cfg_attr(target_arch = "bpf", inline(always))]
+    pub fn heartbeat_tag(self) -> u64 {
+        self.finish((TAG_OFFSET as u64) << 56)
+    }
+
+    /// The tag of the answer to this probe: SipHash-2-4 of the covered bytes followed by
+    /// [`ANSWER_DOMAIN`], whose last block holds the length (33) and that byte. Six rounds on
+    /// top of the probe's check, where a tag over a message of its own would take fourteen.
+    #[cfg_attr(
+        target_arch = "bpf",
+        allow(clippy::inline_always, reason = "a mispredicted return per answer costs more than the copies")
+    )]
+    #[cfg_attr(target_arch = "bpf", inline(always))]
+    pub fn answer_tag(self) -> u64 {
+        self.finish(((TAG_OFFSET as u64 + 1) << 56) | u64::from(ANSWER_DOMAIN))
+    }
+
+    /// Takes in one message word: two rounds between the word's two XORs.
+    #[allow(clippy::inline_always, reason = "inlined into the XDP program with the rest")]
+    #[inline(always)]
+    fn compress(&mut self, m: u64) {
+        self.0[3] ^= m;
+        self.round();
+        self.round();
+        self.0[0] ^= m;
+    }
+
+    /// Takes in the last block and runs the four finalization rounds.
+    #[allow(clippy::inline_always, reason = "inlined into the XDP program with the rest")]
+    #[inline(always)]
+    fn finish(mut self, last: u64) -> u64 {
+        self.compress(last);
+        self.0[2] ^= 0xff;
+        self.round();
+        self.round();
+        self.round();
+        self.round();
+        let [v0, v1, v2, v3] = self.0;
+        v0 ^ v1 ^ v2 ^ v3
+    }
+
+    /// One SipRound.
+    #[allow(clippy::inline_always, reason = "inlined into the XDP program with the rest")]
+    #[inline(always)]
+    fn round(&mut self) {
+        let v = &mut self.0;
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+}
+
 /// The tag of an encoded heartbeat under `key`: SipHash-2-4 of bytes `0..TAG_OFFSET`.
-///
-/// Written out for exactly [`TAG_OFFSET`] bytes (four message words and the length block) rather
-/// than through the streaming hasher: in the XDP program, verifying and signing are most of a
-/// heartbeat's and a probe answer's cost, and the streaming hasher's buffering and tail handling
-/// cost more than the rounds themselves. The tests check it against [`siphash24`] and the paper's
-/// vectors.
-///
-/// Inlined in the XDP program, at the check and at the probe answer's signature, rather than one
-/// BPF function both call: a BPF function's return goes through the kernel's return thunk, which
-/// under the SRSO mitigation ("Safe RET", AMD) is built to be mispredicted, and two such returns
-/// cost a probe more than running its second SipHash from code of its own (`docs/DESIGN.md`).
 #[cfg_attr(
     target_arch = "bpf",
-    allow(clippy::inline_always, reason = "two mispredicted returns per probe cost more than the copies")
+    allow(clippy::inline_always, reason = "a mispredicted return per check costs more than the copies")
 )]
 #[cfg_attr(target_arch = "bpf", inline(always))]
 pub fn heartbeat_tag(key: &SipKey, payload: &[u8; HEARTBEAT_LEN]) -> u64 {
-    const _: () = assert!(TAG_OFFSET == 32, "the rounds below take exactly four words");
-    let word = |i: usize| {
-        u64::from_le_bytes([
-            payload[i],
-            payload[i + 1],
-            payload[i + 2],
-            payload[i + 3],
-            payload[i + 4],
-            payload[i + 5],
-            payload[i + 6],
-            payload[i + 7],
-        ])
-    };
-    let mut v = [
-        key[0] ^ 0x736f_6d65_7073_6575,
-        key[1] ^ 0x646f_7261_6e64_6f6d,
-        key[0] ^ 0x6c79_6765_6e65_7261,
-        key[1] ^ 0x7465_6462_7974_6573,
-    ];
-    // The four message words, then the last block: the length (32) in the top byte, no tail.
-    for m in [word(0), word(8), word(16), word(24), (TAG_OFFSET as u64) << 56] {
-        v[3] ^= m;
-        sip_round(&mut v);
-        sip_round(&mut v);
-        v[0] ^= m;
-    }
-    v[2] ^= 0xff;
-    sip_round(&mut v);
-    sip_round(&mut v);
-    sip_round(&mut v);
-    sip_round(&mut v);
-    v[0] ^ v[1] ^ v[2] ^ v[3]
+    CoveredState::new(key, payload).heartbeat_tag()
 }
 
-/// One SipRound over the state `v`.
-#[allow(clippy::inline_always, reason = "inlined into the XDP program with `heartbeat_tag`")]
-#[inline(always)]
-fn sip_round(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13) ^ v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16) ^ v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21) ^ v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17) ^ v[2];
-    v[2] = v[2].rotate_left(32);
+/// The tag of the answer to the probe `probe` (its encoded payload) under `key`: SipHash-2-4 of
+/// the probe's bytes `0..TAG_OFFSET` followed by [`ANSWER_DOMAIN`].
+///
+/// The answer echoes the probe's covered bytes but for its flags (see
+/// [`crate::answer_payload`]), so that the prober checks it against the probe it sent,
+/// and the probed node signs it from the state its check of the probe left: one SipHash and six
+/// rounds per probe answered rather than two SipHash.
+pub fn answer_tag(key: &SipKey, probe: &[u8; HEARTBEAT_LEN]) -> u64 {
+    CoveredState::new(key, probe).answer_tag()
+}
+
+/// What an authentic heartbeat was found to be signed with.
+#[derive(Clone, Copy)]
+pub enum Verified {
+    /// Authentication is off (no key configured): nothing was checked.
+    Unsigned,
+    /// Signed with the key whose state over the covered bytes this is.
+    Signed(CoveredState),
+}
+
+impl Verified {
+    /// The tag of the answer to this heartbeat (a probe), signed with the key that signed it;
+    /// 0 while authentication is off.
+    #[allow(clippy::inline_always, reason = "inlined into the XDP program with the rest")]
+    #[inline(always)]
+    pub fn answer_tag(self) -> u64 {
+        match self {
+            Self::Unsigned => 0,
+            Self::Signed(state) => state.answer_tag(),
+        }
+    }
 }
 
 /// Whether `tag` authenticates `payload` under the current key or, while a new key rolls out,
-/// the next one. With no key configured (`count == 0`) every tag is accepted.
+/// the next one, and if so which key's state signs an answer to it. With no key configured
+/// (`count == 0`) every tag is accepted.
 #[allow(
     clippy::inline_always,
     reason = "the XDP program needs it inlined: the verifier rejects the call otherwise"
 )]
 #[inline(always)]
+pub fn verify(keys: &AuthKeys, payload: &[u8; HEARTBEAT_LEN], tag: u64) -> Option<Verified> {
+    if keys.count == 0 {
+        return Some(Verified::Unsigned);
+    }
+    let current = CoveredState::new(&keys.current, payload);
+    if current.heartbeat_tag() == tag {
+        return Some(Verified::Signed(current));
+    }
+    if keys.count < 2 {
+        return None;
+    }
+    let next = CoveredState::new(&keys.next, payload);
+    (next.heartbeat_tag() == tag).then_some(Verified::Signed(next))
+}
+
+/// Whether `tag` authenticates `payload` (see [`verify`]).
+#[allow(clippy::inline_always, reason = "inlined into the XDP program with `verify`")]
+#[inline(always)]
 pub fn verify_tag(keys: &AuthKeys, payload: &[u8; HEARTBEAT_LEN], tag: u64) -> bool {
+    verify(keys, payload, tag).is_some()
+}
+
+/// Whether `tag` is the answer tag (see [`answer_tag`]) of the probe `probe`, under the current
+/// key or, while a new key rolls out, the next one. With no key configured every tag is accepted.
+#[allow(clippy::inline_always, reason = "inlined into the XDP program's answer check")]
+#[inline(always)]
+pub fn verify_answer(keys: &AuthKeys, probe: &[u8; HEARTBEAT_LEN], tag: u64) -> bool {
     if keys.count == 0 {
         return true;
     }
-    if heartbeat_tag(&keys.current, payload) == tag {
+    if CoveredState::new(&keys.current, probe).answer_tag() == tag {
         return true;
     }
-    keys.count >= 2 && heartbeat_tag(&keys.next, payload) == tag
+    keys.count >= 2 && CoveredState::new(&keys.next, probe).answer_tag() == tag
 }
 
 #[cfg(test)]
@@ -213,5 +333,56 @@ mod tests {
         assert!(!verify_tag(&only_current, &payload, heartbeat_tag(&next, &payload)));
         let off = AuthKeys { count: 0, ..keys };
         assert!(verify_tag(&off, &payload, 0));
+    }
+
+    #[test]
+    fn the_answer_tag_is_siphash_of_the_covered_bytes_and_the_domain_byte() {
+        let key = sip_key(&REFERENCE_KEY);
+        let probe: [u8; HEARTBEAT_LEN] = core::array::from_fn(|i| i as u8);
+        let mut message = [0u8; TAG_OFFSET + 1];
+        message[..TAG_OFFSET].copy_from_slice(&probe[..TAG_OFFSET]);
+        message[TAG_OFFSET] = ANSWER_DOMAIN;
+        assert_eq!(answer_tag(&key, &probe), siphash24(&key, &message));
+        assert_ne!(answer_tag(&key, &probe), heartbeat_tag(&key, &probe));
+    }
+
+    #[test]
+    fn an_answer_is_signed_with_the_key_that_signed_its_probe() {
+        let (current, next) = (sip_key(&[1; 16]), sip_key(&[2; 16]));
+        let keys = AuthKeys { current, next, count: 2, _pad0: 0 };
+        let probe = [9u8; HEARTBEAT_LEN];
+        for key in [current, next] {
+            let verified = verify(&keys, &probe, heartbeat_tag(&key, &probe)).expect("authentic");
+            assert_eq!(verified.answer_tag(), answer_tag(&key, &probe));
+            assert!(verify_answer(&keys, &probe, verified.answer_tag()));
+        }
+        assert!(!verify_answer(&AuthKeys { count: 1, ..keys }, &probe, answer_tag(&next, &probe)));
+        let off = AuthKeys { count: 0, ..keys };
+        assert_eq!(verify(&off, &probe, 0).map(Verified::answer_tag), Some(0));
+    }
+
+    #[test]
+    fn an_answer_echoes_its_probe_but_for_the_flags_and_the_tag() {
+        let key = sip_key(&[4; 16]);
+        let probe = crate::Heartbeat {
+            state: crate::NodeState::Standby,
+            priority: 100,
+            flags: crate::FLAG_PROBE | crate::FLAG_YIELDED,
+            group: 3,
+            node_id: 5,
+            interval_ms: 100,
+            target: 9,
+            sequence: 77,
+            tag: 0,
+        }
+        .encode_signed(Some(&key));
+        let answer = crate::answer_payload(&probe, Some(&key));
+        let decoded = crate::Heartbeat::decode(&answer).expect("an answer decodes");
+        assert_eq!(decoded.flags, crate::FLAG_PROBE_ANSWER | crate::FLAG_YIELDED);
+        assert_eq!((decoded.node_id, decoded.target, decoded.sequence), (5, 9, 77));
+        assert_eq!(crate::answered_probe(&answer)[..TAG_OFFSET], probe[..TAG_OFFSET]);
+        let keys = AuthKeys { current: key, count: 1, ..Default::default() };
+        assert!(verify_answer(&keys, &crate::answered_probe(&answer), decoded.tag));
+        assert!(!verify_tag(&keys, &answer, decoded.tag), "an answer's tag is no heartbeat's");
     }
 }

@@ -17,7 +17,10 @@ pub mod maps;
 pub mod units;
 pub mod wire;
 
-pub use auth::{heartbeat_tag, sip_key, siphash24, verify_tag, SipKey};
+pub use auth::{
+    answer_tag, heartbeat_tag, sip_key, siphash24, verify, verify_answer, verify_tag, CoveredState, SipKey,
+    Verified, ANSWER_DOMAIN,
+};
 pub use maps::*;
 pub use units::parse_duration;
 pub use wire::*;

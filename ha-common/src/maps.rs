@@ -62,8 +62,9 @@ pub const WATCH_PROGRAM: &str = "ha_watch";
 /// Ethernet header's room, the least frame an XDP test run takes.
 pub const WATCH_REQUEST_OFFSET: usize = 14;
 
-/// What this node says in one group, as its heartbeats do: kept in its `GroupEntry` so
-/// that the XDP program can answer a probe with it.
+/// What this node says in one group, as its heartbeats do, kept in its `GroupEntry`: the XDP
+/// program answers a probe in the group only once the agent has written it (a valid state), and
+/// `bpftool map dump` shows it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct GroupAdvert {

@@ -51,6 +51,8 @@ pub const TARGET_FLAGS: u8 = FLAG_HANDOVER | FLAG_PROBE | FLAG_PROBE_ANSWER;
 /// Every flag this version defines; a heartbeat with any other bit set is rejected.
 pub const KNOWN_FLAGS: u8 =
     FLAG_YIELDED | FLAG_HANDOVER | FLAG_CHOSEN | FLAG_PROBE | FLAG_PROBE_ANSWER | FLAG_RESTARTING;
+/// Byte offset of the flags.
+pub const FLAGS_OFFSET: usize = 7;
 /// Byte offset of the authentication tag, which covers bytes `0..TAG_OFFSET`.
 pub const TAG_OFFSET: usize = 32;
 /// Length of an IPv4 header without options.
@@ -113,6 +115,37 @@ pub struct Heartbeat {
     pub sequence: u64,
     /// Authentication tag over bytes `0..TAG_OFFSET`; 0 while authentication is off.
     pub tag: u64,
+}
+
+/// The flags of the answer to a probe with `probe_flags`: [`FLAG_PROBE`] becomes
+/// [`FLAG_PROBE_ANSWER`], the others stay.
+#[must_use]
+pub const fn answer_flags(probe_flags: u8) -> u8 {
+    (probe_flags & !FLAG_PROBE) | FLAG_PROBE_ANSWER
+}
+
+/// The answer to the probe `probe` (its payload as sent): the probe's bytes, its flags made an
+/// answer's ([`answer_flags`]), and in place of its tag the answer tag ([`crate::answer_tag`]),
+/// signed with `key`; `None` leaves the tag 0 (authentication off). So the answer names the
+/// prober in `node_id`, the node probed in `target`, and echoes the probe's sequence number.
+#[must_use]
+pub fn answer_payload(probe: &[u8; HEARTBEAT_LEN], key: Option<&crate::SipKey>) -> [u8; HEARTBEAT_LEN] {
+    let mut answer = *probe;
+    answer[FLAGS_OFFSET] = answer_flags(probe[FLAGS_OFFSET]);
+    let tag = key.map_or(0, |key| crate::answer_tag(key, probe));
+    answer[TAG_OFFSET..].copy_from_slice(&tag.to_be_bytes());
+    answer
+}
+
+/// The probe that the answer `answer` answers, as far as its tag covers it: the answer's bytes
+/// with [`FLAG_PROBE_ANSWER`] made [`FLAG_PROBE`] again (the tag bytes are left as they are).
+#[allow(clippy::inline_always, reason = "inlined into the XDP program's answer check")]
+#[inline(always)]
+#[must_use]
+pub fn answered_probe(answer: &[u8; HEARTBEAT_LEN]) -> [u8; HEARTBEAT_LEN] {
+    let mut probe = *answer;
+    probe[FLAGS_OFFSET] = (answer[FLAGS_OFFSET] & !FLAG_PROBE_ANSWER) | FLAG_PROBE;
+    probe
 }
 
 /// Why a payload is not a heartbeat this version accepts.

@@ -35,11 +35,12 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ha_common::{
-    change, fenced_key_v4, verify_tag, watch_verdict, AuthKeys, DecodeError, Fence, GroupAdvert, GroupEntry,
-    Heartbeat, NodeState, PeerEvent, PeerKey, PeerRecord, PeerSlot, ProbeState, SilenceWatch, WatchRequest,
-    XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER,
-    HEARTBEAT_LEN, IPPROTO_UDP, IPV4_MIN_HEADER_LEN, IPV6_HEADER_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS,
-    PEER_HINT_BITS, UDP_HEADER_LEN, WATCH_REQUEST_OFFSET,
+    answer_flags, answered_probe, change, fenced_key_v4, verify, verify_answer, watch_verdict, AuthKeys,
+    DecodeError, Fence, GroupEntry, Heartbeat, NodeState, PeerEvent, PeerKey, PeerRecord, PeerSlot,
+    ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS,
+    FLAGS_OFFSET, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, IPPROTO_UDP,
+    IPV4_MIN_HEADER_LEN, IPV6_HEADER_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, PEER_HINT_BITS, TAG_OFFSET,
+    UDP_HEADER_LEN, WATCH_REQUEST_OFFSET,
 };
 
 /// The peers' records, one slot per (group, node id), written only here and read by the agent
@@ -81,9 +82,9 @@ static PEER_COUNT: Array<u64, 1, BPF_F_MMAPABLE> = Array::new();
 #[btf_map]
 static GROUPS: HashMap<u32, u32, { MAX_GROUPS as usize }> = HashMap::new();
 
-/// Each served group's entry (what this node says in it, for probe answers), written before
-/// attaching, when the node's state or worthiness in a group changes, and on reload. An array:
-/// found by index, which costs no hash.
+/// Each served group's entry (what this node says in it: probes are answered once it is written),
+/// written before attaching, when the node's state or worthiness in a group changes, and on
+/// reload. An array: found by index, which costs no hash.
 #[btf_map]
 static GROUP_ENTRIES: Array<GroupEntry, { MAX_GROUPS as usize }> = Array::new();
 
@@ -267,26 +268,6 @@ fn read_payload(ctx: &XdpContext, offset: usize) -> Option<[u8; HEARTBEAT_LEN]> 
     Some(payload)
 }
 
-/// Writes a heartbeat payload at `offset`, eight bytes at a time (see [`read_payload`]); false
-/// (nothing written) if the frame is too short.
-#[inline(always)]
-fn write_payload(ctx: &XdpContext, offset: usize, payload: &[u8; HEARTBEAT_LEN]) -> bool {
-    let (start, end) = bounds(ctx);
-    if start + offset + HEARTBEAT_LEN > end {
-        return false;
-    }
-    let mut i = 0;
-    while i < PAYLOAD_WORDS {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&payload[8 * i..8 * i + 8]);
-        // SAFETY: the check above keeps the payload's words inside the packet, which an XDP
-        // program may write; write_unaligned needs no alignment.
-        unsafe { core::ptr::write_unaligned((start + offset + 8 * i) as *mut u64, u64::from_ne_bytes(word)) };
-        i += 1;
-    }
-    true
-}
-
 /// The packet's start and end, read afresh. Volatile: otherwise LLVM drops a bounds check that an
 /// earlier, larger one implies, but the verifier, which tracks each packet pointer on its own,
 /// cannot see that, and rejects the access. Only the probe answer needs it: everywhere else the
@@ -432,22 +413,26 @@ fn classify(ctx: &XdpContext) -> Outcome {
         Ok(heartbeat) => heartbeat,
         Err(reason) => return Outcome::Rejected(reason),
     };
+    // An answer names this node (the prober) as its sender and the node probed as its target:
+    // it is checked against the probe, not looked up as a peer's heartbeat.
+    if heartbeat.flags & FLAG_PROBE_ANSWER != 0 {
+        return probe_answer(&payload, &heartbeat, config.own_node_id);
+    }
     let key = PeerKey { group: heartbeat.group, node_id: heartbeat.node_id };
     let Some(ServedGroup { entry, peer }) = served_group(key) else {
         return Outcome::WrongGroup;
     };
-    // The agent may rewrite the entry meanwhile, which at worst answers a probe with what this
-    // node said a moment before (or a mix of the two).
-    let advert = &entry.advert;
     let Some(keys) = KEYS.get(0) else {
         return Outcome::BadTag;
     };
-    if !verify_tag(keys, &payload, heartbeat.tag) {
+    let Some(verified) = verify(keys, &payload, heartbeat.tag) else {
         return Outcome::BadTag;
-    }
-    if heartbeat.flags & FLAG_PROBE_ANSWER != 0 {
-        return probe_answer(&heartbeat, config.own_node_id);
-    }
+    };
+    // A probe to this node: its answer's tag, signed now from the state the check left (six
+    // rounds), so that only the tag, not the state, is kept across `record`: the state would
+    // grow the main stack frame past what the verifier allows with `answer_probe` called from it.
+    let probe_to_us = heartbeat.flags & FLAG_PROBE != 0 && heartbeat.target == config.own_node_id;
+    let answer_tag = if probe_to_us { verified.answer_tag() } else { 0 };
     // Only after the tag: a forged heartbeat with our id must count as forged, not inflate the
     // counter that says another node claims our id. And one at or below the sequence we last
     // sent is our own, reflected or replayed: only a newer one proves another node.
@@ -466,53 +451,42 @@ fn classify(ctx: &XdpContext) -> Outcome {
     let now = unsafe { bpf_ktime_get_ns() };
     let outcome = record(ctx, &heartbeat, &source, peer, now);
     // Only a probe that passed everything a heartbeat must, replay check included, is answered:
-    // a forged or replayed one costs no more than a forged or replayed heartbeat.
-    if matches!(outcome, Outcome::Accepted)
-        && heartbeat.flags & FLAG_PROBE != 0
-        && heartbeat.target == config.own_node_id
+    // a forged one costs what a forged heartbeat does, a replayed one what a replay does and the
+    // answer tag's six rounds. A group whose entry holds no state yet is not answered: the agent
+    // has not said what this node is in it.
+    if matches!(outcome, Outcome::Accepted) && probe_to_us && NodeState::from_u8(entry.advert.state).is_some()
     {
-        return answer_probe(ctx, &heartbeat, advert, layout, now);
+        return answer_probe(ctx, &payload, answer_tag, layout, now);
     }
     outcome
 }
 
 /// Turns the probe in the frame into this node's answer and sends it back the way it came
-/// (XDP_TX), only within the fence's answer window of the agent's last heartbeat: a dead or hung
-/// agent's node must not vouch for it. The answer echoes the probe's sequence, names the prober,
-/// says what this node says in the group, and is signed with the current key.
+/// (XDP_TX), only within the fence's answer window of the agent's last heartbeat (a dead or hung
+/// agent's node must not vouch for it), and only once the agent has told the program its state
+/// in the group. The answer is the probe with its flags made an answer's and the answer tag in
+/// place of its tag (`ha_common::answer_payload`): `answer_tag`, signed by the caller from the
+/// state the probe's check left (six SipHash rounds rather than a SipHash of its own), and nine
+/// of its bytes written rather than forty.
 // A function of its own (a BPF-to-BPF call): its buffers then live in its own stack frame, and
-// the program's main frame stays within the verifier's 512 bytes. By reference: a copy of the
-// advert would grow the caller's frame.
-#[allow(clippy::trivially_copy_pass_by_ref, reason = "copies would grow the main stack frame")]
+// the program's main frame stays within the verifier's 512 bytes. The payload by reference: a
+// copy would grow the caller's frame.
 #[inline(never)]
 fn answer_probe(
     ctx: &XdpContext,
-    probe: &Heartbeat,
-    advert: &GroupAdvert,
+    probe: &[u8; HEARTBEAT_LEN],
+    answer_tag: u64,
     layout: Layout,
     now: u64,
 ) -> Outcome {
-    let (Some(fence), Some(keys), Some(config)) = (FENCE.get(0), KEYS.get(0), CONFIG.get(0)) else {
-        return Outcome::Accepted;
-    };
-    let Some(state) = NodeState::from_u8(advert.state) else {
+    let (Some(fence), Some(config)) = (FENCE.get(0), CONFIG.get(0)) else {
         return Outcome::Accepted;
     };
     if !fence.answers_probes(now) {
         return Outcome::Accepted;
     }
-    let answer = Heartbeat {
-        state,
-        priority: advert.priority,
-        flags: (advert.flags & !(FLAG_HANDOVER | FLAG_PROBE)) | FLAG_PROBE_ANSWER,
-        group: probe.group,
-        node_id: config.own_node_id,
-        interval_ms: advert.interval_ms,
-        target: probe.node_id,
-        sequence: probe.sequence,
-        tag: 0,
-    };
-    let payload = answer.encode_signed(if keys.count == 0 { None } else { Some(&keys.current) });
+    let flags = answer_flags(probe[FLAGS_OFFSET]);
+    let tag = answer_tag.to_be_bytes();
     let Layout { l3, l4, family } = layout;
     // Each header is read whole, changed and written back whole: one access (and one bounds
     // check) per header: the fewer accesses, the cheaper the answer.
@@ -528,31 +502,37 @@ fn answer_probe(
     let port = config.port.to_be_bytes();
     let mut header = [port[0], port[1], port[0], port[1], old_header[4], old_header[5], 0, 0];
     if family == 6 {
-        // Mandatory over IPv6 (optional over IPv4, where 0 says none). The probe's payload is
-        // its decoded fields encoded again: the decoder takes every byte, so this is exact.
-        let checksum = udp6_checksum(old_header, probe, header, &payload);
+        // Mandatory over IPv6 (optional over IPv4, where 0 says none).
+        let checksum = udp6_checksum(old_header, probe, header, flags, tag);
         header[6..].copy_from_slice(&checksum);
     }
+    let payload = l4 + UDP_HEADER_LEN;
     if !(addresses_swapped
         && swap_halves::<6>(ctx, 0)
         && write_at(ctx, l4, header)
-        && write_payload(ctx, l4 + UDP_HEADER_LEN, &payload))
+        && write_at(ctx, payload + FLAGS_OFFSET, [flags])
+        && write_at(ctx, payload + TAG_OFFSET, tag))
     {
         return Outcome::Truncated;
     }
     Outcome::Answered
 }
 
-/// [`udp_checksum_update`] from the probe's fields, in a function of its own: the probe encoded
-/// again and the sums stay out of `answer_probe`'s frame, which the IPv4 path does not need.
+/// [`udp_checksum_update`] from the probe to its answer (`flags` and `tag` in place of the
+/// probe's), in a function of its own: the answer's copy and the sums stay out of
+/// `answer_probe`'s frame, which the IPv4 path does not need.
 #[inline(never)]
 fn udp6_checksum(
     old_header: [u8; UDP_HEADER_LEN],
-    probe: &Heartbeat,
+    probe: &[u8; HEARTBEAT_LEN],
     new_header: [u8; UDP_HEADER_LEN],
-    new_payload: &[u8; HEARTBEAT_LEN],
+    flags: u8,
+    tag: [u8; 8],
 ) -> [u8; 2] {
-    udp_checksum_update(old_header, &probe.encode(), new_header, new_payload)
+    let mut answer = *probe;
+    answer[FLAGS_OFFSET] = flags;
+    answer[TAG_OFFSET..].copy_from_slice(&tag);
+    udp_checksum_update(old_header, probe, new_header, &answer)
 }
 
 /// Swaps, in the frame, the `HALF` bytes at `offset` with the `HALF` bytes after them: the
@@ -642,12 +622,20 @@ fn fold(sum: u64) -> u16 {
     sum as u16
 }
 
-/// An authentic answer: recorded in `PROBES` if it names this node and echoes a sequence of the
-/// burst it sent to its sender (anything older, or for another node, counts as a replay), and
-/// the agent woken. Out of line: rare (see the top of the file).
+/// An answer to one of this node's probes: authentic if its tag is the answer tag of the probe
+/// it echoes (`ha_common::answered_probe`) under a configured key, and then recorded in
+/// `PROBES` if it echoes a sequence of the burst this node sent to the node it names as
+/// answering (anything older, or from another node, counts as a replay), and the agent woken.
+/// Out of line: rare (see the top of the file).
 #[inline(never)]
-fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
-    if answer.target != own_node_id {
+fn probe_answer(payload: &[u8; HEARTBEAT_LEN], answer: &Heartbeat, own_node_id: u32) -> Outcome {
+    let Some(keys) = KEYS.get(0) else {
+        return Outcome::BadTag;
+    };
+    if !verify_answer(keys, &answered_probe(payload), answer.tag) {
+        return Outcome::BadTag;
+    }
+    if answer.node_id != own_node_id {
         return Outcome::Replay;
     }
     let Some(probe) = PROBES.get_ptr_mut(answer.group) else {
@@ -657,7 +645,7 @@ fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
     // rewrites it only to start a new burst, which at worst marks that one answered early by an
     // answer it then ignores (it compares the time with the burst's start).
     let probe: &mut ProbeState = unsafe { &mut *probe };
-    if probe.target != answer.node_id
+    if probe.target != answer.target
         || answer.sequence < probe.first_sequence
         || answer.sequence > probe.last_sequence
     {
@@ -665,7 +653,8 @@ fn probe_answer(answer: &Heartbeat, own_node_id: u32) -> Outcome {
     }
     // SAFETY: a helper without arguments, callable from any program.
     probe.answered_ns = unsafe { bpf_ktime_get_ns() };
-    wake_agent(answer, change::PROBE_ANSWER);
+    // The event names the node that answered.
+    wake_agent(&Heartbeat { node_id: answer.target, ..*answer }, change::PROBE_ANSWER);
     Outcome::ProbeAnswer
 }
 

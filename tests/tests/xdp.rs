@@ -309,12 +309,11 @@ fn a_known_peer_follows_its_group_across_reloads_that_free_and_reuse_its_entry()
     assert_eq!(verdict(&datapath, &from_5(4)), XDP_DROP);
     assert_eq!((stats(&datapath).wrong_group, stats(&datapath).accepted), (1, 3));
     assert_eq!(datapath.peer(PeerKey { group: GROUP, node_id: 5 }).unwrap().unwrap().sequence, 4);
-    // And a probe in GROUP is answered with what this node says in GROUP, not in OTHER.
-    let probe = ipv4_udp_to(std::net::Ipv4Addr::new(192, 0, 2, 13), PORT, &probe(5, OWN_ID, 5), None);
-    let (action, out) = run_out(&datapath, &probe);
+    // And a probe in GROUP is answered (the agent said what this node is there).
+    let frame = ipv4_udp_to(std::net::Ipv4Addr::new(192, 0, 2, 13), PORT, &probe(5, OWN_ID, 5), None);
+    let (action, out) = run_out(&datapath, &frame);
     assert_eq!(action, XDP_TX);
-    let answer = Heartbeat::decode(&out[42..]).unwrap();
-    assert_eq!((answer.group, answer.priority), (GROUP, 201));
+    assert_eq!(out[42..], ha_common::answer_payload(&probe(5, OWN_ID, 5), Some(&sip_key(&KEY))));
 }
 
 #[test]
@@ -483,9 +482,18 @@ fn a_probe_is_answered_in_xdp_signed_and_sent_back() {
     let payload: [u8; HEARTBEAT_LEN] = out[42..].try_into().unwrap();
     let answer = Heartbeat::decode(&payload).unwrap();
     assert_eq!(answer.flags, ha_common::FLAG_PROBE_ANSWER);
-    assert_eq!((answer.node_id, answer.target, answer.sequence), (OWN_ID, 5, 7), "it echoes the probe");
-    assert_eq!((answer.state, answer.priority, answer.group), (NodeState::Active, 200, GROUP));
-    assert!(ha_common::verify_tag(&keys(false), &payload, answer.tag), "signed with the current key");
+    assert_eq!(
+        (answer.group, answer.node_id, answer.target, answer.sequence),
+        (GROUP, 5, OWN_ID, 7),
+        "it echoes the probe"
+    );
+    assert_eq!(
+        payload,
+        ha_common::answer_payload(&probe(5, OWN_ID, 7), Some(&sip_key(&KEY))),
+        "the answer, signed with the current key"
+    );
+    assert!(ha_common::verify_answer(&keys(false), &ha_common::answered_probe(&payload), answer.tag));
+    assert!(!ha_common::verify_tag(&keys(true), &payload, answer.tag), "an answer's tag is no heartbeat's");
     let counters = stats(&datapath);
     assert_eq!((counters.probes_answered, counters.accepted), (1, 1));
     assert!(
@@ -546,28 +554,38 @@ fn an_answer_to_our_burst_is_recorded_and_nothing_else_is() {
     let burst =
         ha_common::ProbeState { first_sequence: 10, last_sequence: 14, answered_ns: 0, target: 5, _pad0: 0 };
     datapath.set_probe(GROUP, burst).unwrap();
-    let answer = |from: u32, target: u32, sequence: u64, key: &[u8; 16]| {
-        let hb = Heartbeat {
-            flags: ha_common::FLAG_PROBE_ANSWER,
-            target,
-            ..heartbeat(from, 200, NodeState::Active)
+    // The answer `answered` sends to the probe `prober` sent it, signed with `key`.
+    let answer = |prober: u32, answered: u32, sequence: u64, key: &[u8; 16]| {
+        let probe = Heartbeat {
+            flags: ha_common::FLAG_PROBE,
+            target: answered,
+            sequence,
+            ..heartbeat(prober, 100, NodeState::Standby)
         };
-        ipv4_frame(PORT, &signed(hb, sequence, key), None)
+        ipv4_frame(PORT, &ha_common::answer_payload(&probe.encode(), Some(&sip_key(key))), None)
     };
-    // Older than the burst, from another node, to another node, forged: not recorded.
+    // Signed as a heartbeat is rather than as an answer: an answer's form with a heartbeat's tag.
+    let heartbeat_tagged = Heartbeat {
+        flags: ha_common::FLAG_PROBE_ANSWER,
+        target: 5,
+        ..heartbeat(OWN_ID, 100, NodeState::Standby)
+    };
+    // Older than the burst, from another node, to another node's probe, forged, a heartbeat's
+    // tag: not recorded.
     for frame in [
-        answer(5, OWN_ID, 9, &KEY),
-        answer(6, OWN_ID, 12, &KEY),
-        answer(5, 0x77, 12, &KEY),
-        answer(5, OWN_ID, 12, &NEXT_KEY),
+        answer(OWN_ID, 5, 9, &KEY),
+        answer(OWN_ID, 6, 12, &KEY),
+        answer(0x77, 5, 12, &KEY),
+        answer(OWN_ID, 5, 12, &NEXT_KEY),
+        ipv4_frame(PORT, &signed(heartbeat_tagged, 12, &KEY), None),
     ] {
         assert_eq!(verdict(&datapath, &frame), XDP_DROP);
     }
     assert_eq!(datapath.probe(GROUP).unwrap().unwrap().answered_ns, 0);
-    assert_eq!(verdict(&datapath, &answer(5, OWN_ID, 12, &KEY)), XDP_DROP);
+    assert_eq!(verdict(&datapath, &answer(OWN_ID, 5, 12, &KEY)), XDP_DROP);
     assert!(datapath.probe(GROUP).unwrap().unwrap().answered_ns > 0);
     let counters = stats(&datapath);
-    assert_eq!((counters.probe_answers, counters.replay, counters.bad_tag, counters.accepted), (1, 3, 1, 0));
+    assert_eq!((counters.probe_answers, counters.replay, counters.bad_tag, counters.accepted), (1, 3, 2, 0));
     assert!(datapath.peers().unwrap().is_empty(), "an answer is not a heartbeat of its sender");
 }
 
