@@ -209,15 +209,28 @@ pub fn verify(keys: &AuthKeys, payload: &[u8; HEARTBEAT_LEN], tag: u64) -> Optio
     if keys.count == 0 {
         return Some(Verified::Unsigned);
     }
+    signer_state(keys, payload, |state| state.heartbeat_tag() == tag).map(Verified::Signed)
+}
+
+/// The state over `payload` under the first configured key that `signed` accepts: the current
+/// key, then, while a new key rolls out, the next. The one walk over the keys that a heartbeat's
+/// check and an answer's share.
+#[allow(clippy::inline_always, reason = "inlined into the XDP program with its callers")]
+#[inline(always)]
+fn signer_state(
+    keys: &AuthKeys,
+    payload: &[u8; HEARTBEAT_LEN],
+    signed: impl Fn(CoveredState) -> bool,
+) -> Option<CoveredState> {
     let current = CoveredState::new(&keys.current, payload);
-    if current.heartbeat_tag() == tag {
-        return Some(Verified::Signed(current));
+    if signed(current) {
+        return Some(current);
     }
     if keys.count < 2 {
         return None;
     }
     let next = CoveredState::new(&keys.next, payload);
-    (next.heartbeat_tag() == tag).then_some(Verified::Signed(next))
+    signed(next).then_some(next)
 }
 
 /// Whether `tag` authenticates `payload` (see [`verify`]).
@@ -232,13 +245,7 @@ pub fn verify_tag(keys: &AuthKeys, payload: &[u8; HEARTBEAT_LEN], tag: u64) -> b
 #[allow(clippy::inline_always, reason = "inlined into the XDP program's answer check")]
 #[inline(always)]
 pub fn verify_answer(keys: &AuthKeys, probe: &[u8; HEARTBEAT_LEN], tag: u64) -> bool {
-    if keys.count == 0 {
-        return true;
-    }
-    if CoveredState::new(&keys.current, probe).answer_tag() == tag {
-        return true;
-    }
-    keys.count >= 2 && CoveredState::new(&keys.next, probe).answer_tag() == tag
+    keys.count == 0 || signer_state(keys, probe, |state| state.answer_tag() == tag).is_some()
 }
 
 #[cfg(test)]

@@ -130,9 +130,17 @@ pub const fn answer_flags(probe_flags: u8) -> u8 {
 /// prober in `node_id`, the node probed in `target`, and echoes the probe's sequence number.
 #[must_use]
 pub fn answer_payload(probe: &[u8; HEARTBEAT_LEN], key: Option<&crate::SipKey>) -> [u8; HEARTBEAT_LEN] {
+    answer_with_tag(probe, key.map_or(0, |key| crate::answer_tag(key, probe)))
+}
+
+/// The answer to the probe `probe` with `tag` as its tag (see [`answer_payload`]): for the XDP
+/// program, which signs the tag from its check of the probe.
+#[allow(clippy::inline_always, reason = "inlined into the XDP program's answer")]
+#[inline(always)]
+#[must_use]
+pub fn answer_with_tag(probe: &[u8; HEARTBEAT_LEN], tag: u64) -> [u8; HEARTBEAT_LEN] {
     let mut answer = *probe;
     answer[FLAGS_OFFSET] = answer_flags(probe[FLAGS_OFFSET]);
-    let tag = key.map_or(0, |key| crate::answer_tag(key, probe));
     answer[TAG_OFFSET..].copy_from_slice(&tag.to_be_bytes());
     answer
 }
@@ -170,7 +178,7 @@ impl Heartbeat {
         buf[4] = VERSION;
         buf[5] = self.state as u8;
         buf[6] = self.priority;
-        buf[7] = self.flags;
+        buf[FLAGS_OFFSET] = self.flags;
         buf[8..12].copy_from_slice(&self.group.to_be_bytes());
         buf[12..16].copy_from_slice(&self.node_id.to_be_bytes());
         buf[16..20].copy_from_slice(&self.interval_ms.to_be_bytes());
@@ -214,13 +222,14 @@ impl Heartbeat {
             return Err(DecodeError::BadField);
         };
         let target = u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]]);
-        if buf[7] & !KNOWN_FLAGS != 0 || (buf[7] & TARGET_FLAGS == 0 && target != 0) {
+        let flags = buf[FLAGS_OFFSET];
+        if flags & !KNOWN_FLAGS != 0 || (flags & TARGET_FLAGS == 0 && target != 0) {
             return Err(DecodeError::BadField);
         }
         Ok(Self {
             state,
             priority: buf[6],
-            flags: buf[7],
+            flags,
             group: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
             node_id: u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]),
             interval_ms: u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]),

@@ -35,10 +35,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ha_common::{
-    answer_flags, answered_probe, change, fenced_key_v4, verify, verify_answer, watch_verdict, AuthKeys,
-    DecodeError, Fence, GroupEntry, Heartbeat, NodeState, PeerEvent, PeerKey, PeerRecord, PeerSlot,
-    ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS,
-    FLAGS_OFFSET, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, IPPROTO_UDP,
+    answer_flags, answer_with_tag, answered_probe, change, fenced_key_v4, verify, verify_answer,
+    watch_verdict, AuthKeys, DecodeError, Fence, GroupEntry, Heartbeat, NodeState, PeerEvent, PeerKey,
+    PeerRecord, PeerSlot, ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats, BPF_F_MMAPABLE,
+    FENCE_KEEP_FLOWS, FLAGS_OFFSET, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, IPPROTO_UDP,
     IPV4_MIN_HEADER_LEN, IPV6_HEADER_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, PEER_HINT_BITS, TAG_OFFSET,
     UDP_HEADER_LEN, WATCH_REQUEST_OFFSET,
 };
@@ -503,7 +503,7 @@ fn answer_probe(
     let mut header = [port[0], port[1], port[0], port[1], old_header[4], old_header[5], 0, 0];
     if family == 6 {
         // Mandatory over IPv6 (optional over IPv4, where 0 says none).
-        let checksum = udp6_checksum(old_header, probe, header, flags, tag);
+        let checksum = udp6_checksum(old_header, probe, header, answer_tag);
         header[6..].copy_from_slice(&checksum);
     }
     let payload = l4 + UDP_HEADER_LEN;
@@ -518,21 +518,17 @@ fn answer_probe(
     Outcome::Answered
 }
 
-/// [`udp_checksum_update`] from the probe to its answer (`flags` and `tag` in place of the
-/// probe's), in a function of its own: the answer's copy and the sums stay out of
-/// `answer_probe`'s frame, which the IPv4 path does not need.
+/// [`udp_checksum_update`] from the probe to its answer (signed with `answer_tag`), in a
+/// function of its own: the answer's copy and the sums stay out of `answer_probe`'s frame, which
+/// the IPv4 path does not need.
 #[inline(never)]
 fn udp6_checksum(
     old_header: [u8; UDP_HEADER_LEN],
     probe: &[u8; HEARTBEAT_LEN],
     new_header: [u8; UDP_HEADER_LEN],
-    flags: u8,
-    tag: [u8; 8],
+    answer_tag: u64,
 ) -> [u8; 2] {
-    let mut answer = *probe;
-    answer[FLAGS_OFFSET] = flags;
-    answer[TAG_OFFSET..].copy_from_slice(&tag);
-    udp_checksum_update(old_header, probe, new_header, &answer)
+    udp_checksum_update(old_header, probe, new_header, &answer_with_tag(probe, answer_tag))
 }
 
 /// Swaps, in the frame, the `HALF` bytes at `offset` with the `HALF` bytes after them: the

@@ -99,7 +99,8 @@ impl Group {
     }
 
     /// Tells the XDP program that this node says `advert` in the group (it answers probes there
-    /// once told), unless it was told exactly that already; `interval` is the agent's heartbeat interval.
+    /// once told), unless it was told exactly that already; `interval` is the agent's heartbeat
+    /// interval.
     pub(super) fn tell_xdp(&mut self, datapath: &mut Datapath, interval: Duration, advert: &Advert) {
         let for_xdp = GroupAdvert {
             interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
