@@ -23,7 +23,7 @@ use aya::{
 };
 use clap::ValueEnum;
 use ha_common::{
-    watch_verdict, AuthKeys, Fence, GroupAdvert, GroupEntry, PeerKey, PeerRecord, PeerSlot, ProbeState,
+    watch_verdict, AuthKeys, Fence, GroupEntry, NodeState, PeerKey, PeerRecord, PeerSlot, ProbeState,
     WatchRequest, XdpConfig, XdpStats, CONFIG_MAP, EVENTS_MAP, FENCED_MAP, FENCE_MAP, GROUPS_MAP,
     GROUP_ENTRIES_MAP, KEYS_MAP, MAX_GROUPS, PEERS_MAP, PEER_COUNT_MAP, PEER_SLOTS_MAP, PROBES_MAP,
     STATS_MAP, WATCH_PROGRAM, WATCH_REQUEST_OFFSET, XDP_PROGRAM,
@@ -294,8 +294,8 @@ impl Datapath {
 
     /// Makes `groups` the groups whose heartbeats the program records (at start, and on reload):
     /// removes those no longer served first, so that a reload that replaces every group still
-    /// fits in [`MAX_GROUPS`] entries, then adds the new ones (with no advert yet: probes in them
-    /// go unanswered until [`Datapath::set_advert`]). Groups that stay keep their entries.
+    /// fits in [`MAX_GROUPS`] entries, then adds the new ones (with no state yet: probes in them
+    /// go unanswered until [`Datapath::set_state`]). Groups that stay keep their entries.
     pub fn set_groups(&mut self, groups: &[u32]) -> Result<(), BpfError> {
         let gone: Vec<u32> = self.group_entries.groups().filter(|group| !groups.contains(group)).collect();
         for group in gone {
@@ -312,21 +312,22 @@ impl Datapath {
         Ok(())
     }
 
-    /// What this node says in `group`: the program answers probes in it from now on (serving
-    /// the group from now on if it did not yet).
-    pub fn set_advert(&mut self, group: u32, advert: GroupAdvert) -> Result<(), BpfError> {
+    /// This node's state in `group`: the program answers probes in it from now on (serving the
+    /// group from now on if it did not yet).
+    pub fn set_state(&mut self, group: u32, state: NodeState) -> Result<(), BpfError> {
         let index = self.group_entry(group)?;
-        set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &GroupEntry { group, served: 1, advert })
+        let entry = GroupEntry { group, served: 1, state: state as u8, _pad0: [0; 7] };
+        set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &entry)
     }
 
-    /// `group`'s index in `GROUP_ENTRIES`, given it (with a blank advert) if it has none.
+    /// `group`'s index in `GROUP_ENTRIES`, given it (with no state yet) if it has none.
     fn group_entry(&mut self, group: u32) -> Result<u32, BpfError> {
         if let Some(index) = self.group_entries.index(group) {
             return Ok(index);
         }
         let index = self.group_entries.assign(group).ok_or(BpfError::TooManyGroups(MAX_GROUPS))?;
         // The entry before GROUPS: a heartbeat that finds the index finds the entry.
-        let entry = GroupEntry { group, served: 1, advert: GroupAdvert::default() };
+        let entry = GroupEntry { group, served: 1, ..GroupEntry::default() };
         set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &entry)?;
         insert(&mut self.ebpf, GROUPS_MAP, group, index)?;
         Ok(index)

@@ -250,7 +250,7 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     // successor's probes are answered from it at once, not from the loop's first heartbeat on.
     for &index in &resumed {
         let advert = groups[index].election.advertised(monotonic_now());
-        groups[index].tell_xdp(&mut datapath, config.interval, &advert);
+        groups[index].tell_xdp(&mut datapath, &advert);
     }
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
     datapath.forward_logs()?;

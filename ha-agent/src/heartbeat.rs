@@ -204,7 +204,7 @@ impl HeartbeatSender {
 
 /// The heartbeat flags that say `advert`.
 #[must_use]
-pub fn advert_flags(advert: &Advert) -> u8 {
+fn advert_flags(advert: &Advert) -> u8 {
     let flag = |on: bool, flag: u8| if on { flag } else { 0 };
     flag(advert.yielded, FLAG_YIELDED)
         | flag(advert.handover_to.is_some(), FLAG_HANDOVER)

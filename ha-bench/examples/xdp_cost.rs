@@ -12,7 +12,7 @@
 //! `cargo run --release -p ha-bench --example xdp_cost -- [REPEAT]` (default 1000000; needs root).
 use aya::programs::{TestRun as _, TestRunOptions};
 use ha_agent::bpf::Datapath;
-use ha_common::{sip_key, AuthKeys, GroupAdvert, Heartbeat, NodeState, XdpConfig, DEFAULT_PORT, FLAG_PROBE};
+use ha_common::{sip_key, AuthKeys, Heartbeat, NodeState, XdpConfig, DEFAULT_PORT, FLAG_PROBE};
 use ha_tests::frames::ipv4_frame;
 
 fn load(keys: &AuthKeys) -> anyhow::Result<Datapath> {
@@ -77,9 +77,7 @@ fn main() -> anyhow::Result<()> {
     let forged_two_keys_ns = ns_per_frame(&load(&two_keys)?, &forged, repeat)?;
     // Probes to node 99, each fresh, answered with XDP_TX: the loop "turned" within an hour.
     let mut answering = load(&one_key)?;
-    let advert =
-        GroupAdvert { interval_ms: 100, state: NodeState::Active as u8, priority: 200, flags: 0, _pad0: 0 };
-    answering.set_advert(1, advert)?;
+    answering.set_state(1, NodeState::Active)?;
     let hour = std::time::Duration::from_hours(1);
     answering.set_fence(ha_agent::bpf::fence(hour, hour, false), &[], ha_agent::clock::monotonic_now())?;
     let probes: Vec<Vec<u8>> = (1..=u64::from(singles))

@@ -62,24 +62,6 @@ pub const WATCH_PROGRAM: &str = "ha_watch";
 /// Ethernet header's room, the least frame an XDP test run takes.
 pub const WATCH_REQUEST_OFFSET: usize = 14;
 
-/// What this node says in one group, as its heartbeats do, kept in its `GroupEntry`: the XDP
-/// program answers a probe in the group only once the agent has written it (a valid state), and
-/// `bpftool map dump` shows it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct GroupAdvert {
-    /// This node's heartbeat interval in ms.
-    pub interval_ms: u32,
-    /// Its state, a `NodeState` value.
-    pub state: u8,
-    /// Its worthiness.
-    pub priority: u8,
-    /// Its flags (without the probe flags).
-    pub flags: u8,
-    /// Explicit padding; always 0.
-    pub _pad0: u8,
-}
-
 /// A group this node serves, in `GROUP_ENTRIES`, written by the agent; an entry no group uses is
 /// all zero.
 #[repr(C)]
@@ -89,8 +71,12 @@ pub struct GroupEntry {
     pub group: u32,
     /// 1 while the group is served, 0 for an unused entry (group ids may be 0).
     pub served: u32,
-    /// What this node says in the group.
-    pub advert: GroupAdvert,
+    /// This node's state in the group, a `NodeState` value, once the agent has written it (0
+    /// until then): the XDP program answers a probe in the group only then, since its answer
+    /// vouches for this node there. The only thing of what this node says that the program needs.
+    pub state: u8,
+    /// Explicit padding; always 0.
+    pub _pad0: [u8; 7],
 }
 
 impl GroupEntry {
@@ -101,6 +87,14 @@ impl GroupEntry {
     #[must_use]
     pub const fn serves(&self, group: u32) -> bool {
         self.served != 0 && self.group == group
+    }
+
+    /// Whether the agent has said what this node is in the group: probes in it are answered.
+    #[allow(clippy::inline_always, reason = "the XDP program's probe path")]
+    #[inline(always)]
+    #[must_use]
+    pub const fn answers_probes(&self) -> bool {
+        crate::NodeState::from_u8(self.state).is_some()
     }
 }
 
@@ -546,8 +540,6 @@ mod pod {
     // SAFETY: see above.
     unsafe impl aya::Pod for super::Fence {}
     // SAFETY: see above.
-    unsafe impl aya::Pod for super::GroupAdvert {}
-    // SAFETY: see above.
     unsafe impl aya::Pod for super::GroupEntry {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::PeerSlot {}
@@ -572,7 +564,6 @@ mod tests {
         assert_eq!(size_of::<XdpConfig>(), 8);
         assert_eq!(size_of::<XdpStats>(), 8 * 15);
         assert_eq!(size_of::<Fence>(), 8 + 8 + 8 + 8 + 8 + 4 + 4);
-        assert_eq!(size_of::<GroupAdvert>(), 8);
         assert_eq!(size_of::<GroupEntry>(), 16);
         assert_eq!(size_of::<PeerSlot>(), 8);
         assert_eq!(size_of::<ProbeState>(), 8 * 3 + 4 + 4);

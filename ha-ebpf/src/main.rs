@@ -36,9 +36,9 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use ha_common::{
     answer_flags, answer_with_tag, answered_probe, change, fenced_key_v4, verify, verify_answer,
-    watch_verdict, AuthKeys, DecodeError, Fence, GroupEntry, Heartbeat, NodeState, PeerEvent, PeerKey,
-    PeerRecord, PeerSlot, ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats, BPF_F_MMAPABLE,
-    FENCE_KEEP_FLOWS, FLAGS_OFFSET, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, IPPROTO_UDP,
+    watch_verdict, AuthKeys, DecodeError, Fence, GroupEntry, Heartbeat, PeerEvent, PeerKey, PeerRecord,
+    PeerSlot, ProbeState, SilenceWatch, WatchRequest, XdpConfig, XdpStats, BPF_F_MMAPABLE, FENCE_KEEP_FLOWS,
+    FLAGS_OFFSET, FLAG_HANDOVER, FLAG_PROBE, FLAG_PROBE_ANSWER, HEARTBEAT_LEN, IPPROTO_UDP,
     IPV4_MIN_HEADER_LEN, IPV6_HEADER_LEN, MAX_FENCED_VIPS, MAX_GROUPS, MAX_PEERS, PEER_HINT_BITS, TAG_OFFSET,
     UDP_HEADER_LEN, WATCH_REQUEST_OFFSET,
 };
@@ -82,9 +82,8 @@ static PEER_COUNT: Array<u64, 1, BPF_F_MMAPABLE> = Array::new();
 #[btf_map]
 static GROUPS: HashMap<u32, u32, { MAX_GROUPS as usize }> = HashMap::new();
 
-/// Each served group's entry (what this node says in it: probes are answered once it is written),
-/// written before attaching, when the node's state or worthiness in a group changes, and on
-/// reload. An array: found by index, which costs no hash.
+/// Each served group's entry (this node's state in it: probes are answered once it is written),
+/// written before attaching, when the node's state in a group changes, and on reload. An array: found by index, which costs no hash.
 #[btf_map]
 static GROUP_ENTRIES: Array<GroupEntry, { MAX_GROUPS as usize }> = Array::new();
 
@@ -454,8 +453,7 @@ fn classify(ctx: &XdpContext) -> Outcome {
     // a forged one costs what a forged heartbeat does, a replayed one what a replay does and the
     // answer tag's six rounds. A group whose entry holds no state yet is not answered: the agent
     // has not said what this node is in it.
-    if matches!(outcome, Outcome::Accepted) && probe_to_us && NodeState::from_u8(entry.advert.state).is_some()
-    {
+    if matches!(outcome, Outcome::Accepted) && probe_to_us && entry.answers_probes() {
         return answer_probe(ctx, &payload, answer_tag, layout, now);
     }
     outcome

@@ -303,8 +303,8 @@ fn a_known_peer_follows_its_group_across_reloads_that_free_and_reuse_its_entry()
     assert_eq!((stats(&datapath).wrong_group, stats(&datapath).accepted), (1, 1), "GROUP is not served");
     // GROUP is back, at another entry: found through GROUPS, and the slot put right.
     datapath.set_groups(&[OTHER, GROUP]).unwrap();
-    datapath.set_advert(GROUP, active_advert(201)).unwrap();
-    datapath.set_advert(OTHER, active_advert(77)).unwrap();
+    datapath.set_state(GROUP, NodeState::Active).unwrap();
+    datapath.set_state(OTHER, NodeState::Standby).unwrap();
     assert_eq!(verdict(&datapath, &from_5(3)), XDP_DROP);
     assert_eq!(verdict(&datapath, &from_5(4)), XDP_DROP);
     assert_eq!((stats(&datapath).wrong_group, stats(&datapath).accepted), (1, 3));
@@ -433,15 +433,10 @@ fn probe(from: u32, target: u32, sequence: u64) -> [u8; HEARTBEAT_LEN] {
     signed(hb, sequence, &KEY)
 }
 
-/// What an ACTIVE node of worthiness `priority` says in a group, at the tests' 100 ms.
-fn active_advert(priority: u8) -> ha_common::GroupAdvert {
-    ha_common::GroupAdvert { interval_ms: 100, state: NodeState::Active as u8, priority, flags: 0, _pad0: 0 }
-}
-
-/// The datapath of a node that is ACTIVE (priority 200) in GROUP, its loop last turned `ago`.
+/// The datapath of a node that is ACTIVE in GROUP, its loop last turned `ago`.
 fn active_datapath(ago: Duration) -> Datapath {
     let mut datapath = load();
-    datapath.set_advert(GROUP, active_advert(200)).unwrap();
+    datapath.set_state(GROUP, NodeState::Active).unwrap();
     let fence = ha_agent::bpf::fence(Duration::from_millis(350), Duration::from_millis(115), false);
     datapath.set_fence(fence, &[], ha_agent::clock::monotonic_now().saturating_sub(ago)).unwrap();
     datapath

@@ -262,7 +262,7 @@ impl Agent {
             .map(|&index| {
                 let group = &mut self.groups[index];
                 let advert = group.election.advertised(now);
-                group.tell_xdp(&mut self.datapath, self.config.interval, &advert);
+                group.tell_xdp(&mut self.datapath, &advert);
                 (group.config.id, advert)
             })
             .collect();
@@ -283,8 +283,8 @@ impl Agent {
     }
 
     /// Hands the pacer group `index`'s heartbeats while what they say is steady (an ACTIVE's:
-    /// [`crate::election::Election::steady_advert`]), or takes them back; XDP is told what a
-    /// paced group says (its probe answers carry it).
+    /// [`crate::election::Election::steady_advert`]), or takes them back; XDP is told the state a
+    /// paced group says (probes in it are answered once it is).
     pub(super) fn pace(&mut self, index: usize) {
         let now = monotonic_now();
         let group = &mut self.groups[index];
@@ -293,7 +293,7 @@ impl Agent {
             return;
         }
         if let Some(advert) = &advert {
-            group.tell_xdp(&mut self.datapath, self.config.interval, advert);
+            group.tell_xdp(&mut self.datapath, advert);
         }
         group.paced = advert;
         if self.pacer.lock().plan.set(group.config.id, advert, self.config.interval, now) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use pnet::datalink::NetworkInterface;
 use tracing::{error, warn};
 
-use ha_common::GroupAdvert;
+use ha_common::NodeState;
 
 use super::agent::AsDynError as _;
 use crate::{
@@ -16,7 +16,6 @@ use crate::{
     config::{Config, GroupConfig},
     election::{Advert, Election, PeerView, Settings, State},
     garp::{self, Holding},
-    heartbeat::advert_flags,
     hooks::HookContext,
     ids::NodeId,
     vip::{VipError, VipManager},
@@ -35,8 +34,9 @@ pub(super) struct Group {
     pub(super) holding: Holding,
     /// What its hooks are told besides the transition.
     pub(super) hook_context: HookContext,
-    /// What the XDP program last was told this node says in the group (for probe answers).
-    pub(super) advert_written: Option<GroupAdvert>,
+    /// The state the XDP program last was told this node is in, in the group (it answers
+    /// probes there once told).
+    pub(super) state_written: Option<NodeState>,
     /// When the suspicion under way sent its first probe (for the round-trip histogram).
     pub(super) probe_started: Duration,
     /// The peer the XDP program's silence watch follows for this group (see
@@ -82,7 +82,7 @@ impl Group {
             state_since: now,
             holding: Holding::default(),
             hook_context,
-            advert_written: None,
+            state_written: None,
             probe_started: Duration::ZERO,
             watching: None,
             watch_failed: false,
@@ -98,21 +98,14 @@ impl Group {
         self.config = config;
     }
 
-    /// Tells the XDP program that this node says `advert` in the group (it answers probes there
-    /// once told), unless it was told exactly that already; `interval` is the agent's heartbeat
-    /// interval.
-    pub(super) fn tell_xdp(&mut self, datapath: &mut Datapath, interval: Duration, advert: &Advert) {
-        let for_xdp = GroupAdvert {
-            interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
-            state: advert.state as u8,
-            priority: advert.priority,
-            flags: advert_flags(advert),
-            _pad0: 0,
-        };
-        if self.advert_written != Some(for_xdp) {
-            match datapath.set_advert(self.config.id.0, for_xdp) {
-                Ok(()) => self.advert_written = Some(for_xdp),
-                Err(err) => warn!(error = err.as_dyn(), "telling XDP what this node says failed"),
+    /// Tells the XDP program the state `advert` says this node is in, in the group (it answers
+    /// probes there once told), unless it was told that already: a map write only when the
+    /// state changes, not with the worthiness or the flags, which the program does not read.
+    pub(super) fn tell_xdp(&mut self, datapath: &mut Datapath, advert: &Advert) {
+        if self.state_written != Some(advert.state) {
+            match datapath.set_state(self.config.id.0, advert.state) {
+                Ok(()) => self.state_written = Some(advert.state),
+                Err(err) => warn!(error = err.as_dyn(), "telling XDP this node's state failed"),
             }
         }
     }
