@@ -531,6 +531,8 @@ fn an_ipv6_answer_carries_a_valid_udp_checksum() {
         &"2001:db8::11".parse::<std::net::Ipv6Addr>().unwrap().octets(),
         "back to the prober"
     );
+    assert_eq!(&out[22..38], &frame[38..54], "from the address it was sent to");
+    assert_eq!((&out[0..6], &out[6..12]), (&frame[6..12], &frame[0..6]), "the MACs swapped");
     assert!(udp6_checksum_ok(&out), "the answer's checksum");
 }
 
