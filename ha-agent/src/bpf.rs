@@ -307,7 +307,9 @@ impl Datapath {
             }
         }
         for &group in groups {
-            self.group_entry(group)?;
+            if self.group_entries.index(group).is_none() {
+                self.add_group(GroupEntry::serving(group, None))?;
+            }
         }
         Ok(())
     }
@@ -315,22 +317,19 @@ impl Datapath {
     /// This node's state in `group`: the program answers probes in it from now on (serving the
     /// group from now on if it did not yet).
     pub fn set_state(&mut self, group: u32, state: NodeState) -> Result<(), BpfError> {
-        let index = self.group_entry(group)?;
-        let entry = GroupEntry { group, served: 1, state: state as u8, _pad0: [0; 7] };
-        set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &entry)
+        let entry = GroupEntry::serving(group, Some(state));
+        match self.group_entries.index(group) {
+            Some(index) => set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &entry),
+            None => self.add_group(entry),
+        }
     }
 
-    /// `group`'s index in `GROUP_ENTRIES`, given it (with no state yet) if it has none.
-    fn group_entry(&mut self, group: u32) -> Result<u32, BpfError> {
-        if let Some(index) = self.group_entries.index(group) {
-            return Ok(index);
-        }
-        let index = self.group_entries.assign(group).ok_or(BpfError::TooManyGroups(MAX_GROUPS))?;
+    /// Gives `entry`'s group, which has none, an index in `GROUP_ENTRIES` and writes `entry` there.
+    fn add_group(&mut self, entry: GroupEntry) -> Result<(), BpfError> {
+        let index = self.group_entries.assign(entry.group).ok_or(BpfError::TooManyGroups(MAX_GROUPS))?;
         // The entry before GROUPS: a heartbeat that finds the index finds the entry.
-        let entry = GroupEntry { group, served: 1, ..GroupEntry::default() };
         set_at(&mut self.ebpf, GROUP_ENTRIES_MAP, index, &entry)?;
-        insert(&mut self.ebpf, GROUPS_MAP, group, index)?;
-        Ok(index)
+        insert(&mut self.ebpf, GROUPS_MAP, entry.group, index)
     }
 
     /// Records the probe burst under way in `group` (before each probe goes out).

@@ -249,8 +249,8 @@ pub async fn run(config: Config, flags: RunArgs) -> Result<(), DaemonError> {
     // What a resumed ACTIVE says, before the program takes over from its predecessor's: the
     // successor's probes are answered from it at once, not from the loop's first heartbeat on.
     for &index in &resumed {
-        let advert = groups[index].election.advertised(monotonic_now());
-        groups[index].tell_xdp(&mut datapath, &advert);
+        let state = groups[index].election.advertised(monotonic_now()).state;
+        groups[index].tell_xdp(&mut datapath, state);
     }
     let mode = datapath.attach(&config.iface, config.xdp_mode)?;
     datapath.forward_logs()?;

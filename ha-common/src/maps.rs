@@ -80,6 +80,17 @@ pub struct GroupEntry {
 }
 
 impl GroupEntry {
+    /// The entry of the served `group`, with this node's `state` in it (`None`: not said yet, and
+    /// probes in the group go unanswered).
+    #[must_use]
+    pub const fn serving(group: u32, state: Option<crate::NodeState>) -> Self {
+        let state = match state {
+            Some(state) => state as u8,
+            None => 0,
+        };
+        Self { group, served: 1, state, _pad0: [0; 7] }
+    }
+
     /// Whether this entry is `group`'s: a peer's index may be one a reload has since freed or
     /// given to another group.
     #[allow(clippy::inline_always, reason = "the XDP program's hot path")]

@@ -83,7 +83,8 @@ static PEER_COUNT: Array<u64, 1, BPF_F_MMAPABLE> = Array::new();
 static GROUPS: HashMap<u32, u32, { MAX_GROUPS as usize }> = HashMap::new();
 
 /// Each served group's entry (this node's state in it: probes are answered once it is written),
-/// written before attaching, when the node's state in a group changes, and on reload. An array: found by index, which costs no hash.
+/// written before attaching, when the node's state in a group changes, and on reload. An array:
+/// found by index, which costs no hash.
 #[btf_map]
 static GROUP_ENTRIES: Array<GroupEntry, { MAX_GROUPS as usize }> = Array::new();
 

@@ -262,7 +262,7 @@ impl Agent {
             .map(|&index| {
                 let group = &mut self.groups[index];
                 let advert = group.election.advertised(now);
-                group.tell_xdp(&mut self.datapath, &advert);
+                group.tell_xdp(&mut self.datapath, advert.state);
                 (group.config.id, advert)
             })
             .collect();
@@ -293,7 +293,7 @@ impl Agent {
             return;
         }
         if let Some(advert) = &advert {
-            group.tell_xdp(&mut self.datapath, advert);
+            group.tell_xdp(&mut self.datapath, advert.state);
         }
         group.paced = advert;
         if self.pacer.lock().plan.set(group.config.id, advert, self.config.interval, now) {

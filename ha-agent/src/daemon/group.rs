@@ -98,13 +98,14 @@ impl Group {
         self.config = config;
     }
 
-    /// Tells the XDP program the state `advert` says this node is in, in the group (it answers
-    /// probes there once told), unless it was told that already: a map write only when the
-    /// state changes, not with the worthiness or the flags, which the program does not read.
-    pub(super) fn tell_xdp(&mut self, datapath: &mut Datapath, advert: &Advert) {
-        if self.state_written != Some(advert.state) {
-            match datapath.set_state(self.config.id.0, advert.state) {
-                Ok(()) => self.state_written = Some(advert.state),
+    /// Tells the XDP program that this node is in `state` in the group, as its heartbeats say
+    /// (it answers probes there once told), unless it was told that already: a map write only
+    /// when the state changes, not with the worthiness or the flags, which the program does not
+    /// read.
+    pub(super) fn tell_xdp(&mut self, datapath: &mut Datapath, state: NodeState) {
+        if self.state_written != Some(state) {
+            match datapath.set_state(self.config.id.0, state) {
+                Ok(()) => self.state_written = Some(state),
                 Err(err) => warn!(error = err.as_dyn(), "telling XDP this node's state failed"),
             }
         }
